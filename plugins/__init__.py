@@ -1,0 +1,1 @@
+"""fedi-run's built-in service plugins, each registered through the ``fedi_run`` entry-point group."""
