@@ -1,1 +1,88 @@
-"""The acme plugin."""
+"""The acme plugin: certificates from an ACME server (Let's Encrypt, or Pebble in tests).
+
+Owns the top-level ``[acme]`` table. On the deployer, the ACME account is registered first, so
+a wrong server or e-mail fails before anything else. On each host that runs a service: trust
+the CA in ``ca_file`` when one is given (test CAs), then check that the host reaches the ACME
+directory.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from fedi_run.engine.hookspecs import hookimpl
+from fedi_run.engine.operations import Call, Command, File
+from fedi_run.engine.playbook import Email, FilePath, HttpsUrl, Playbook, Section
+from fedi_run.engine.sections import ConfigSection
+from fedi_run.engine.tasks import Task, per_host_id
+
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+CA_PATH = "/usr/local/share/ca-certificates/fedi-run-acme.crt"
+
+
+class AcmeSection(Section):
+    """``[acme]``: where certificates come from."""
+
+    server: HttpsUrl = Field(LETS_ENCRYPT, description="The ACME directory URL.")
+    email: Email = Field(description="The ACME account's contact address.")
+    ca_file: FilePath | None = Field(
+        None, description="An extra CA the hosts must trust to reach the server (test CAs)."
+    )
+    accept_terms: bool = Field(False, description="Agree to the ACME server's terms of service.")
+
+
+@hookimpl
+def fedi_run_config_sections():
+    return [ConfigSection("acme", AcmeSection, kind="table", description="The ACME server.")]
+
+
+def service_hosts(playbook: Playbook) -> list[str]:
+    """The hosts that run an enabled service, each once."""
+    return sorted({playbook.service_host(name) for name in playbook.enabled})
+
+
+@hookimpl
+def fedi_run_tasks(playbook: Playbook):
+    acme = playbook.section("acme")
+    hosts = service_hosts(playbook)
+    if acme is None or not hosts:
+        return []
+    tasks = [
+        Task(
+            id="acme.account",
+            host=None,
+            tags=("acme",),
+            description=f"register the ACME account {acme.email} at {acme.server}",
+            actions=(Call("fedi_run.plugins.acme.account:register", ()),),
+            undo=(),
+        )
+    ]
+    for host in hosts:
+        reach_requires = ["acme.account"]
+        if acme.ca_file:
+            tasks.append(
+                Task(
+                    id=per_host_id("acme.trust", host),
+                    host=host,
+                    tags=("acme", "trust"),
+                    description=f"trust the ACME CA {acme.ca_file}",
+                    actions=(
+                        Call("fedi_run.plugins.acme.trust:place_ca", (("to", CA_PATH),)),
+                        Command("update-ca-certificates"),
+                    ),
+                    undo=(File(CA_PATH, present=False), Command("update-ca-certificates --fresh")),
+                )
+            )
+            reach_requires.append(per_host_id("acme.trust", host))
+        tasks.append(
+            Task(
+                id=per_host_id("acme.reach", host),
+                host=host,
+                requires=tuple(reach_requires),
+                tags=("acme", "check"),
+                description=f"check that {host} reaches {acme.server}",
+                actions=(Call("fedi_run.plugins.acme.reach:check", ()),),
+                undo=(),
+            )
+        )
+    return tasks

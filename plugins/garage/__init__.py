@@ -1,1 +1,71 @@
-"""The garage plugin."""
+"""The garage plugin: Garage, the S3-compatible object store holding the apps' media.
+
+Switched on whenever an app that stores media is (each app's section ``needs`` garage). On the
+garage host: the RPC secret and the admin token; for each enabled app, an S3 access key in
+Garage's format (``GK`` and 24 hex digits, a 64-hex-digit secret) and its bucket.
+"""
+
+from __future__ import annotations
+
+from fedi_run.engine.hookspecs import hookimpl
+from fedi_run.engine.operations import Directory, Secret
+from fedi_run.engine.playbook import Playbook, ServiceConfig
+from fedi_run.engine.sections import ConfigSection
+from fedi_run.engine.tasks import Task
+from fedi_run.plugins.fediversity import SECRETS_ROOT, acme_ready, secrets_dir
+
+APPS = ("mastodon", "peertube", "pixelfed")
+
+
+class GarageConfig(ServiceConfig):
+    """``[services.garage]``: only ``enable`` and ``host``; it is enabled by any app."""
+
+
+@hookimpl
+def fedi_run_config_sections():
+    return [ConfigSection("garage", GarageConfig, description="Garage, the S3 object store.")]
+
+
+def key_dir(app: str) -> str:
+    """Where the garage host keeps ``app``'s S3 key id and secret."""
+    return f"{secrets_dir('garage')}/keys/{app}"
+
+
+@hookimpl
+def fedi_run_tasks(playbook: Playbook):
+    if not playbook.is_enabled("garage"):
+        return []
+    host = playbook.service_host("garage")
+    tasks = [
+        Task(
+            id="garage.secrets",
+            host=host,
+            requires=acme_ready(playbook, host),
+            tags=("garage", "secrets"),
+            description="Garage's RPC secret and admin token",
+            actions=(
+                Directory(SECRETS_ROOT, mode=0o700),
+                Directory(secrets_dir("garage"), mode=0o700),
+                Secret(f"{secrets_dir('garage')}/rpc-secret", "hex32"),
+                Secret(f"{secrets_dir('garage')}/admin-token", "base64-32"),
+            ),
+        )
+    ]
+    for app in APPS:
+        if playbook.is_enabled(app):
+            tasks.append(
+                Task(
+                    id=f"garage.key.{app}",
+                    host=host,
+                    requires=("garage.secrets",),
+                    tags=("garage", "s3", app),
+                    description=f"the S3 access key and bucket of {app}",
+                    actions=(
+                        Directory(f"{secrets_dir('garage')}/keys", mode=0o700),
+                        Directory(key_dir(app), mode=0o700),
+                        Secret(f"{key_dir(app)}/key-id", "garage-key-id"),
+                        Secret(f"{key_dir(app)}/secret", "hex32"),
+                    ),
+                )
+            )
+    return tasks

@@ -1,1 +1,27 @@
-"""The peertube plugin."""
+"""The peertube plugin: PeerTube at ``peertube.<domain>``.
+
+On its host before the apply: its secrets file and its Garage S3 key files.
+"""
+
+from __future__ import annotations
+
+from fedi_run.engine.hookspecs import hookimpl
+from fedi_run.engine.playbook import Playbook, ServiceConfig
+from fedi_run.engine.sections import ConfigSection
+from fedi_run.plugins.fediversity import SecretSpec, app_tasks
+
+SECRETS = (SecretSpec("secrets", "hex32"),)
+
+
+class PeertubeConfig(ServiceConfig):
+    """``[services.peertube]``: ``enable`` and ``host``."""
+
+
+@hookimpl
+def fedi_run_config_sections():
+    return [ConfigSection("peertube", PeertubeConfig, needs=("garage",), description="PeerTube, video.")]
+
+
+@hookimpl
+def fedi_run_tasks(playbook: Playbook):
+    return app_tasks(playbook, "peertube", SECRETS)

@@ -1,0 +1,36 @@
+"""The final task of every run: ``nixops4 apply`` in the rendered deployment's directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fedi_run.engine.operations import LocalCommand
+from fedi_run.engine.playbook import Playbook
+from fedi_run.engine.tasks import Task
+
+APPLY_ID = "nixops4.apply"
+STATE_DIRNAME = ".fedi-run"
+
+
+def deployment_directory(playbook: Playbook) -> Path:
+    """Where the NixOps4 deployment is rendered: ``.fedi-run/<name>/`` beside the playbook."""
+    return playbook.source.absolute().parent / STATE_DIRNAME / playbook.name
+
+
+def apply_task(playbook: Playbook, last_tasks: list[str]) -> Task:
+    """``nixops4.apply``, running after ``last_tasks`` (the graph's sinks) and so after every
+    other task of the deployment."""
+    return Task(
+        id=APPLY_ID,
+        host=None,
+        requires=tuple(last_tasks),
+        tags=("apply",),
+        description=f"nixops4 apply {playbook.name}: make the rendered NixOS configuration live",
+        actions=(
+            LocalCommand(
+                ("nixops4", "apply", playbook.name, "--no-interactive", "--show-trace"),
+                cwd=str(deployment_directory(playbook)),
+            ),
+        ),
+        undo=(),
+    )

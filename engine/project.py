@@ -1,0 +1,73 @@
+"""Assembling a deployment: plugins, playbook, tasks, graph — the engine's Python API.
+
+:func:`load_project` is what the CLI (and the panel, and tests) call: it either returns a
+:class:`Project` whose graph is valid, or raises a :class:`FediRunError` with every problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedi_run.engine.apply import apply_task
+from fedi_run.engine.graph import TaskGraph
+from fedi_run.engine.loading import load_playbook
+from fedi_run.engine.playbook import Playbook
+from fedi_run.engine.plugins import Plugins
+from fedi_run.engine.sections import ConfigSection
+from fedi_run.engine.selection import Selection, Selector, select
+from fedi_run.engine.planning import Plan, make_plan
+from fedi_run.engine.user_tasks import user_tasks
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded deployment: its playbook, the plugins that built it, and its task graph."""
+
+    playbook: Playbook
+    plugins: Plugins
+    graph: TaskGraph
+
+    def select(self, selector: Selector = Selector()) -> Selection:
+        """The tasks ``selector`` picks, closed under dependencies unless asked otherwise."""
+        return select(self.graph, selector)
+
+    def plan(self, selector: Selector = Selector()) -> Plan:
+        """The plan for ``selector``."""
+        return make_plan(self.playbook.name, self.graph, self.select(selector))
+
+
+def config_sections(plugins: Plugins) -> list[ConfigSection]:
+    """The sections every loaded plugin declares."""
+    return [section for _, section in plugins.config_sections()]
+
+
+def load_project(
+    playbook: Path,
+    inventories: Iterable[Path] = (),
+    configuration: Path | None = None,
+    plugin_modules: Iterable[str] = (),
+    plugins: Plugins | None = None,
+    apply: bool = True,
+) -> Project:
+    """Load plugins (unless given), read the playbook, collect every task and build the graph.
+
+    With ``apply`` the graph ends with ``nixops4.apply``, after every other task.
+    """
+    if plugins is None:
+        plugins = Plugins.load(plugin_modules)
+    from fedi_run.engine.plugins import disabled_from_environment
+
+    loaded = load_playbook(
+        Path(playbook),
+        config_sections(plugins),
+        inventories=[Path(i) for i in inventories],
+        configuration_file=configuration,
+        disabled_plugins=disabled_from_environment(),
+    )
+    tasks = plugins.tasks(loaded) + user_tasks(loaded)
+    graph = TaskGraph.build(tasks, loaded.hosts)
+    if apply:
+        graph = graph.finished_with(lambda sinks: apply_task(loaded, sinks))
+    return Project(loaded, plugins, graph)
