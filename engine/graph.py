@@ -21,7 +21,9 @@ from fedi_run.engine.tasks import Task
 
 
 def _origin(task: Task) -> str:
-    return f"plugin {task.plugin!r}" if task.plugin else "the engine"
+    if task.plugin:
+        return f"plugin {task.plugin!r}"
+    return "the playbook's [tasks]" if task.namespace == "tasks" else "the engine"
 
 
 class TaskGraph:

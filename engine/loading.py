@@ -106,7 +106,11 @@ def _path_fields(model: type[BaseModel]) -> set[str]:
                 return True
         return any(marked(arg) for arg in typing.get_args(annotation))
 
-    return {name for name, field in model.model_fields.items() if marked(field.annotation)}
+    return {
+        name
+        for name, field in model.model_fields.items()
+        if marked(field.annotation) or any(isinstance(m, PathMarker) for m in field.metadata)
+    }
 
 
 def _resolve_paths(table: Any, model: type[BaseModel], key: Key, merged: _Merged) -> None:
@@ -257,7 +261,7 @@ def _validate(
     enabled = _enabled(service_values, services, merged)
     hosts = values["hosts"]
     raw_hosts = data.get("hosts", {}) if isinstance(data.get("hosts"), dict) else {}
-    for service, reason in enabled.items():
+    for service, reason in sorted(enabled.items(), key=lambda item: item[1].startswith("needed")):
         config = service_values[service]
         host = config.host or service
         if host not in hosts and host not in raw_hosts:

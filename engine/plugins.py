@@ -21,6 +21,7 @@ import pluggy
 
 from fedi_run.engine import hookspecs
 from fedi_run.engine.errors import PluginError
+from fedi_run.engine.names import did_you_mean
 
 if TYPE_CHECKING:
     from fedi_run.engine.playbook import Playbook
@@ -90,6 +91,26 @@ def _module_candidate(module_name: str) -> _Candidate:
     return _Candidate(name, f"module {module_name} (--plugin)", version, lambda: module)
 
 
+def _check_hook_names(plugin: object, candidate: _Candidate) -> None:
+    """Every ``fedi_run_*`` callable must be a marked implementation of a known hook."""
+    known = {name for name in dir(hookspecs) if name.startswith("fedi_run_")}
+    for name in dir(plugin):
+        if not name.startswith("fedi_run_") or not callable(getattr(plugin, name)):
+            continue
+        if name not in known:
+            hint = did_you_mean(name, known)
+            raise PluginError(
+                f"error: plugin {candidate.name!r} ({candidate.origin}) defines {name}, which is "
+                f"not a fedi-run hook{hint}; the hooks are: {', '.join(sorted(known))}"
+            )
+        if not hasattr(getattr(plugin, name), "fedi_run_impl"):
+            raise PluginError(
+                f"error: plugin {candidate.name!r} ({candidate.origin}) defines {name} without "
+                "the @hookimpl marker (from fedi_run.engine.hookspecs import hookimpl), so it "
+                "would never be called"
+            )
+
+
 class Plugins:
     """The loaded plugins and a typed call for each hook.
 
@@ -138,6 +159,7 @@ class Plugins:
                     f"error: plugin {candidate.name!r} ({candidate.origin}) failed to import: "
                     f"{type(error).__name__}: {error}"
                 ) from None
+            _check_hook_names(plugin, candidate)
             try:
                 manager.register(plugin, name=candidate.name)
             except pluggy.PluginValidationError as error:
@@ -164,7 +186,7 @@ class Plugins:
         """Call every implementation of ``hook_name``; ``(plugin name, result)`` pairs."""
         caller = getattr(self._manager.hook, hook_name)
         results = []
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in caller.get_hookimpls():  # in registration order
             args = {name: kwargs[name] for name in impl.argnames}
             try:
                 result = impl.function(**args)

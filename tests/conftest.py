@@ -1,0 +1,42 @@
+"""Shared helpers for fedi-run's own tests. The lab fixtures come from the installed pytest
+plugin (``fedi_run.engine.lab.pytest_plugin``), exactly as a plugin author gets them."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SUPPORT = Path(__file__).resolve().parent / "support"
+
+MINIMAL = """
+[deployment]
+name = "test"
+domain = "example.org"
+
+[hosts.web]
+address = "127.0.0.2"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _support_on_path(monkeypatch):
+    """Make tests/support importable, for the ``--plugin`` tests."""
+    monkeypatch.syspath_prepend(str(SUPPORT))
+    monkeypatch.delenv("FEDI_RUN_DISABLE_PLUGINS", raising=False)
+
+
+@pytest.fixture
+def write(tmp_path):
+    """``write(name, text)`` writes a dedented file under tmp_path and returns its path."""
+
+    def _write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return _write

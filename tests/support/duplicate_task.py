@@ -1,0 +1,11 @@
+"""A plugin that returns a task id the mastodon plugin also returns."""
+
+from fedi_run.engine.hookspecs import hookimpl
+from fedi_run.engine.tasks import Task
+
+
+@hookimpl
+def fedi_run_tasks(playbook):
+    if playbook.is_enabled("mastodon"):
+        return [Task("mastodon.secrets", playbook.service_host("mastodon"))]
+    return []

@@ -1,0 +1,8 @@
+"""A plugin with a hook implementation whose name matches no hook."""
+
+from fedi_run.engine.hookspecs import hookimpl
+
+
+@hookimpl
+def fedi_run_taks(playbook):
+    return []
