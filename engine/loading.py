@@ -12,6 +12,7 @@ is read last. Relative paths are resolved against the directory of the file that
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 import typing
@@ -97,7 +98,8 @@ class _Merged:
         raise KeyError(key)  # pragma: no cover - the root always has an origin
 
 
-def _path_fields(model: type[BaseModel]) -> set[str]:
+@functools.lru_cache(maxsize=None)
+def _path_fields(model: type[BaseModel]) -> frozenset[str]:
     """Names of ``model``'s fields declared as :data:`~fedi_run.engine.playbook.FilePath`."""
 
     def marked(annotation: Any) -> bool:
@@ -106,11 +108,11 @@ def _path_fields(model: type[BaseModel]) -> set[str]:
                 return True
         return any(marked(arg) for arg in typing.get_args(annotation))
 
-    return {
+    return frozenset(
         name
         for name, field in model.model_fields.items()
         if marked(field.annotation) or any(isinstance(m, PathMarker) for m in field.metadata)
-    }
+    )
 
 
 def _resolve_paths(table: Any, model: type[BaseModel], key: Key, merged: _Merged) -> None:

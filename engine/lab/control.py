@@ -77,7 +77,10 @@ def _start_hosts(lab: LabState, names: tuple[str, ...], sshd: str) -> LabState:
         failed = [h for h in hosts if (h.address, PORT) in pending or not procs.is_running(h.process)]
         details = "\n".join(f"  {h.name}: {_log_tail(h.root / 'sshd.log')}" for h in failed)
         raise LabError(f"error: lab host(s) failed to start:\n{details}")
+    machine = procs.machine_namespaces()
     hosts = [replace(h, mnt_ns=procs.mount_namespace(h.process.pid)) for h in hosts]
+    if any(h.mnt_ns in machine or not h.mnt_ns for h in hosts):
+        raise LabError("error: a lab host is listening but not in a namespace of its own")
     return replace(lab, hosts=tuple(hosts))
 
 
@@ -130,17 +133,27 @@ def up(directory: Path | str, hosts: Sequence[str], *, acme: bool = False) -> La
                     lab = _start_hosts(lab, names, tools.sshd)
                     state.save(lab)
                 if acme:
-                    lab = replace(lab, acme=pebble.start(directory / "acme", tools.pebble))
+                    lab = replace(lab, acme=pebble.launch(directory / "acme", tools.pebble))
+                    state.save(lab)
+                    pebble.wait_ready(lab.acme)
             _publish(lab)
         except BaseException:
-            _stop_and_remove(state.load(directory) or lab, lab)
+            recorded = state.load(directory) or lab
+            _stop_and_remove(recorded, lab)
+            for proc in processes_of(recorded) + processes_of(lab):  # collect exited children
+                if proc:
+                    procs.reap(proc.pid)
             raise
     return lab
 
 
+def processes_of(lab: LabState) -> list[Proc | None]:
+    """The processes ``lab`` recorded (None where a part has none yet)."""
+    return [h.process for h in lab.hosts] + [lab.acme.process if lab.acme else None]
+
+
 def _running(lab: LabState) -> bool:
-    procs_ = [h.process for h in lab.hosts] + [lab.acme.process if lab.acme else None]
-    return any(procs.is_running(p) for p in procs_)
+    return any(procs.is_running(p) for p in processes_of(lab))
 
 
 def _victims(labs: list[LabState]) -> list[Proc]:
@@ -148,17 +161,21 @@ def _victims(labs: list[LabState]) -> list[Proc]:
     mount namespace when that namespace is provably the host's."""
     found: dict[int, Proc] = {}
     hosts = {h.name + str(h.root): h for lab in labs for h in lab.hosts}.values()
-    namespaces = {}
+    machine = procs.machine_namespaces()
+    namespaces: dict[str, HostInfo] = {}
     for h in hosts:
         live = procs.is_running(h.process)
-        ns = (procs.mount_namespace(h.process.pid) if live else "") or h.mnt_ns
         if live:
             found[h.process.pid] = h.process
-        if ns:
-            namespaces[ns] = (h, live)
+        for ns in {procs.mount_namespace(h.process.pid) if live else "", h.mnt_ns} - machine:
+            if ns:
+                namespaces[ns] = h
     for ns, members in procs.namespace_members(set(namespaces)).items():
-        h, live = namespaces[ns]
-        if members and (live or procs.mentions(members[0].pid, str(h.root))):
+        # a namespace is the host's only if its mount table shows the host's directories
+        # (a launcher that has not unshared yet, or a later namespace reusing the inode
+        # number, does not)
+        marker = str(namespaces[ns].root)
+        if any(procs.mentions(m.pid, marker) for m in members[:3]):
             found.update((m.pid, m) for m in members)
     for lab in labs:
         if lab.acme and procs.is_running(lab.acme.process):

@@ -1,6 +1,6 @@
 """The lab's ACME server: Debian's ``pebble`` on 127.0.0.1, with a CA made at ``lab up``.
 
-:func:`start` writes into ``acme_dir``:
+:func:`launch` writes into ``acme_dir``:
 
 * ``ca.pem`` — the lab CA (the inventory's ``acme.ca_file``) and ``ca.key``;
 * ``listener.pem`` / ``listener.key`` — the HTTPS certificate of Pebble's listener, for
@@ -9,8 +9,8 @@
 
 then runs ``pebble -config … -dnsserver 127.0.0.1:53`` with ``PEBBLE_VA_ALWAYS_VALID=1``
 (every challenge passes, nothing is dialled back), ``PEBBLE_VA_NOSLEEP=1`` and
-``PEBBLE_WFE_NONCEREJECT=0`` (no random bad-nonce errors), and waits until its directory
-answers over HTTPS verified with the lab CA. Certificates Pebble *issues* chain to its own
+``PEBBLE_WFE_NONCEREJECT=0`` (no random bad-nonce errors); :func:`wait_ready` waits until
+its directory answers over HTTPS verified with the lab CA. Certificates Pebble *issues* chain to its own
 root, served by its management API at ``<management>/roots/0``.
 """
 
@@ -72,36 +72,38 @@ def directory_answers(url: str, ca_file: Path, timeout: float = 2.0) -> bool:
         return False
 
 
-def start(acme_dir: Path, pebble: str, timeout: float = 15.0) -> AcmeInfo:
-    """Start Pebble as described above and return its :class:`AcmeInfo` once it answers.
-
-    Raises :class:`LabError` with the end of ``pebble.log`` if it exits or does not answer
-    within ``timeout`` seconds (it is stopped first).
-    """
+def launch(acme_dir: Path, pebble: str) -> AcmeInfo:
+    """Write the CA, certificate and config into ``acme_dir`` and start Pebble; return its
+    :class:`AcmeInfo` at once (record it before :func:`wait_ready`, so it can be stopped)."""
     acme_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     port = addresses.free_port(ADDRESS, PREFERRED_PORT)
     management_port = addresses.free_port(ADDRESS, PREFERRED_MANAGEMENT_PORT, avoid={port})
     config = write_config(acme_dir, port, management_port)
-    log = acme_dir / "pebble.log"
     env = {**os.environ, **ENV}
-    proc = procs.spawn([pebble, "-config", str(config), "-dnsserver", DNS_SERVER], log, env)
-    info = AcmeInfo(
+    argv = [pebble, "-config", str(config), "-dnsserver", DNS_SERVER]
+    proc = procs.spawn(argv, acme_dir / "pebble.log", env)
+    return AcmeInfo(
         server=f"https://{ADDRESS}:{port}/dir",
         ca_file=acme_dir / "ca.pem",
         management=f"https://{ADDRESS}:{management_port}",
         process=proc,
     )
-    pending = addresses.wait_listening(
-        [(ADDRESS, port)], timeout, lambda: procs.is_running(proc)
-    )
+
+
+def wait_ready(info: AcmeInfo, timeout: float = 15.0) -> None:
+    """Return once Pebble's directory answers over HTTPS verified with the lab CA; raise
+    :class:`LabError` with the end of ``pebble.log`` if it exits or does not answer within
+    ``timeout`` seconds (stopping it is the caller's business)."""
+    port = int(info.server.rsplit(":", 1)[1].split("/")[0])
+    running = lambda: procs.is_running(info.process)  # noqa: E731
+    pending = addresses.wait_listening([(ADDRESS, port)], timeout, running)
     deadline = time.monotonic() + timeout
     while not pending and not directory_answers(info.server, info.ca_file):
-        if time.monotonic() > deadline or not procs.is_running(proc):
+        if time.monotonic() > deadline or not running():
             pending = {(ADDRESS, port)}
             break
         time.sleep(0.01)
     if pending:
-        procs.terminate([proc])
+        log = info.ca_file.parent / "pebble.log"
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         raise LabError(f"error: pebble did not start on {ADDRESS}:{port}; its log:\n{tail}")
-    return info

@@ -53,9 +53,20 @@ def mount_namespace(pid: int) -> str:
         return ""
 
 
+def machine_namespaces() -> set[str]:
+    """The mount namespaces of this process and of PID 1: never a lab host's."""
+    return {ns for ns in (mount_namespace(os.getpid()), mount_namespace(1)) if ns}
+
+
 def namespace_members(namespaces: set[str]) -> dict[str, list[Proc]]:
-    """Live processes in each of ``namespaces`` (``mnt:[inode]`` strings), by namespace."""
+    """Live processes in each of ``namespaces`` (``mnt:[inode]`` strings), by namespace.
+
+    The machine's own namespaces (:func:`machine_namespaces`) are never searched: they are
+    answered with an empty list, so a host that had not yet entered its own namespace can
+    never make the caller act on every process of the machine.
+    """
     members: dict[str, list[Proc]] = {ns: [] for ns in namespaces}
+    namespaces = set(namespaces) - machine_namespaces()
     if not namespaces:
         return members
     for entry in os.listdir("/proc"):
@@ -112,8 +123,11 @@ def reap(pid: int) -> bool:
 
 def terminate(procs: list[Proc], timeout: float = 3.0) -> list[Proc]:
     """SIGTERM ``procs``, SIGKILL whatever still runs after ``timeout`` seconds, and wait for
-    them to go. A PID is signalled only while its start time still matches. Return the
-    processes still alive at the end (normally none)."""
+    them to go. A PID is signalled only while its start time still matches, and never PID 1,
+    the caller or its parent. Return the processes still alive at the end (normally none)."""
+
+    never = {1, os.getpid(), os.getppid()}
+    procs = [p for p in procs if p.pid not in never]
 
     def alive(candidates: list[Proc]) -> list[Proc]:
         return [p for p in candidates if not reap(p.pid) and is_running(p)]

@@ -76,9 +76,12 @@ class Lab:
     # -- commands on hosts ---------------------------------------------------------------
 
     def connection(self, host: str) -> HostConnection:
-        """The shared connection to ``host``, opened on first use."""
+        """The shared connection to ``host``, opened on first use (and again if it dropped)."""
         with self._lock:
             conn = self._connections.get(host)
+            if conn is not None and not conn.active:
+                conn.close()
+                conn = None
             if conn is None:
                 conn = HostConnection(self.state.host(host), self.state.identity)
                 self._connections[host] = conn
@@ -117,8 +120,7 @@ class Lab:
         """Close the connections and stop the lab (see :func:`control.down`)."""
         self.close()
         control.down(self.state.dir)
-        parts = [h.process for h in self.state.hosts] + [self.acme.process if self.acme else None]
-        for proc in parts:  # collect our own exited children (no zombies left behind)
+        for proc in control.processes_of(self.state):  # collect our exited children
             if proc is not None:
                 procs.reap(proc.pid)
 

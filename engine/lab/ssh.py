@@ -23,8 +23,9 @@ from fedi_run.engine.lab.state import HostInfo
 
 @dataclass(frozen=True)
 class CommandResult:
-    """What a command run on a lab host did. ``exit_status`` is -1 when the command ended
-    without one (killed by a signal); output is decoded as UTF-8 (invalid bytes replaced)."""
+    """What a command run on a lab host did. ``exit_status`` is the shell's (128+N when the
+    command was killed by signal N; -1 if none arrived); output is decoded as UTF-8 (invalid
+    bytes replaced)."""
 
     host: str
     command: str
@@ -55,12 +56,23 @@ def _pump(recv, sink: BinaryIO) -> None:
         sink.flush()
 
 
+# Why the command lines are wrapped: paramiko's ``shutdown_write`` and ``send`` check that
+# the channel is open, release its lock, then send. When the command has just ended, the
+# transport thread may answer the server's CLOSE in that gap, and OpenSSH, receiving an EOF or
+# data for a channel it has freed, drops the whole connection ("ieof packet referred to
+# nonexistent channel", paramiko issue #1705). So: without input, the host's shell gives the
+# command /dev/null and no EOF is sent at all; with input, the host's shell reads whatever the
+# command left unread, so the server cannot close the channel before our EOF arrives.
+_WITHOUT_INPUT = "{{ {command}\n}} </dev/null"
+_WITH_INPUT = "( {command}\n); fedi_lab_rc=$?; cat >/dev/null; exit $fedi_lab_rc"
+
+
 def _feed(source: BinaryIO, channel) -> None:
     try:
         while data := source.read1(65536) if hasattr(source, "read1") else source.read(65536):
             channel.sendall(data)
         channel.shutdown_write()
-    except OSError:  # the command ended before reading all of its input
+    except (OSError, EOFError):  # the command ended before reading all of its input
         pass
 
 
@@ -111,19 +123,28 @@ class HostConnection:
     ) -> int:
         """Run ``command`` (a shell command line), writing its output to the two sinks as it
         arrives. ``input`` is its stdin: bytes, or a binary file read until its end while the
-        command runs; None closes stdin at once. Returns the exit status."""
+        command runs; None gives it /dev/null. Input a command does not read is dropped.
+        Returns the exit status."""
+        import paramiko
+
         try:
             channel = self._transport.open_session(timeout=10)
-        except Exception as error:
-            raise LabError(f"error: lab host {self.host.name}: cannot open a session: {error}")
+        except (EOFError, OSError, paramiko.SSHException) as error:
+            raise LabError(
+                f"error: lab host {self.host.name}: cannot open a session: "
+                f"{error or type(error).__name__}"
+            ) from error
         try:
             channel.settimeout(timeout)
-            channel.exec_command(command)
-            if isinstance(input, (bytes, bytearray)) or input is None:
+            if input is None:
+                channel.exec_command(_WITHOUT_INPUT.format(command=command))
+            elif isinstance(input, (bytes, bytearray)):
+                channel.exec_command(_WITH_INPUT.format(command=command))
                 if input:
                     channel.sendall(input)
                 channel.shutdown_write()
-            else:
+            else:  # a stream (`lab run` passing its stdin on): sent as it comes, like ssh
+                channel.exec_command(command)
                 threading.Thread(target=_feed, args=(input, channel), daemon=True).start()
             errors = threading.Thread(target=_pump, args=(channel.recv_stderr, stderr))
             errors.start()
@@ -133,6 +154,11 @@ class HostConnection:
         except socket.timeout as error:
             raise LabError(
                 f"error: `{command}` on lab host {self.host.name} timed out after {timeout} s"
+            ) from error
+        except (EOFError, paramiko.SSHException) as error:
+            raise LabError(
+                f"error: lost the connection to lab host {self.host.name} running `{command}`: "
+                f"{error or type(error).__name__}"
             ) from error
         finally:
             channel.close()
@@ -175,6 +201,11 @@ class HostConnection:
                 f"error: cannot write {path} on lab host {self.host.name}: "
                 f"{err.getvalue().decode(errors='replace').strip()}"
             )
+
+    @property
+    def active(self) -> bool:
+        """True while the connection is up (False after the host went away)."""
+        return self._transport is not None and self._transport.is_active()
 
     def close(self) -> None:
         self._client.close()
