@@ -17,7 +17,13 @@ from fedi_run.engine.lab.cli import lab
 
 
 class FediRunGroup(click.Group):
-    """A click group that turns :class:`FediRunError` into a message and an exit status."""
+    """A click group that turns :class:`FediRunError` into a message and an exit status, and
+    takes ``fedi-run PLAYBOOK ...`` as ``fedi-run run PLAYBOOK ...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):  # noqa: D401 - click API
         from fedi_run.engine.errors import FediRunError
@@ -170,6 +176,87 @@ def schema(plugin_modules):
     from fedi_run.engine.schema import json_schema
 
     click.echo(json.dumps(json_schema(config_sections(Plugins.load(plugin_modules))), indent=2))
+
+
+def run_options(function):
+    """The options shared by run and teardown."""
+    options = [
+        click.option("--check", is_flag=True, help="Change nothing; report what would change."),
+        click.option("--diff", is_flag=True, help="Show how files would change (secrets masked)."),
+        click.option("--resume", is_flag=True, help="Run only what the last run left failed, skipped or not run."),
+        click.option("--forks", type=click.IntRange(1, 1000), help="At most N tasks at once (default: [run] forks, 10)."),
+        click.option("--fail-fast", is_flag=True, help="Start no new task after the first failure."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True, help="Seconds before a task fails."),
+        click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True, help="Connection attempts after the first, before a host is unreachable."),
+        click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Seconds to wait for a host's SSH connection."),
+        click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout instead of the progress display."),
+        click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write a JUnit XML report here."),
+        click.option("-v", "--verbose", is_flag=True, help="Show each command's output."),
+        click.option("--state", "state_path", type=click.Path(dir_okay=False, path_type=Path), help="The state database (default: .fedi-run/state.db beside the playbook)."),
+        click.option("--accept-new-host-keys", is_flag=True, help="Accept unknown hosts' keys and record them in known_hosts."),
+        click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path), default=None, help="known_hosts file for hosts without a pinned host_key (default ~/.ssh/known_hosts)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _execute(kind, playbook, inventories, configuration, plugin_modules, no_apply, check, diff,
+             resume, forks, fail_fast, timeout, retries, connect_timeout, as_json, junit, verbose, state_path,
+             accept_new_host_keys, known_hosts, rotate_secrets=False, **selection):
+    from dataclasses import replace
+
+    from fedi_run.engine.connection import HostKeyPolicy
+    from fedi_run.engine.executor import ExecutionOptions
+    from fedi_run.engine.runner import RunRequest, execute
+
+    project = _load(playbook, inventories, configuration, plugin_modules, no_apply)
+    options = ExecutionOptions(
+        kind=kind, check=check, diff=diff, forks=forks or project.playbook.run.forks,
+        fail_fast=fail_fast, timeout=timeout, rotate_secrets=rotate_secrets,
+    )
+    policy = HostKeyPolicy(accept_new=accept_new_host_keys, connect_timeout=connect_timeout)
+    if known_hosts is not None:
+        policy = replace(policy, known_hosts=known_hosts)
+    request = RunRequest(
+        options=options, selector=_selector(**selection), state_path=state_path, resume=resume,
+        host_keys=policy, retries=retries, argv=tuple(sys.argv[1:]),
+    )
+    sinks = []
+    if as_json:
+        from fedi_run.engine.jsonlines import JsonLinesSink
+
+        sinks.append(JsonLinesSink(sys.stdout))
+    else:
+        from fedi_run.engine.display import ProgressDisplay
+
+        sinks.append(ProgressDisplay(sys.stderr, verbose=verbose, diff=diff))
+    if junit is not None:
+        from fedi_run.engine.junit import JUnitSink
+
+        sinks.append(JUnitSink(junit))
+    outcome = execute(project, request, sinks)
+    if outcome.exit_status:
+        click.get_current_context().exit(outcome.exit_status)
+
+
+@cli.command()
+@project_options
+@selection_options
+@run_options
+@click.option("--rotate-secrets", is_flag=True, help="Generate every selected secret anew.")
+def run(**arguments):
+    """Run the playbook's tasks on its hosts, ending with nixops4 apply (the default command)."""
+    _execute("run", **arguments)
+
+
+@cli.command()
+@project_options
+@selection_options
+@run_options
+def teardown(**arguments):
+    """Undo the playbook's tasks in reverse dependency order."""
+    _execute("teardown", **arguments)
 
 
 cli.add_command(lab)

@@ -98,27 +98,102 @@ class InitialUserSection(Section):
     )
 
 
-class UserTaskSection(Section):
-    """``[tasks.<name>]``: a task of the operator's own, run with the shell on its host(s).
+def _check_target_path(value: str) -> str:
+    if not value.startswith("/") or "\x00" in value or "\n" in value or value.rstrip("/") == "":
+        raise ValueError("expected an absolute path on the host, such as '/srv/app/config'")
+    return value
 
-    ``run`` and ``undo`` are jinja2 templates over the playbook's values (``deployment``,
-    ``hosts``, ``services``, ``initial_user``, and ``host`` for the host it runs on).
+
+def _check_mode(value: str) -> str:
+    if not (3 <= len(value) <= 4 and all(c in "01234567" for c in value)):
+        raise ValueError("expected an octal file mode as a string, such as \"0644\"")
+    return value
+
+
+TargetPath = Annotated[str, AfterValidator(_check_target_path)]
+Mode = Annotated[str, AfterValidator(_check_mode)]
+
+
+class FileSpec(Section):
+    """``file = {...}`` in a task: a file on the host with this content (a jinja2 template, or
+    the deployer's file ``src``), mode and owner; ``present = false`` removes it."""
+
+    path: TargetPath
+    content: str | None = None
+    src: FilePath | None = None
+    mode: Mode = "0644"
+    owner: PosixUser | None = None
+    present: bool = True
+
+    @model_validator(mode="after")
+    def _content_or_src(self) -> FileSpec:
+        if self.present and (self.content is None) == (self.src is None):
+            raise ValueError("expected exactly one of `content` or `src`")
+        return self
+
+
+class DirectorySpec(Section):
+    """``directory = {...}`` in a task: a directory on the host (``present = false`` removes
+    it and what it holds)."""
+
+    path: TargetPath
+    mode: Mode = "0755"
+    owner: PosixUser | None = None
+    present: bool = True
+
+
+class FetchSpec(Section):
+    """``fetch = {...}`` in a task: copy the host's file ``remote`` to ``local`` on the
+    deployer."""
+
+    remote: TargetPath
+    local: FilePath
+
+
+ACTIONS = ("run", "file", "directory", "fetch")
+
+
+class UserTaskSection(Section):
+    """``[tasks.<name>]``: a task of the operator's own.
+
+    It does exactly one thing: ``run`` a shell command (guarded by ``creates``/``unless``), or
+    ensure a ``file`` or ``directory``, or ``fetch`` a file back. ``run``, ``undo`` and file
+    contents are jinja2 templates over the playbook's values (``deployment``, ``hosts``,
+    ``services``, ``initial_user``, and ``host`` for the host it runs on).
     """
 
     host: PlainName | None = Field(None, description="The one host this task runs on.")
     hosts: tuple[PlainName, ...] | None = Field(
         None, min_length=1, description="Several hosts: one task per host, '<id>@<host>'."
     )
-    run: str = Field(min_length=1, description="Shell command (a jinja2 template).")
-    undo: str | None = Field(None, description="Shell command that undoes `run`, for teardown.")
+    run: str | None = Field(None, min_length=1, description="Shell command (a jinja2 template).")
+    creates: str | None = Field(None, description="Skip `run` when this path exists on the host.")
+    unless: str | None = Field(None, description="Skip `run` when this command succeeds.")
+    file: FileSpec | None = None
+    directory: DirectorySpec | None = None
+    fetch: FetchSpec | None = None
+    undo: str | None = Field(
+        None, description="Shell command that undoes the task in a teardown (default: remove "
+        "the file or directory; nothing for a command)."
+    )
     requires: tuple[str, ...] = Field((), description="Ids of tasks that must run first.")
     tags: tuple[Tag, ...] = ()
     description: str = ""
+    shares_host: bool = Field(False, description="May run beside other tasks on its host.")
+    timeout: float | None = Field(None, gt=0, description="Seconds before the task fails.")
 
     @model_validator(mode="after")
-    def _one_of_host_or_hosts(self) -> UserTaskSection:
+    def _one_host_spec_and_one_action(self) -> UserTaskSection:
         if (self.host is None) == (self.hosts is None):
             raise ValueError("expected exactly one of `host` or `hosts`")
+        given = [name for name in ACTIONS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "expected exactly one of `run`, `file`, `directory` or `fetch`"
+                + (f", found {', '.join(given)}" if given else "")
+            )
+        if (self.creates or self.unless) and self.run is None:
+            raise ValueError("`creates` and `unless` guard `run` only")
         return self
 
 

@@ -28,7 +28,8 @@ class Task:
     ``host`` is the ``[hosts]`` name the task runs on, or ``None`` for the deployer.
     ``actions`` run in order; ``undo`` runs in a teardown — when ``None`` it is derived from
     the actions (files removed, in reverse order), when ``()`` there is nothing to undo.
-    ``shares_host`` lets the task run beside others on its host. ``plugin`` is filled in by the
+    ``shares_host`` lets the task run beside others on its host; ``timeout`` (seconds) overrides
+    the run's task timeout. ``plugin`` is filled in by the
     engine with the name of the plugin that contributed the task.
     """
 
@@ -40,6 +41,7 @@ class Task:
     actions: tuple[Operation, ...] = ()
     undo: tuple[Operation, ...] | None = None
     shares_host: bool = False
+    timeout: float | None = None
     plugin: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:

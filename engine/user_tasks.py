@@ -9,6 +9,7 @@ template error is a :class:`PlaybookError` naming the file, the key and the line
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from functools import lru_cache
 from typing import Any
 
@@ -16,8 +17,8 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from fedi_run.engine.errors import PlaybookError, Problem
-from fedi_run.engine.operations import Command
-from fedi_run.engine.playbook import Playbook, UserTaskSection
+from fedi_run.engine.operations import Command, Directory, Fetch, File, Operation
+from fedi_run.engine.playbook import FileSpec, Playbook, UserTaskSection
 from fedi_run.engine.tasks import Task, per_host_id
 
 NAMESPACE = "tasks"
@@ -69,16 +70,49 @@ def user_tasks(playbook: Playbook) -> list[Task]:
 
 def _task(playbook: Playbook, name: str, spec: UserTaskSection, host: str, context: dict[str, Any], per_host: bool, problems: list[Problem]) -> Task:
     family = f"{NAMESPACE}.{name}"
-    run = _render(spec.run, context, (playbook.origin("tasks", name, "run"), f"tasks.{name}.run"), problems)
-    undo: tuple[Command, ...] = ()
+
+    def render(source: str, key: str) -> str:
+        return _render(source, context, (playbook.origin("tasks", name, key.split(".")[0]), f"tasks.{name}.{key}"), problems)
+
+    actions: tuple[Operation, ...]
+    if spec.run is not None:
+        actions = (Command(render(spec.run, "run"), creates=spec.creates, unless=spec.unless),)
+    elif spec.file is not None:
+        actions = (_file(spec.file, render, playbook, name, problems),)
+    elif spec.directory is not None:
+        d = spec.directory
+        actions = (Directory(d.path, mode=int(d.mode, 8), owner=d.owner, present=d.present),)
+    else:
+        assert spec.fetch is not None
+        actions = (Fetch(spec.fetch.remote, spec.fetch.local),)
+    undo: tuple[Operation, ...] | None = None
     if spec.undo is not None:
-        undo = (Command(_render(spec.undo, context, (playbook.origin("tasks", name, "undo"), f"tasks.{name}.undo"), problems)),)
+        undo = (Command(render(spec.undo, "undo")),)
+    elif spec.run is not None or spec.fetch is not None:
+        undo = ()
     return Task(
         id=per_host_id(family, host) if per_host else family,
         host=host,
         requires=spec.requires,
         tags=spec.tags,
         description=spec.description or f"the operator's task {name!r}",
-        actions=(Command(run),),
+        actions=actions,
         undo=undo,
+        shares_host=spec.shares_host,
+        timeout=spec.timeout,
     )
+
+
+def _file(spec: FileSpec, render, playbook: Playbook, name: str, problems: list[Problem]) -> File:
+    mode = int(spec.mode, 8)
+    if not spec.present:
+        return File(spec.path, present=False)
+    if spec.content is not None:
+        return File(spec.path, render(spec.content, "file.content"), mode=mode, owner=spec.owner)
+    assert spec.src is not None
+    try:
+        content = Path(spec.src).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        problems.append(Problem(playbook.origin("tasks", name, "file"), f"tasks.{name}.file.src", f"cannot read {spec.src}: {getattr(error, 'strerror', None) or error}"))
+        content = ""
+    return File(spec.path, content, mode=mode, owner=spec.owner)

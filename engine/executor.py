@@ -1,0 +1,237 @@
+"""Running the selected tasks in dependency order, in parallel where the graph allows.
+
+Contract of :class:`Executor`:
+
+* a task starts only when every selected task it depends on is done (ok or changed) — in a
+  teardown, when every selected task that depends on *it* is undone;
+* at most ``forks`` tasks run at once, and on one host one task at a time, unless a task
+  ``shares_host``; deployer-local tasks have no host limit;
+* a failed task makes every task waiting on it, transitively, ``skipped`` with the reason; the
+  other branches go on. With ``fail_fast`` nothing new starts after the first failure;
+* a host whose connection cannot be made (after the connection's retries) or whose key is
+  refused is unreachable: its remaining tasks are ``unreachable``; a connection lost during a
+  task is retried once on a fresh connection (operations are idempotent) before that;
+* :meth:`stop` (SIGINT/SIGTERM) starts nothing new, gives running tasks ``grace`` seconds, then
+  closes the connections; everything not done is recorded as skipped ("interrupted");
+* every event goes through one lock to the sinks, masked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+
+from fedi_run.engine.actions import ActionFailed, Context, perform
+from fedi_run.engine.connection import CommandTimedOut, ConnectionPool, HostKeyRejected, HostUnreachable
+from fedi_run.engine.errors import FediRunError
+from fedi_run.engine.events import Event, OutputChunk, Status, TaskFinished, TaskStarted
+from fedi_run.engine.graph import TaskGraph
+from fedi_run.engine.masking import Masker
+from fedi_run.engine.tasks import Task
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """How to run: ``kind`` is ``"run"`` (actions) or ``"teardown"`` (undo, reversed)."""
+
+    kind: str = "run"
+    check: bool = False
+    diff: bool = False
+    forks: int = 10
+    fail_fast: bool = False
+    timeout: float = 600.0
+    rotate_secrets: bool = False
+    grace: float = 10.0
+
+
+class Executor:
+    """Runs ``order`` (selected task ids, in execution order) over ``graph``."""
+
+    def __init__(self, graph: TaskGraph, order: Sequence[str], pool: ConnectionPool, masker: Masker,
+                 emit: Callable[[Event], None], options: ExecutionOptions, run_id: int,
+                 context_extra: dict | None = None):
+        self.graph = graph
+        self.order = list(order)
+        self.pool = pool
+        self.masker = masker
+        self.options = options
+        self.run_id = run_id
+        self._emit_to_sinks = emit
+        self._emit_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._extra = context_extra or {}
+        self.statuses: dict[str, Status] = {}
+        self.interrupted = False
+
+    # events -------------------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        """Mask and hand one event to the sinks (serialised)."""
+        mask = self.masker.mask
+        if isinstance(event, TaskFinished):
+            event = replace(
+                event, message=mask(event.message), changes=tuple(mask(c) for c in event.changes),
+                diff=mask(event.diff), output=mask(event.output),
+            )
+        elif isinstance(event, OutputChunk):
+            event = replace(event, text=mask(event.text))
+        with self._emit_lock:
+            self._emit_to_sinks(event)
+
+    def _finish(self, task: Task, status: Status, duration: float = 0.0, message: str = "", **fields) -> None:
+        self.statuses[task.id] = status
+        self.emit(TaskFinished(self.run_id, task.id, task.where, status, duration, message, at=time.time(), **fields))
+
+    # control ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Start nothing new; let running tasks finish within the grace period."""
+        self.interrupted = True
+        self._stop.set()
+
+    def _waits(self) -> dict[str, set[str]]:
+        selected = set(self.order)
+        if self.options.kind == "teardown":
+            return {t: {d for d in self.graph.dependents(t) if d in selected} for t in self.order}
+        return {t: {d for d in self.graph.dependencies(t) if d in selected} for t in self.order}
+
+    def execute(self) -> dict[str, Status]:
+        """Run everything; returns each task's status (every selected task has one)."""
+        waits = self._waits()
+        waiters: dict[str, list[str]] = {t: [] for t in self.order}
+        for task_id, needs in waits.items():
+            for need in needs:
+                waiters[need].append(task_id)
+        position = {t: i for i, t in enumerate(self.order)}
+        pending = dict(waits)
+        ready = sorted((t for t, needs in pending.items() if not needs), key=position.__getitem__)
+        busy_hosts: dict[str, int] = {}
+        exclusive_hosts: set[str] = set()
+        down_hosts: dict[str, str] = {}
+        running: dict[Future, str] = {}
+        failed_first: list[str] = []
+
+        def give_up(task_id: str, status: Status, reason: str) -> None:
+            """Mark ``task_id`` as not run, and everything waiting on it as skipped."""
+            stack = [(task_id, status, reason)]
+            while stack:
+                current, current_status, current_reason = stack.pop()
+                if current in self.statuses:
+                    continue
+                pending.pop(current, None)
+                if current in ready:
+                    ready.remove(current)
+                self._finish(self.graph.tasks[current], current_status, message=current_reason)
+                for waiter in waiters[current]:
+                    stack.append((waiter, Status.SKIPPED, f"skipped: {current} {'was not run' if current_status == Status.SKIPPED else current_status.value}"))
+
+        def release(task_id: str) -> None:
+            for waiter in waiters[task_id]:
+                if waiter in pending:
+                    pending[waiter].discard(task_id)
+                    if not pending[waiter] and waiter not in ready:
+                        ready.append(waiter)
+            ready.sort(key=position.__getitem__)
+
+        with ThreadPoolExecutor(max_workers=max(1, self.options.forks), thread_name_prefix="fedi-run") as workers:
+            while pending or running:
+                if self._stop.is_set() or (self.options.fail_fast and failed_first):
+                    reason = "skipped: interrupted" if self._stop.is_set() else f"skipped: --fail-fast after {failed_first[0]} failed"
+                    for task_id in list(pending):
+                        if task_id not in {running[f] for f in running}:
+                            give_up(task_id, Status.SKIPPED, reason)
+                started_any = True
+                while started_any and len(running) < self.options.forks and not self._stop.is_set() and not (self.options.fail_fast and failed_first):
+                    started_any = False
+                    for task_id in list(ready):
+                        task = self.graph.tasks[task_id]
+                        host = task.host
+                        if host is not None and host in down_hosts:
+                            give_up(task_id, Status.UNREACHABLE, down_hosts[host])
+                            continue
+                        if host is not None and (host in exclusive_hosts or (not task.shares_host and busy_hosts.get(host))):
+                            continue
+                        ready.remove(task_id)
+                        pending.pop(task_id, None)
+                        if host is not None:
+                            busy_hosts[host] = busy_hosts.get(host, 0) + 1
+                            if not task.shares_host:
+                                exclusive_hosts.add(host)
+                        running[workers.submit(self._run_task, task)] = task_id
+                        started_any = True
+                        if len(running) >= self.options.forks:
+                            break
+                if not running:
+                    if pending and not ready:  # pragma: no cover - the graph is acyclic
+                        raise FediRunError("error: internal: tasks wait on each other")
+                    continue
+                grace = self.options.grace if self._stop.is_set() else None
+                done, _ = wait(list(running), timeout=grace if grace is not None else 0.5, return_when=FIRST_COMPLETED)
+                if not done and self._stop.is_set():
+                    self.pool.close_all()  # the grace period is over: abort what runs
+                    done, _ = wait(list(running), timeout=5)
+                for future in done:
+                    task_id = running.pop(future)
+                    task = self.graph.tasks[task_id]
+                    if task.host is not None:
+                        busy_hosts[task.host] -= 1
+                        exclusive_hosts.discard(task.host)
+                    status, message, unreachable_host = future.result()
+                    if unreachable_host:
+                        down_hosts[task.host] = message
+                        for other in [t for t in pending if self.graph.tasks[t].host == task.host]:
+                            give_up(other, Status.UNREACHABLE, message)
+                    if status in (Status.OK, Status.CHANGED):
+                        release(task_id)
+                    else:
+                        if status == Status.FAILED:
+                            failed_first.append(task_id)
+                        for waiter in waiters[task_id]:
+                            give_up(waiter, Status.SKIPPED, f"skipped: dependency {task_id} {status.value}")
+        return self.statuses
+
+    def _run_task(self, task: Task) -> tuple[Status, str, bool]:
+        """Run one task in a worker thread; ``(status, message, host unreachable)``."""
+        started = time.time()
+        self.emit(TaskStarted(self.run_id, task.id, task.where, started))
+        operations = task.actions if self.options.kind == "run" else task.undo_actions()
+        for attempt in (1, 2):
+            connection = self.pool[task.host] if task.host is not None else None
+            context = Context(
+                connection=connection, masker=self.masker, check=self.options.check,
+                diff=self.options.diff, rotate_secrets=self.options.rotate_secrets,
+                timeout=task.timeout or self.options.timeout,
+                output=lambda stream, text: self.emit(OutputChunk(self.run_id, task.id, task.where, stream, text)),
+                extra={**self._extra, "task": task},
+            )
+            try:
+                outcome = perform(operations, context)
+            except HostKeyRejected as error:
+                return self._done(task, started, Status.UNREACHABLE, str(error)), str(error), True
+            except HostUnreachable as error:
+                if attempt == 1 and "lost the connection" in str(error) and not self._stop.is_set():
+                    continue
+                return self._done(task, started, Status.UNREACHABLE, str(error)), str(error), True
+            except CommandTimedOut as error:
+                return self._done(task, started, Status.FAILED, str(error)), str(error), False
+            except ActionFailed as error:
+                changes = tuple(getattr(error, "changes", ()))
+                output = getattr(error, "output", "")
+                return self._done(task, started, Status.FAILED, str(error), changes=changes, output=output), str(error), False
+            except FediRunError as error:
+                return self._done(task, started, Status.FAILED, str(error)), str(error), False
+            except Exception as error:  # noqa: BLE001 - a bug in a plugin function or here
+                message = f"internal error: {type(error).__name__}: {error}"
+                return self._done(task, started, Status.FAILED, message), message, False
+            status = Status.CHANGED if outcome.changes else Status.OK
+            self._done(task, started, status, "", changes=outcome.changes, output=outcome.output, diff=outcome.diff)
+            return status, "", False
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _done(self, task: Task, started: float, status: Status, message: str, **fields) -> Status:
+        self._finish(task, status, time.time() - started, message, **fields)
+        return status
+

@@ -1,0 +1,149 @@
+"""A whole run or teardown: lock, state, selection or resume, preflight, execution, recap.
+
+:func:`execute` is the engine's Python API for running (the CLI and the panel call it). Its
+contract: it takes the deployment's lock (another run holding it: ``LockHeld``, exit 3), checks
+what the run needs before touching any host (``nixops4`` on PATH when the apply is selected),
+records the run in the state database, runs the tasks, and returns the exit status: 0 all done,
+1 a task failed or a host was unreachable, 130 interrupted. SIGINT and SIGTERM stop it
+gracefully when it runs in the main thread.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fedi_run.engine.apply import APPLY_ID
+from fedi_run.engine.connection import ConnectionPool, HostKeyPolicy
+from fedi_run.engine.errors import FediRunError
+from fedi_run.engine.events import EventSink, RunFinished, RunStarted, Status, TaskFinished
+from fedi_run.engine.executor import ExecutionOptions, Executor
+from fedi_run.engine.masking import Masker
+from fedi_run.engine.project import Project
+from fedi_run.engine.selection import Selection, Selector
+
+
+class MissingTool(FediRunError):
+    """A program the run needs is not installed on the deployer (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a run needs to know besides the project."""
+
+    options: ExecutionOptions = ExecutionOptions()
+    selector: Selector = Selector()
+    state_path: Path | None = None
+    resume: bool = False
+    host_keys: HostKeyPolicy = HostKeyPolicy()
+    retries: int = 2
+    argv: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How the run ended."""
+
+    run_id: int
+    exit_status: int
+    statuses: dict[str, Status] = field(default_factory=dict)
+    recap: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _selection(project: Project, request: RunRequest, store) -> Selection:
+    if not request.resume:
+        return project.select(request.selector)
+    wanted = set(store.resume_tasks(project.playbook.name, request.options.kind))
+    order = tuple(t for t in project.graph.order if t in wanted)
+    if not order:
+        raise FediRunError(
+            f"error: --resume: the last {request.options.kind} of {project.playbook.name!r} left "
+            "nothing to do (every task is done, or none of its tasks is in the playbook any more)"
+        )
+    return Selection(order, dict.fromkeys(order, "--resume"))
+
+
+def preflight(project: Project, selection: Selection, options: ExecutionOptions) -> None:
+    """What must hold before any host is touched."""
+    if APPLY_ID in selection and not options.check and shutil.which("nixops4") is None:
+        raise MissingTool(
+            "error: nixops4 is not on PATH, and this run ends with `nixops4 apply`. Install "
+            "NixOps4 (see its documentation), or pass --no-apply to prepare the hosts and render "
+            "the deployment without applying it. Nothing was changed on any host."
+        )
+
+
+def execute(project: Project, request: RunRequest, sinks: Sequence[EventSink]) -> RunOutcome:
+    """Run ``project`` as ``request`` says, reporting to ``sinks`` (and the state database)."""
+    from fedi_run.engine.recap import exit_status_for, recap
+    from fedi_run.engine.state import StateStore, default_state_path
+
+    playbook = project.playbook
+    state_path = request.state_path or default_state_path(playbook.source)
+    store = StateStore.open(state_path)
+    try:
+        with store.lock(playbook.name):
+            selection = _selection(project, request, store)
+            preflight(project, selection, request.options)
+            order = selection.order
+            if request.options.kind == "teardown":
+                order = tuple(reversed(order))
+            hosts = tuple(project.graph.tasks[t].where for t in order)
+            run_id = store.begin_run(
+                playbook.name, request.options.kind, order, hosts, request.options.check,
+                request.argv, selection=request.selector.describe() if not request.resume else "--resume",
+            )
+            everyone: list[EventSink] = [store, *sinks]
+            finished = []
+
+            def emit(event) -> None:
+                if isinstance(event, TaskFinished):
+                    finished.append(event)
+                for sink in everyone:
+                    sink.handle(event)
+
+            masker = Masker()
+            pool = ConnectionPool(playbook.hosts, request.host_keys, request.retries)
+            executor = Executor(project.graph, order, pool, masker, emit, request.options, run_id,
+                                context_extra={"playbook": playbook, "pool": pool})
+            started = time.time()
+            executor.emit(RunStarted(run_id, playbook.name, request.options.kind, order, hosts,
+                                     request.options.check, started, tuple(request.argv)))
+            restore = _install_signal_handlers(executor)
+            try:
+                statuses = executor.execute()
+            finally:
+                restore()
+                pool.close_all()
+            summary = recap(finished)
+            status = exit_status_for(summary, executor.interrupted)
+            executor.emit(RunFinished(run_id, status, time.time() - started, executor.interrupted, summary))
+            for sink in sinks:
+                sink.close()
+            return RunOutcome(run_id, status, statuses, summary)
+    finally:
+        store.close()
+
+
+def _install_signal_handlers(executor: Executor):
+    """SIGINT/SIGTERM stop the executor gracefully; returns a function restoring the old ones."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {}
+
+    def handler(signum, frame) -> None:  # noqa: ARG001
+        executor.stop()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, handler)
+
+    def restore() -> None:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+    return restore
