@@ -127,6 +127,19 @@ def _resolve_paths(table: Any, model: type[BaseModel], key: Key, merged: _Merged
                 base = merged.origin(key + (name,)).parent
                 expanded = os.path.normpath(os.path.join(base.absolute(), expanded))
             table[name] = expanded
+    for name, nested in _nested_models(model).items():
+        _resolve_paths(table.get(name), nested, key + (name,), merged)
+
+
+@functools.lru_cache(maxsize=None)
+def _nested_models(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """The fields of ``model`` that hold a table validated by another model."""
+    nested = {}
+    for name, field in model.model_fields.items():
+        for candidate in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                nested[name] = candidate
+    return nested
 
 
 def _freeze(value: Any) -> Any:

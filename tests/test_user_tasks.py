@@ -7,7 +7,7 @@ import pytest
 
 from conftest import EXAMPLES, MINIMAL
 from fedi_run.engine.errors import PlaybookError
-from fedi_run.engine.operations import Command
+from fedi_run.engine.operations import Command, Directory, Fetch, File
 from fedi_run.engine.project import load_project
 
 
@@ -15,12 +15,62 @@ def test_basic_example_tasks():
     graph = load_project(EXAMPLES / "basic.toml").graph
     hello = graph.tasks["tasks.hello"]
     assert hello.host == "hello" and hello.tags == ("programs",)
-    assert "Hello from hello in basic.example.org" in hello.actions[0].run
-    assert hello.undo == (Command("rm -f /usr/local/bin/hello"),)
-    assert graph.tasks["tasks.motd@cowsay"].actions[0].run == (
-        "echo 'Welcome to basic.example.org (cowsay)' > /etc/motd"
-    )
+    [action] = hello.actions
+    assert isinstance(action, File) and action.path == "/usr/local/bin/hello" and action.mode == 0o755
+    assert 'echo "Hello from hello in basic.example.org!"' in action.content
+    assert hello.undo_actions() == (File("/usr/local/bin/hello", present=False),)
+    assert graph.tasks["tasks.motd@cowsay"].actions[0].content == "Welcome to basic.example.org (cowsay)\n"
     assert graph.dependencies("tasks.motd@hello") == ["tasks.cowsay", "tasks.hello"]
+
+
+def test_operations_syntax(write, tmp_path):
+    (tmp_path / "motd.txt").write_text("literal {{ not a template }}\n")
+    path = write("p.toml", MINIMAL + """
+[tasks.dir]
+host = "web"
+directory = { path = "/srv/app", mode = "0750", owner = "root" }
+[tasks.conf]
+host = "web"
+file = { path = "/srv/app/conf", src = "motd.txt", mode = "0600" }
+requires = ["tasks.dir"]
+[tasks.gone]
+host = "web"
+file = { path = "/srv/old", present = false }
+[tasks.back]
+host = "web"
+fetch = { remote = "/etc/hostname", local = "out/hostname" }
+[tasks.guarded]
+host = "web"
+run = "touch /srv/app/marker"
+creates = "/srv/app/marker"
+unless = "test -e /nope"
+""")
+    tasks = load_project(path).graph.tasks
+    assert tasks["tasks.dir"].actions == (Directory("/srv/app", mode=0o750, owner="root"),)
+    assert tasks["tasks.dir"].undo_actions() == (Directory("/srv/app", present=False),)
+    assert tasks["tasks.conf"].actions == (File("/srv/app/conf", "literal {{ not a template }}\n", mode=0o600),)
+    assert tasks["tasks.gone"].actions == (File("/srv/old", present=False),)
+    assert tasks["tasks.back"].actions == (Fetch("/etc/hostname", str(tmp_path / "out" / "hostname")),)
+    assert tasks["tasks.guarded"].actions == (Command("touch /srv/app/marker", creates="/srv/app/marker", unless="test -e /nope"),)
+    assert tasks["tasks.guarded"].undo_actions() == ()
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('run = "true"\nfile = { path = "/x", content = "" }', "expected exactly one of `run`, `file`, `directory` or `fetch`, found run, file"),
+        ('file = { path = "relative", content = "" }', "tasks.x.file.path: found 'relative', expected an absolute path on the host"),
+        ('file = { path = "/x", content = "", mode = "644x" }', "tasks.x.file.mode: found '644x', expected an octal file mode"),
+        ('file = { path = "/x" }', "tasks.x.file: expected exactly one of `content` or `src`"),
+        ('directory = { path = "/x" }\ncreates = "/y"', "`creates` and `unless` guard `run` only"),
+        ('run = "true"\ntimeout = 0', "tasks.x.timeout: found 0, expected a number > 0"),
+    ],
+)
+def test_operation_errors(write, table, message):
+    path = write("p.toml", MINIMAL + f'[tasks.x]\nhost = "web"\n{table}\n')
+    with pytest.raises(PlaybookError) as caught:
+        load_project(path)
+    assert message in str(caught.value)
 
 
 def test_template_sees_services_and_quote_filter(write):
