@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from fedi_run.engine import __version__
+from fedi_run.engine.history_cli import history, show_run
 from fedi_run.engine.lab.cli import lab
 
 
@@ -259,6 +260,8 @@ def teardown(**arguments):
     _execute("teardown", **arguments)
 
 
+cli.add_command(history)
+cli.add_command(show_run)
 cli.add_command(lab)
 
 

@@ -58,7 +58,7 @@ class RunOutcome:
 def _selection(project: Project, request: RunRequest, store) -> Selection:
     if not request.resume:
         return project.select(request.selector)
-    wanted = set(store.resume_tasks(project.playbook.name, request.options.kind))
+    wanted = set(store.resume_tasks(project.playbook.name, request.options.kind, check=request.options.check))
     order = tuple(t for t in project.graph.order if t in wanted)
     if not order:
         raise FediRunError(
