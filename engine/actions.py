@@ -27,12 +27,12 @@ from fedi_run.engine import secrets
 from fedi_run.engine.connection import HostConnection
 from fedi_run.engine.masking import Masker
 from fedi_run.engine.operations import (
-    Call, Command, Directory, Fetch, File, LocalCommand, Operation, Secret, Template,
+    Call, Command, Directory, Fetch, File, LocalCommand, Operation, Restore, Secret, Template,
 )
 
 OUTPUT_LIMIT = 64 * 1024
 """Bytes of a task's output kept in memory for its report (the tail)."""
-SCRIPTABLE = (File, Directory, Secret, Command, Template)
+SCRIPTABLE = (File, Restore, Directory, Secret, Command, Template)
 
 
 class ActionFailed(Exception):
@@ -74,30 +74,44 @@ def _mode(mode: int) -> str:
     return format(mode, "o")
 
 
+ORIGINALS = "/var/lib/fedi-run/originals"
+"""Where a file is kept, on its host, from before fedi-run first changed it, for the undo."""
+
+
 def _file_part(index: int, path: str, content: bytes, mode: int, owner: str | None, summary: str) -> _Part:
     q = shlex.quote(path)
     digest = hashlib.sha256(content).hexdigest()
-    owner_fix = ""
-    if owner:
-        owner_fix = (
-            f'if [ "$(stat -c %U {q})" != {shlex.quote(owner)} ]; then c=1; '
-            f"[ \"$k\" = 1 ] || chown {shlex.quote(owner)} {q} || fail {index} 'cannot chown'; fi; "
-        )
+    size = len(content)
+    wanted_owner = shlex.quote(owner) if owner else ""
+    owner_differs = f' || [ "$(stat -c %U "$f")" != {wanted_owner} ]' if owner else ""
     shell = (
-        f"f={q}; t=\"$f.fedi-run.$$\"; c=0; "
-        f'if [ -d "$f" ]; then head -c {len(content)} >/dev/null; fail {index} "is a directory"; fi; '
+        f"f={q}; t=\"$f.fedi-run.$$\"; o={shlex.quote(ORIGINALS)}{q}; c=0; "
+        f'if [ -d "$f" ]; then head -c {size} >/dev/null; fail {index} "is a directory"; fi; '
         f'cur=$(sha256sum "$f" 2>/dev/null); cur=${{cur%% *}}; '
-        f'if [ "$cur" = {digest} ]; then head -c {len(content)} >/dev/null; '
-        f'elif [ "$k" = 1 ]; then c=1; head -c {len(content)} >/dev/null; '
-        f'else c=1; {{ head -c {len(content)} >"$t" && chmod {_mode(mode)} "$t" '
-        + (f"&& chown {shlex.quote(owner)} \"$t\" " if owner else "")
-        + f'&& mv -f "$t" "$f"; }} || {{ rm -f "$t"; fail {index} "cannot write $f"; }}; fi; '
-        f'if [ -e "$f" ] && [ "$(stat -c %a "$f")" != {_mode(mode)} ]; then c=1; '
-        f'[ "$k" = 1 ] || chmod {_mode(mode)} "$f" || fail {index} "cannot chmod"; fi; '
-        + owner_fix
-        + f"done_ {index} $c"
+        f'if [ "$cur" != {digest} ]; then c=1; elif [ "$(stat -c %a "$f")" != {_mode(mode)} ]{owner_differs}; then c=2; fi; '
+        f'if [ $c = 0 ] || [ "$k" = 1 ]; then head -c {size} >/dev/null; else '
+        f'if [ -e "$f" ] && [ ! -e "$o" ]; then mkdir -p "${{o%/*}}" && cp -p "$f" "$o" || fail {index} "cannot keep the original of $f"; fi; '
+        f'if [ $c = 1 ]; then {{ head -c {size} >"$t" && chmod {_mode(mode)} "$t" '
+        + (f'&& chown {wanted_owner} "$t" ' if owner else "")
+        + f'&& mv -f "$t" "$f"; }} || {{ rm -f "$t"; fail {index} "cannot write $f"; }}; '
+        f'else head -c {size} >/dev/null; chmod {_mode(mode)} "$f" '
+        + (f'&& chown {wanted_owner} "$f" ' if owner else "")
+        + f'|| fail {index} "cannot set the mode or owner of $f"; fi; fi; '
+        f"[ $c = 0 ] || c=1; done_ {index} $c"
     )
     return _Part(shell, content, summary)
+
+
+def _restore_part(index: int, path: str) -> _Part:
+    q = shlex.quote(path)
+    shell = (
+        f"f={q}; o={shlex.quote(ORIGINALS)}{q}; c=0; "
+        f'if [ -e "$o" ]; then c=1; [ "$k" = 1 ] || {{ mv -f "$o" "$f" && '
+        f'rmdir -p --ignore-fail-on-non-empty "${{o%/*}}" 2>/dev/null; true; }}; '
+        f'elif [ -e "$f" ] || [ -L "$f" ]; then c=1; [ "$k" = 1 ] || rm -f -- "$f" || fail {index} "cannot remove $f"; fi; '
+        f"done_ {index} $c"
+    )
+    return _Part(shell, b"", f"restored {path}")
 
 
 def _absent_part(index: int, path: str, summary: str) -> _Part:
@@ -183,6 +197,8 @@ def _part(index: int, op: Operation, context: Context) -> _Part:
         return _file_part(index, op.path, op.content.encode(), op.mode, op.owner, f"file {op.path} (mode {_mode(op.mode)})")
     if isinstance(op, Template):
         return _file_part(index, op.path, _template_content(op).encode(), op.mode, None, f"template {op.template} -> {op.path}")
+    if isinstance(op, Restore):
+        return _restore_part(index, op.path)
     if isinstance(op, Directory):
         return _directory_part(index, op)
     if isinstance(op, Secret):

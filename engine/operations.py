@@ -39,6 +39,15 @@ class File:
 
 
 @dataclass(frozen=True)
+class Restore:
+    """Undo a :class:`File` or :class:`Template`: put back the file that was there before
+    fedi-run first changed it (saved under ``/var/lib/fedi-run/originals``), or remove the file
+    when there was none."""
+
+    path: str
+
+
+@dataclass(frozen=True)
 class Directory:
     """The directory ``path`` exists with ``mode`` and ``owner`` (or not, ``present=False``)."""
 
@@ -95,16 +104,19 @@ class Call:
     kwargs: tuple[tuple[str, object], ...] = ()
 
 
-Operation = Union[Command, File, Directory, Template, Secret, Fetch, LocalCommand, Call]
+Operation = Union[Command, File, Restore, Directory, Template, Secret, Fetch, LocalCommand, Call]
 
 
 def undo_of(operation: Operation) -> Operation | None:
     """The operation that undoes ``operation`` in a teardown, or ``None`` when nothing to undo.
 
-    Files, templates and secrets are removed, directories too; commands, fetches and calls
-    have no natural undo (a task that needs one declares it).
+    A file or template is restored to what it was before fedi-run changed it (or removed, if
+    fedi-run created it); secrets and directories are removed; commands, fetches and calls have
+    no natural undo (a task that needs one declares it).
     """
-    if isinstance(operation, (File, Template, Secret)):
+    if isinstance(operation, File) and operation.present or isinstance(operation, Template):
+        return Restore(operation.path)
+    if isinstance(operation, Secret):
         return File(operation.path, present=False)
     if isinstance(operation, Directory) and operation.present:
         return Directory(operation.path, present=False)

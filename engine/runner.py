@@ -88,46 +88,64 @@ def execute(project: Project, request: RunRequest, sinks: Sequence[EventSink]) -
     store = StateStore.open(state_path)
     try:
         with store.lock(playbook.name):
-            selection = _selection(project, request, store)
-            preflight(project, selection, request.options)
-            order = selection.order
-            if request.options.kind == "teardown":
-                order = tuple(reversed(order))
-            hosts = tuple(project.graph.tasks[t].where for t in order)
-            run_id = store.begin_run(
-                playbook.name, request.options.kind, order, hosts, request.options.check,
-                request.argv, selection=request.selector.describe() if not request.resume else "--resume",
-            )
-            everyone: list[EventSink] = [store, *sinks]
-            finished = []
-
-            def emit(event) -> None:
-                if isinstance(event, TaskFinished):
-                    finished.append(event)
-                for sink in everyone:
-                    sink.handle(event)
-
-            masker = Masker()
-            pool = ConnectionPool(playbook.hosts, request.host_keys, request.retries)
-            executor = Executor(project.graph, order, pool, masker, emit, request.options, run_id,
-                                context_extra={"playbook": playbook, "pool": pool})
-            started = time.time()
-            executor.emit(RunStarted(run_id, playbook.name, request.options.kind, order, hosts,
-                                     request.options.check, started, tuple(request.argv)))
-            restore = _install_signal_handlers(executor)
-            try:
-                statuses = executor.execute()
-            finally:
-                restore()
-                pool.close_all()
-            summary = recap(finished)
-            status = exit_status_for(summary, executor.interrupted)
-            executor.emit(RunFinished(run_id, status, time.time() - started, executor.interrupted, summary))
-            for sink in sinks:
-                sink.close()
-            return RunOutcome(run_id, status, statuses, summary)
+            outcome = _run_locked(project, request, store, sinks, recap, exit_status_for)
     finally:
         store.close()
+        _close(sinks)
+    return outcome
+
+
+def _close(sinks: Sequence[EventSink]) -> None:
+    """Close every sink, even when the run failed; a report that cannot be written is an
+    error (exit 2) once the others are closed."""
+    problems = []
+    for sink in sinks:
+        try:
+            sink.close()
+        except OSError as error:
+            problems.append(f"{getattr(error, 'filename', None) or ''}: {error.strerror or error}")
+    if problems:
+        raise FediRunError(f"error: cannot write the report {'; '.join(problems)}")
+
+
+def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOutcome:
+    playbook = project.playbook
+    selection = _selection(project, request, store)
+    preflight(project, selection, request.options)
+    order = selection.order
+    if request.options.kind == "teardown":
+        order = tuple(reversed(order))
+    hosts = tuple(project.graph.tasks[t].where for t in order)
+    run_id = store.begin_run(
+        playbook.name, request.options.kind, order, hosts, request.options.check,
+        request.argv, selection=request.selector.describe() if not request.resume else "--resume",
+    )
+    everyone: list[EventSink] = [store, *sinks]
+    finished: list[TaskFinished] = []
+
+    def emit(event) -> None:
+        if isinstance(event, TaskFinished):
+            finished.append(event)
+        for sink in everyone:
+            sink.handle(event)
+
+    masker = Masker()
+    pool = ConnectionPool(playbook.hosts, request.host_keys, request.retries)
+    executor = Executor(project.graph, order, pool, masker, emit, request.options, run_id,
+                        context_extra={"playbook": playbook, "pool": pool})
+    started = time.time()
+    executor.emit(RunStarted(run_id, playbook.name, request.options.kind, order, hosts,
+                             request.options.check, started, tuple(request.argv)))
+    restore = _install_signal_handlers(executor)
+    try:
+        statuses = executor.execute()
+    finally:
+        restore()
+        pool.close_all()
+    summary = recap(finished)
+    status = exit_status_for(summary, executor.interrupted)
+    executor.emit(RunFinished(run_id, status, time.time() - started, executor.interrupted, summary))
+    return RunOutcome(run_id, status, statuses, summary)
 
 
 def _install_signal_handlers(executor: Executor):

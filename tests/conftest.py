@@ -9,17 +9,7 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SUPPORT = Path(__file__).resolve().parent / "support"
-
-MINIMAL = """
-[deployment]
-name = "test"
-domain = "example.org"
-
-[hosts.web]
-address = "127.0.0.2"
-"""
+from helpers import SUPPORT
 
 
 @pytest.fixture(autouse=True)

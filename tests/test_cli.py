@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from conftest import EXAMPLES, MINIMAL
+from helpers import EXAMPLES, MINIMAL
 from fedi_run.engine.cli import cli
 
 FEDIVERSITY = str(EXAMPLES / "fediversity.toml")

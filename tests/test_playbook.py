@@ -9,7 +9,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from conftest import EXAMPLES, MINIMAL
+from helpers import EXAMPLES, MINIMAL
 from fedi_run.engine.errors import PlaybookError
 from fedi_run.engine.loading import load_playbook
 from fedi_run.engine.plugins import Plugins

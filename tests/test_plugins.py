@@ -7,7 +7,7 @@ from importlib import metadata
 
 import pytest
 
-from conftest import EXAMPLES, MINIMAL
+from helpers import EXAMPLES, MINIMAL
 from fedi_run.engine import hookspecs
 from fedi_run.engine.errors import GraphError, PluginError
 from fedi_run.engine.plugins import Plugins

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import EXAMPLES
+from helpers import EXAMPLES
 from fedi_run.engine.errors import SelectionError
 from fedi_run.engine.graph import TaskGraph
 from fedi_run.engine.project import load_project

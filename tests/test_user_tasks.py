@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import EXAMPLES, MINIMAL
+from helpers import EXAMPLES, MINIMAL
 from fedi_run.engine.errors import PlaybookError
-from fedi_run.engine.operations import Command, Directory, Fetch, File
+from fedi_run.engine.operations import Command, Directory, Fetch, File, Restore
 from fedi_run.engine.project import load_project
 
 
@@ -18,7 +18,7 @@ def test_basic_example_tasks():
     [action] = hello.actions
     assert isinstance(action, File) and action.path == "/usr/local/bin/hello" and action.mode == 0o755
     assert 'echo "Hello from hello in basic.example.org!"' in action.content
-    assert hello.undo_actions() == (File("/usr/local/bin/hello", present=False),)
+    assert hello.undo_actions() == (Restore("/usr/local/bin/hello"),)
     assert graph.tasks["tasks.motd@cowsay"].actions[0].content == "Welcome to basic.example.org (cowsay)\n"
     assert graph.dependencies("tasks.motd@hello") == ["tasks.cowsay", "tasks.hello"]
 
