@@ -124,8 +124,12 @@ def _absent_part(index: int, path: str, summary: str) -> _Part:
 
 
 def _directory_part(index: int, op: Directory) -> _Part:
-    if not op.present:
+    if not op.present and op.recursive:
         return _absent_part(index, op.path, f"removed directory {op.path}")
+    if not op.present:
+        q = shlex.quote(op.path)
+        shell = f"c=0; if [ -d {q} ] && [ -z \"$(ls -A {q})\" ]; then c=1; [ \"$k\" = 1 ] || rmdir {q} || fail {index} 'cannot remove'; fi; done_ {index} $c"
+        return _Part(shell, b"", f"removed empty directory {op.path}")
     q = shlex.quote(op.path)
     mode = _mode(op.mode)
     shell = (

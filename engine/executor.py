@@ -13,11 +13,14 @@ Contract of :class:`Executor`:
   task is retried once on a fresh connection (operations are idempotent) before that;
 * :meth:`stop` (SIGINT/SIGTERM) starts nothing new, gives running tasks ``grace`` seconds, then
   closes the connections; everything not done is recorded as skipped ("interrupted");
-* every event goes through one lock to the sinks, masked.
+* every event goes through one lock to the sinks, masked: before its first task on a host, the
+  executor reads the secrets already placed there, so no output can show one.
 """
 
 from __future__ import annotations
 
+import base64
+import shlex
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +33,7 @@ from fedi_run.engine.errors import FediRunError
 from fedi_run.engine.events import Event, OutputChunk, Status, TaskFinished, TaskStarted
 from fedi_run.engine.graph import TaskGraph
 from fedi_run.engine.masking import Masker
+from fedi_run.engine.operations import Secret
 from fedi_run.engine.tasks import Task
 
 
@@ -65,6 +69,27 @@ class Executor:
         self._extra = context_extra or {}
         self.statuses: dict[str, Status] = {}
         self.interrupted = False
+        self._secret_paths = _secret_paths(graph)
+        self._primed: set[str] = set()
+        self._prime_lock = threading.Lock()
+
+    def _prime_masker(self, host: str) -> None:
+        """Learn the values of the secrets already on ``host`` (every secret any task of the
+        deployment places there), so that no output of this run can show one."""
+        with self._prime_lock:
+            if host in self._primed:
+                return
+            paths = self._secret_paths.get(host, ())
+            if paths:
+                quoted = " ".join(shlex.quote(p) for p in paths)
+                script = f'for f in {quoted}; do [ -f "$f" ] && {{ base64 -w0 < "$f"; echo; }}; done; true'
+                result = self.pool[host].run(script, timeout=self.options.timeout)
+                for line in result.stdout.split():
+                    try:
+                        self.masker.add(base64.b64decode(line))
+                    except ValueError:
+                        continue
+            self._primed.add(host)
 
     # events -------------------------------------------------------------------------------
 
@@ -208,6 +233,8 @@ class Executor:
                 extra={**self._extra, "task": task},
             )
             try:
+                if task.host is not None:
+                    self._prime_masker(task.host)
                 outcome = perform(operations, context)
             except HostKeyRejected as error:
                 return self._done(task, started, Status.UNREACHABLE, str(error)), str(error), True
@@ -234,4 +261,14 @@ class Executor:
     def _done(self, task: Task, started: float, status: Status, message: str, **fields) -> Status:
         self._finish(task, status, time.time() - started, message, **fields)
         return status
+
+
+def _secret_paths(graph: TaskGraph) -> dict[str, tuple[str, ...]]:
+    """Per host, the paths of every secret the deployment's tasks place there."""
+    paths: dict[str, set[str]] = {}
+    for task in graph.tasks.values():
+        for op in task.actions:
+            if isinstance(op, Secret) and task.host is not None:
+                paths.setdefault(task.host, set()).add(op.path)
+    return {host: tuple(sorted(found)) for host, found in paths.items()}
 

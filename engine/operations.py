@@ -49,12 +49,14 @@ class Restore:
 
 @dataclass(frozen=True)
 class Directory:
-    """The directory ``path`` exists with ``mode`` and ``owner`` (or not, ``present=False``)."""
+    """The directory ``path`` exists with ``mode`` and ``owner`` — or, with ``present=False``,
+    does not: removed with what it holds, or, with ``recursive=False``, only when empty."""
 
     path: str
     mode: int = 0o755
     owner: str | None = None
     present: bool = True
+    recursive: bool = True
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ def undo_of(operation: Operation) -> Operation | None:
     """The operation that undoes ``operation`` in a teardown, or ``None`` when nothing to undo.
 
     A file or template is restored to what it was before fedi-run changed it (or removed, if
-    fedi-run created it); secrets and directories are removed; commands, fetches and calls have
+    fedi-run created it); secrets are removed, and directories when they are empty (others may
+    share them); commands, fetches and calls have
     no natural undo (a task that needs one declares it).
     """
     if isinstance(operation, File) and operation.present or isinstance(operation, Template):
@@ -119,5 +122,5 @@ def undo_of(operation: Operation) -> Operation | None:
     if isinstance(operation, Secret):
         return File(operation.path, present=False)
     if isinstance(operation, Directory) and operation.present:
-        return Directory(operation.path, present=False)
+        return Directory(operation.path, present=False, recursive=False)
     return None

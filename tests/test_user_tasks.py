@@ -47,7 +47,7 @@ unless = "test -e /nope"
 """)
     tasks = load_project(path).graph.tasks
     assert tasks["tasks.dir"].actions == (Directory("/srv/app", mode=0o750, owner="root"),)
-    assert tasks["tasks.dir"].undo_actions() == (Directory("/srv/app", present=False),)
+    assert tasks["tasks.dir"].undo_actions() == (Directory("/srv/app", present=False, recursive=False),)
     assert tasks["tasks.conf"].actions == (File("/srv/app/conf", "literal {{ not a template }}\n", mode=0o600),)
     assert tasks["tasks.gone"].actions == (File("/srv/old", present=False),)
     assert tasks["tasks.back"].actions == (Fetch("/etc/hostname", str(tmp_path / "out" / "hostname")),)

@@ -1,0 +1,260 @@
+"""Executing the graph on lab hosts: parallelism, one task per host at a time, failures and
+--resume, unreachable hosts, the lock, interruption, and the final apply."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from run_helpers import fedi
+from fedi_run.engine.state import StateStore, default_state_path
+
+pytestmark = pytest.mark.lab
+
+HEADER = '[deployment]\nname = "exec"\ndomain = "exec.example.org"\n'
+
+
+def sleeper(name: str, host: str, seconds: float, extra: str = "") -> str:
+    return f'[tasks.{name}]\nhost = "{host}"\nrun = "sleep {seconds}"\n{extra}\n'
+
+
+@pytest.fixture(scope="module")
+def eight(tmp_path_factory):
+    from fedi_run.engine.lab.pytest_plugin import LabFactory
+
+    factory = LabFactory(lambda: tmp_path_factory.mktemp("fedi-lab"))
+    try:
+        yield factory([f"h{i}" for i in range(1, 9)])
+    finally:
+        factory.close()
+
+
+def test_independent_tasks_run_in_parallel(eight, playbook):
+    """8 hosts each sleep 1 s: the run takes about the critical path (1 s), not the sum (8 s)."""
+    path = playbook(HEADER + "".join(sleeper(f"s{i}", f"h{i}", 1) for i in range(1, 9)))
+    result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.run_finished()["duration"] < 4.0
+    assert all(e["status"] == "changed" for e in result.finished().values())
+
+
+def test_forks_limits_concurrency(eight, playbook):
+    path = playbook(HEADER + "".join(sleeper(f"s{i}", f"h{i}", 0.5) for i in range(1, 5)))
+    result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--forks", "1")
+    assert result.exit_code == 0
+    assert result.run_finished()["duration"] >= 2.0
+    _assert_no_overlap(result.events(), set(result.finished()))
+
+
+def _intervals(events):
+    starts = {e["id"]: e["time"] for e in events if e["event"] == "task_started"}
+    return {e["id"]: (starts[e["id"]], e["time"]) for e in events if e["event"] == "task_finished" and e["id"] in starts}
+
+
+def _assert_no_overlap(events, ids):
+    spans = sorted(_intervals(events)[i] for i in ids)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end - 0.01
+
+
+def test_one_task_per_host_unless_shared(eight, playbook):
+    path = playbook(HEADER + sleeper("a", "h1", 0.5) + sleeper("b", "h1", 0.5)
+                    + sleeper("c", "h2", 0.5, "shares_host = true") + sleeper("d", "h2", 0.5, "shares_host = true"))
+    result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
+    assert result.exit_code == 0
+    _assert_no_overlap(result.events(), {"tasks.a", "tasks.b"})
+    spans = _intervals(result.events())
+    (c_start, c_end), (d_start, d_end) = spans["tasks.c"], spans["tasks.d"]
+    assert c_start < d_end and d_start < c_end  # shared: they overlapped
+
+
+def test_failure_skips_dependents_and_resume_runs_only_what_is_left(eight, playbook, tmp_path):
+    eight.run("h1", "rm -f /tmp/go", check=True)
+    path = playbook(HEADER + """
+[tasks.first]
+host = "h1"
+file = { path = "/srv/first", content = "1\\n" }
+
+[tasks.gate]
+host = "h1"
+run = "test -e /tmp/go || { echo 'no /tmp/go yet' >&2; exit 4; }"
+requires = ["tasks.first"]
+
+[tasks.after]
+host = "h2"
+file = { path = "/srv/after", content = "2\\n" }
+requires = ["tasks.gate"]
+
+[tasks.later]
+host = "h2"
+file = { path = "/srv/later", content = "3\\n" }
+requires = ["tasks.after"]
+
+[tasks.other]
+host = "h3"
+file = { path = "/srv/other", content = "4\\n" }
+""")
+    first = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
+    assert first.exit_code == 1
+    finished = first.finished()
+    assert finished["tasks.gate"]["status"] == "failed"
+    assert "exited with status 4" in finished["tasks.gate"]["message"]
+    assert "no /tmp/go yet" in finished["tasks.gate"]["output"]
+    assert finished["tasks.after"]["status"] == "skipped"
+    assert finished["tasks.after"]["message"] == "skipped: dependency tasks.gate failed"
+    assert finished["tasks.later"]["status"] == "skipped"
+    assert finished["tasks.first"]["status"] == "changed" and finished["tasks.other"]["status"] == "changed"
+    assert eight.run("h2", "test -e /srv/after").exit_status != 0
+
+    store = StateStore.open(default_state_path(path))
+    try:
+        record = store.last_run("exec")
+        by_id = {t.task_id: t.status.value for t in record.tasks}
+        assert by_id == {"tasks.first": "changed", "tasks.gate": "failed", "tasks.after": "skipped",
+                         "tasks.later": "skipped", "tasks.other": "changed"}
+        assert record.exit_status == 1
+    finally:
+        store.close()
+
+    eight.run("h1", "touch /tmp/go", check=True)
+    resumed = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--resume")
+    assert resumed.exit_code == 0, resumed.stdout + resumed.stderr
+    assert resumed.started() == ["tasks.gate", "tasks.after", "tasks.later"]
+    assert eight.read_file("h2", "/srv/later") == b"3\n"
+    nothing = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--resume")
+    assert nothing.exit_code == 2 and "left nothing to do" in nothing.stderr
+
+
+def test_fail_fast_starts_nothing_after_a_failure(eight, playbook):
+    path = playbook(HEADER + '[tasks.bad]\nhost = "h1"\nrun = "exit 1"\n'
+                    + sleeper("slow", "h2", 1) + sleeper("next", "h2", 0, 'requires = ["tasks.slow"]'))
+    result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--fail-fast")
+    assert result.exit_code == 1
+    finished = result.finished()
+    assert finished["tasks.bad"]["status"] == "failed"
+    assert finished["tasks.slow"]["status"] == "changed"  # was already running
+    assert finished["tasks.next"]["status"] == "skipped"
+    assert "--fail-fast" in finished["tasks.next"]["message"]
+
+
+def test_task_timeout(eight, playbook):
+    path = playbook(HEADER + sleeper("slow", "h1", 5, "timeout = 0.5") + sleeper("fine", "h2", 0))
+    result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
+    assert result.exit_code == 1
+    assert result.finished()["tasks.slow"]["status"] == "failed"
+    assert "timed out after 0.5 s" in result.finished()["tasks.slow"]["message"]
+    assert result.finished()["tasks.fine"]["status"] == "changed"
+
+
+def test_host_that_stops_answering_is_unreachable_and_resume_completes(eight, playbook):
+    """h8's sshd is stopped (SIGSTOP) before the run reaches it: the other hosts finish, h8 is
+    unreachable; once sshd runs again (SIGCONT), --resume completes the run."""
+    sshd = eight.hosts["h8"].process.pid
+    path = playbook(HEADER + sleeper("wait", "h1", 0.3) + """
+[tasks.late]
+host = "h8"
+file = { path = "/srv/late", content = "late\\n" }
+requires = ["tasks.wait"]
+
+[tasks.later]
+host = "h8"
+file = { path = "/srv/later", content = "later\\n" }
+requires = ["tasks.late"]
+
+[tasks.elsewhere]
+host = "h2"
+file = { path = "/srv/elsewhere", content = "x\\n" }
+requires = ["tasks.wait"]
+""")
+    os.kill(sshd, signal.SIGSTOP)
+    try:
+        result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json",
+                      "--connect-timeout", "1", "--retries", "1")
+    finally:
+        os.kill(sshd, signal.SIGCONT)
+    assert result.exit_code == 1
+    finished = result.finished()
+    assert finished["tasks.late"]["status"] == "unreachable"
+    assert "cannot connect to h8" in finished["tasks.late"]["message"]
+    assert finished["tasks.later"]["status"] in ("unreachable", "skipped")
+    assert finished["tasks.elsewhere"]["status"] == "changed"
+    assert result.run_finished()["recap"]["h8"]["unreachable"] >= 1
+    resumed = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--resume")
+    assert resumed.exit_code == 0, resumed.stdout + resumed.stderr
+    assert set(resumed.started()) == {"tasks.late", "tasks.later"}
+    assert eight.read_file("h8", "/srv/later") == b"later\n"
+
+
+def _cli(*args, env=None, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "fedi_run.engine.cli", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})}, **kwargs)
+
+
+def test_two_runs_at_once_the_second_exits_3(eight, playbook):
+    path = playbook(HEADER + sleeper("hold", "h1", 2))
+    first = _cli("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline and "task_started" not in (first.stdout.readline() or ""):
+            pass
+        second = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
+        assert second.exit_code == 3
+        assert "another run" in second.stderr.lower() or "lock" in second.stderr.lower()
+        assert str(first.pid) in second.stderr
+    finally:
+        first.communicate(timeout=30)
+    assert first.returncode == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_finishes_running_tasks_records_and_exits_130(eight, playbook, signum):
+    path = playbook(HEADER + sleeper("running", "h1", 1) + sleeper("waiting", "h1", 0, 'requires = ["tasks.running"]'))
+    process = _cli("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
+    line = ""
+    while "task_started" not in line:
+        line = process.stdout.readline()
+        assert line, process.stderr.read()
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    events = [json.loads(x) for x in (line + out).splitlines() if x.startswith("{")]
+    finished = {e["id"]: e for e in events if e["event"] == "task_finished"}
+    assert finished["tasks.running"]["status"] == "changed"  # given its grace period
+    assert finished["tasks.waiting"]["status"] == "skipped"
+    assert finished["tasks.waiting"]["message"] == "skipped: interrupted"
+    store = StateStore.open(default_state_path(path))
+    try:
+        record = store.last_run("exec")
+        assert record.interrupted and record.exit_status == 130
+    finally:
+        store.close()
+
+
+def test_apply_runs_last_once_through_nixops4(eight, playbook, standin_nixops4):
+    path = playbook(HEADER + sleeper("a", "h1", 0) + sleeper("b", "h2", 0))
+    result = fedi("run", path, "-i", eight.inventory_path, "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.started()[-1] == "nixops4.apply"
+    [call] = [json.loads(line) for line in standin_nixops4.read_text().splitlines()]
+    assert call["argv"] == ["apply", "exec", "--no-interactive", "--show-trace"]
+    assert call["cwd"] == str(path.parent / ".fedi-run" / "exec")
+    finished_at = {e["id"]: e["time"] for e in result.events() if e["event"] == "task_finished"}
+    assert call["time"] > max(t for i, t in finished_at.items() if i != "nixops4.apply")
+
+
+def test_missing_nixops4_stops_before_any_host(eight, playbook, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    eight.run("h1", "rm -f /srv/untouched", check=True)
+    path = playbook(HEADER + '[tasks.a]\nhost = "h1"\nfile = { path = "/srv/untouched", content = "x" }\n')
+    result = fedi("run", path, "-i", eight.inventory_path, "--json")
+    assert result.exit_code == 2
+    assert "nixops4 is not on PATH" in result.stderr and "--no-apply" in result.stderr
+    assert eight.run("h1", "test -e /srv/untouched").exit_status != 0
