@@ -24,7 +24,7 @@ class AcmeSection(Section):
     """``[acme]``: where certificates come from."""
 
     server: HttpsUrl = Field(LETS_ENCRYPT, description="The ACME directory URL.")
-    email: Email = Field(description="The ACME account's contact address.")
+    email: Email | None = Field(None, description="The ACME account's contact address.")
     ca_file: FilePath | None = Field(
         None, description="An extra CA the hosts must trust to reach the server (test CAs)."
     )
@@ -52,7 +52,7 @@ def fedi_run_tasks(playbook: Playbook):
             id="acme.account",
             host=None,
             tags=("acme",),
-            description=f"register the ACME account {acme.email} at {acme.server}",
+            description=f"register the ACME account {acme.email or '(no contact)'} at {acme.server}",
             actions=(Call("fedi_run.plugins.acme.account:register", ()),),
             undo=(),
         )
