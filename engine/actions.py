@@ -41,8 +41,22 @@ class ActionFailed(Exception):
 
 @dataclass
 class Context:
-    """What operations need besides their own values. ``output`` takes (stream, text) of a
-    running task, for -v and live output; texts given to it are masked by the caller."""
+    """What operations — and the plugin functions that :class:`Call` names — get besides their
+    own values.
+
+    * ``connection``: the task's host (``None`` for a deployer-local task); ``pool[name]`` any
+      other host's connection;
+    * ``playbook`` and ``task``: what is being run;
+    * ``check``: change nothing, only report what would change; ``diff``: also return diffs;
+    * ``masker``: every secret a function reads or makes must be ``masker.add``-ed before it
+      could reach any output;
+    * ``output(stream, text)``: stream a long-running program's output (masked by the caller);
+    * ``state_dir``: the deployer's private directory for this deployment's state (0700).
+
+    A :class:`Call` function is ``function(context, **kwargs)`` and returns whether it changed
+    something (``bool``) or the list of what it changed (empty: nothing); it raises
+    :class:`ActionFailed` with a one-line message naming what failed.
+    """
 
     connection: HostConnection | None
     masker: Masker
@@ -51,6 +65,10 @@ class Context:
     rotate_secrets: bool = False
     timeout: float | None = None
     output: Callable[[str, str], None] = lambda stream, text: None
+    playbook: Any = None
+    task: Any = None
+    pool: Any = None
+    state_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

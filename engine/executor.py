@@ -56,7 +56,7 @@ class Executor:
 
     def __init__(self, graph: TaskGraph, order: Sequence[str], pool: ConnectionPool, masker: Masker,
                  emit: Callable[[Event], None], options: ExecutionOptions, run_id: int,
-                 context_extra: dict | None = None):
+                 playbook=None, state_dir=None):
         self.graph = graph
         self.order = list(order)
         self.pool = pool
@@ -66,7 +66,8 @@ class Executor:
         self._emit_to_sinks = emit
         self._emit_lock = threading.Lock()
         self._stop = threading.Event()
-        self._extra = context_extra or {}
+        self._playbook = playbook
+        self._state_dir = state_dir
         self.statuses: dict[str, Status] = {}
         self.interrupted = False
         self._secret_paths = _secret_paths(graph)
@@ -230,7 +231,7 @@ class Executor:
                 diff=self.options.diff, rotate_secrets=self.options.rotate_secrets,
                 timeout=task.timeout or self.options.timeout,
                 output=lambda stream, text: self.emit(OutputChunk(self.run_id, task.id, task.where, stream, text)),
-                extra={**self._extra, "task": task},
+                playbook=self._playbook, task=task, pool=self.pool, state_dir=self._state_dir,
             )
             try:
                 if task.host is not None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from fedi_run.engine.nix import NixModule
     from fedi_run.engine.playbook import Playbook
     from fedi_run.engine.sections import ConfigSection
     from fedi_run.engine.tasks import Task
@@ -69,6 +70,30 @@ def fedi_run_tasks(playbook: Playbook) -> Iterable[Task]:
     :param playbook: the validated, merged :class:`~fedi_run.engine.playbook.Playbook`.
     :return: zero or more :class:`~fedi_run.engine.tasks.Task` values. A task id another
         plugin also returns is an error naming both.
+
+    All implementations are called (not ``firstresult``).
+
+    .. versionadded:: 0.1.0
+    """
+
+
+@hookspec
+def fedi_run_nix_modules(playbook: Playbook, host: str) -> Iterable[NixModule]:
+    """Contribute this plugin's part of the NixOS configuration of ``host``.
+
+    Called once per host when the NixOps4 deployment is rendered (``.fedi-run/<name>/``), and
+    again for a teardown with a playbook whose services are all switched off. Return a module
+    for every service of this plugin that runs on ``host`` (enabled or — to switch it off —
+    not), nothing when the plugin has nothing on that host. A module refers to secrets by the
+    path of their file on the host, never by value: the deployment directory is copied into
+    the world-readable Nix store.
+
+    :param playbook: the validated playbook (``playbook.enabled`` says what is on).
+    :param host: the name of the ``[hosts]`` entry being rendered.
+    :return: zero or more :class:`~fedi_run.engine.nix.NixModule` values (a name unique on the
+        host, and the text of a NixOS module); ``fedi_run.engine.nix.render_template`` renders
+        one from the plugin's own ``templates/`` folder, with a ``nix`` filter that writes any
+        value as a Nix literal.
 
     All implementations are called (not ``firstresult``).
 

@@ -132,7 +132,7 @@ def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOu
     masker = Masker()
     pool = ConnectionPool(playbook.hosts, request.host_keys, request.retries)
     executor = Executor(project.graph, order, pool, masker, emit, request.options, run_id,
-                        context_extra={"playbook": playbook, "pool": pool})
+                        playbook=playbook, state_dir=store.path.parent)
     started = time.time()
     executor.emit(RunStarted(run_id, playbook.name, request.options.kind, order, hosts,
                              request.options.check, started, tuple(request.argv)))
