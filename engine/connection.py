@@ -21,6 +21,7 @@ import io
 import os
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,6 +230,7 @@ class HostConnection:
             # our EOF arrives.
             line, stream = f"( {command}\n); __rc=$?; cat >/dev/null; exit $__rc", io.BytesIO(input)
         out, err = io.StringIO(), io.StringIO()
+        started = time.monotonic()
         try:
             result = connection.run(
                 line, hide=True, warn=True, in_stream=stream, out_stream=out, err_stream=err,
@@ -239,6 +241,9 @@ class HostConnection:
         except (paramiko.SSHException, OSError, EOFError) as error:
             self._forget()
             raise HostUnreachable(f"lost the connection to {self.name}: {error or type(error).__name__}") from None
+        if result.exited in (-1, None) and timeout is not None and time.monotonic() - started >= timeout:
+            # Invoke's timer fired but lost the race to report it: it is a timeout all the same.
+            raise CommandTimedOut(f"timed out after {timeout:g} s on {self.name}")
         return CommandResult(result.exited, result.stdout.encode(), result.stderr.encode())
 
     def _forget(self) -> None:

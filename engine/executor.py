@@ -66,6 +66,7 @@ class Executor:
         self._emit_to_sinks = emit
         self._emit_lock = threading.Lock()
         self._stop = threading.Event()
+        self._stopped_at: float | None = None
         self._playbook = playbook
         self._state_dir = state_dir
         self.statuses: dict[str, Status] = {}
@@ -116,6 +117,8 @@ class Executor:
     def stop(self) -> None:
         """Start nothing new; let running tasks finish within the grace period."""
         self.interrupted = True
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
         self._stop.set()
 
     def _waits(self) -> dict[str, set[str]]:
@@ -194,10 +197,9 @@ class Executor:
                     if pending and not ready:  # pragma: no cover - the graph is acyclic
                         raise FediRunError("error: internal: tasks wait on each other")
                     continue
-                grace = self.options.grace if self._stop.is_set() else None
-                done, _ = wait(list(running), timeout=grace if grace is not None else 0.5, return_when=FIRST_COMPLETED)
-                if not done and self._stop.is_set():
-                    self.pool.close_all()  # the grace period is over: abort what runs
+                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                if not done and self._stopped_at is not None and time.monotonic() - self._stopped_at > self.options.grace:
+                    self.pool.close_all()  # the grace period is over: abort what still runs
                     done, _ = wait(list(running), timeout=5)
                 for future in done:
                     task_id = running.pop(future)

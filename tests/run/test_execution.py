@@ -227,7 +227,7 @@ def test_interrupt_finishes_running_tasks_records_and_exits_130(eight, playbook,
     assert process.returncode == 130, err
     events = [json.loads(x) for x in (line + out).splitlines() if x.startswith("{")]
     finished = {e["id"]: e for e in events if e["event"] == "task_finished"}
-    assert finished["tasks.running"]["status"] == "changed"  # given its grace period
+    assert finished["tasks.running"]["status"] == "changed", finished["tasks.running"]  # given its grace period
     assert finished["tasks.waiting"]["status"] == "skipped"
     assert finished["tasks.waiting"]["message"] == "skipped: interrupted"
     store = StateStore.open(default_state_path(path))
