@@ -11,6 +11,7 @@ renamed, so a target never holds a half-written file.
 
 from __future__ import annotations
 
+import base64
 import difflib
 import hashlib
 import importlib
@@ -74,11 +75,61 @@ class Context:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a task's operations did: ``changes`` lists each change (empty: nothing changed)."""
+    """What a task's operations did: ``changes`` lists each change (empty: nothing changed);
+    ``warnings`` what the operator should know although nothing failed."""
 
     changes: tuple[str, ...]
     output: str
     diff: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What a :class:`Call` function may return instead of a bool or a list of changes."""
+
+    changes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def _secret_value_part(index: int, path: str, value: bytes, mode: int) -> _Part:
+    q = shlex.quote(path)
+    digest = hashlib.sha256(value).hexdigest()
+    shell = (
+        f"f={q}; t=\"$f.fedi-run.$$\"; c=0; "
+        f'cur=$(sha256sum "$f" 2>/dev/null); cur=${{cur%% *}}; '
+        f'if [ "$cur" = {digest} ] || [ "$k" = 1 ]; then [ "$cur" = {digest} ] || c=1; head -c {len(value)} >/dev/null; '
+        f'else c=1; mkdir -p -m 700 "${{f%/*}}" && (umask 077; head -c {len(value)} >"$t") && chmod {_mode(mode)} "$t" && mv -f "$t" "$f" '
+        f'|| {{ rm -f "$t"; fail {index} "cannot write the secret $f"; }}; fi; '
+        f'if [ -e "$f" ] && [ "$(stat -c %a "$f")" != {_mode(mode)} ]; then c=1; [ "$k" = 1 ] || chmod {_mode(mode)} "$f"; fi; '
+        f"done_ {index} $c"
+    )
+    return _Part(shell, value, f"secret {path} (mode {_mode(mode)})")
+
+
+def place_secret_files(context: Context, connection: HostConnection, files: dict[str, str], mode: int = 0o400) -> list[str]:
+    """Make each of ``files`` (path → secret value) exist on ``connection``'s host with that
+    exact value and ``mode`` (its directory created 0700), in one round trip, values on stdin.
+    The values are added to the masker first. Returns what changed (or would, in check mode)."""
+    for value in files.values():
+        context.masker.add(value)
+    parts = [(i, _secret_value_part(i, path, value.encode(), mode)) for i, (path, value) in enumerate(files.items())]
+    return _run_parts(parts, context, connection)
+
+
+def read_secret_files(context: Context, connection: HostConnection, paths: Sequence[str]) -> dict[str, str]:
+    """The content of each of ``paths`` that exists on the host (path → text, one round trip),
+    each added to the masker before it is returned."""
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    script = f'for f in {quoted}; do if [ -f "$f" ]; then printf %s "$f" | base64 -w0; printf " "; base64 -w0 < "$f"; echo; fi; done; true'
+    result = connection.run(script, timeout=context.timeout)
+    found = {}
+    for line in result.stdout.decode().splitlines():
+        name, _, value = line.partition(" ")
+        text = base64.b64decode(value).decode("utf-8", "replace")
+        context.masker.add(text)
+        found[base64.b64decode(name).decode()] = text
+    return found
 
 
 @dataclass(frozen=True)
@@ -238,12 +289,20 @@ PRELUDE = (
 
 def _run_script(ops: Sequence[tuple[int, Operation]], context: Context) -> tuple[list[str], str]:
     """Run the scriptable ``ops`` in one round trip; the changes and the output."""
-    parts = [(index, op, _part(index, op, context)) for index, op in ops]
-    marker = "@@fedi-" + random.token_hex(8)
-    script = PRELUDE.format(marker=marker, check=1 if context.check else 0) + "\n".join(p.shell for _, _, p in parts)
-    payload = b"".join(p.payload for _, _, p in parts)
     assert context.connection is not None
-    result = context.connection.run(script, input=payload or None, timeout=context.timeout)
+    parts = [(index, _part(index, op, context)) for index, op in ops]
+    return _run_parts_with_output(parts, context, context.connection)
+
+
+def _run_parts(parts: Sequence[tuple[int, _Part]], context: Context, connection: HostConnection) -> list[str]:
+    return _run_parts_with_output(parts, context, connection)[0]
+
+
+def _run_parts_with_output(parts: Sequence[tuple[int, _Part]], context: Context, connection: HostConnection) -> tuple[list[str], str]:
+    marker = "@@fedi-" + random.token_hex(8)
+    script = PRELUDE.format(marker=marker, check=1 if context.check else 0) + "\n".join(p.shell for _, p in parts)
+    payload = b"".join(p.payload for _, p in parts)
+    result = connection.run(script, input=payload or None, timeout=context.timeout)
     stdout = result.stdout.decode("utf-8", "replace")
     reports = {}
     pattern = re.compile(r"\n" + re.escape(marker) + r" (\d+) (\S+)(?: (.*))?\n")
@@ -252,7 +311,7 @@ def _run_script(ops: Sequence[tuple[int, Operation]], context: Context) -> tuple
     output = pattern.sub("", stdout) + result.stderr.decode("utf-8", "replace")
     output = context.masker.mask(output)
     changes = []
-    for index, op, part in parts:
+    for index, part in parts:
         state, detail = reports.get(index, ("F", f"exited with status {result.exit_status} before reporting"))
         if state == "F":
             raise _Failed(context.masker.mask(f"{part.summary}: {detail}"), changes, output)
@@ -319,16 +378,18 @@ def _local_command(op: LocalCommand, context: Context) -> tuple[list[str], str]:
     return [f"ran: {' '.join(op.argv)}"], output
 
 
-def _call(op: Call, context: Context) -> list[str]:
+def _call(op: Call, context: Context) -> CallResult:
     module_name, _, function_name = op.function.partition(":")
     try:
         function = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as error:
         raise _Failed(f"cannot find {op.function}: {error}", [], "") from None
     result = function(context, **dict(op.kwargs))
+    if isinstance(result, CallResult):
+        return result
     if isinstance(result, bool):
-        return [f"{op.function}"] if result else []
-    return list(result or [])
+        return CallResult((op.function,) if result else ())
+    return CallResult(tuple(result or ()))
 
 
 def perform(operations: Sequence[Operation], context: Context) -> Outcome:
@@ -337,6 +398,7 @@ def perform(operations: Sequence[Operation], context: Context) -> Outcome:
     changes: list[str] = []
     outputs: list[str] = []
     diffs: list[str] = []
+    warnings: list[str] = []
     batch: list[tuple[int, Operation]] = []
 
     def flush() -> None:
@@ -362,7 +424,9 @@ def perform(operations: Sequence[Operation], context: Context) -> Outcome:
                 changes.extend(done)
                 outputs.append(output)
             elif isinstance(op, Call):
-                changes.extend(_call(op, context))
+                result = _call(op, context)
+                changes.extend(result.changes)
+                warnings.extend(result.warnings)
             else:  # pragma: no cover - every Operation is handled above
                 raise ActionFailed(f"unknown operation {op!r}")
         flush()
@@ -370,4 +434,4 @@ def perform(operations: Sequence[Operation], context: Context) -> Outcome:
         failure.changes = changes + failure.changes
         failure.output = "".join(outputs) + failure.output
         raise
-    return Outcome(tuple(changes), "".join(outputs)[-OUTPUT_LIMIT:], "".join(diffs))
+    return Outcome(tuple(changes), "".join(outputs)[-OUTPUT_LIMIT:], "".join(diffs), tuple(warnings))

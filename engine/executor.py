@@ -257,7 +257,8 @@ class Executor:
                 message = f"internal error: {type(error).__name__}: {error}"
                 return self._done(task, started, Status.FAILED, message), message, False
             status = Status.CHANGED if outcome.changes else Status.OK
-            self._done(task, started, status, "", changes=outcome.changes, output=outcome.output, diff=outcome.diff)
+            message = "; ".join(f"warning: {w}" for w in outcome.warnings)
+            self._done(task, started, status, message, changes=outcome.changes, output=outcome.output, diff=outcome.diff)
             return status, "", False
         raise AssertionError("unreachable")  # pragma: no cover
 

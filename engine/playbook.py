@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -201,6 +201,10 @@ class RunSection(Section):
     """``[run]``: defaults for how tasks run."""
 
     forks: int = Field(10, ge=1, le=1000, description="At most this many tasks at once.")
+    dns: Literal["warn", "error", "off"] = Field(
+        "warn", description="When a service's domain does not resolve to its host: warn, fail, "
+        "or do not check."
+    )
 
 
 @dataclass(frozen=True)

@@ -230,8 +230,8 @@ def task_lines(event: TaskFinished, check: bool, verbose: bool, diff: bool,
                widths: tuple[int, int] = (24, 8), streamed: TailBuffer | None = None,
                ) -> list[Line]:
     """The display lines of a finished task: ``changed  <id>  @<host>  0.12s`` (``would
-    change`` in --check; the message's first line appended for failed, skipped, unreachable,
-    its other lines below), then changes (``  - …``, changed tasks, ``verbose`` or ``check``),
+    change`` in --check; the message's first line appended — why it failed, was skipped or
+    unreachable, or a warning of a task that succeeded — its other lines below), then changes (``  - …``, changed tasks, ``verbose`` or ``check``),
     the diff (``diff``), and the output's tail (``verbose``: 200 lines; failed: 20), taken
     from ``streamed`` when the event has none, under a :data:`CUT_NOTE` when cut. At most
     200 lines / 64 KiB of each part; all text made :func:`plain`."""
@@ -242,7 +242,7 @@ def task_lines(event: TaskFinished, check: bool, verbose: bool, diff: bool,
     duration = "" if never_ran else format_duration(event.duration)
     where = f" {event.task_id.ljust(widths[0])}  @{event.host.ljust(widths[1])}  {duration:>6}"
     line: Line = [(label.ljust(12 if check else 11), style), (where, "")]
-    message = plain(event.message).strip() if status not in ("ok", "changed") else ""
+    message = plain(event.message).strip()  # for ok/changed: the task's warnings
     first, _, rest = message.partition("\n")
     if first:
         line.append(("  " + first, style))

@@ -10,6 +10,7 @@ gracefully when it runs in the main thread.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import threading
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from fedi_run.engine.apply import APPLY_ID
 from fedi_run.engine.connection import ConnectionPool, HostKeyPolicy
-from fedi_run.engine.errors import FediRunError
+from fedi_run.engine.errors import FediRunError, PlaybookError, Problem
 from fedi_run.engine.events import EventSink, RunFinished, RunStarted, Status, TaskFinished
 from fedi_run.engine.executor import ExecutionOptions, Executor
 from fedi_run.engine.masking import Masker
@@ -68,8 +69,32 @@ def _selection(project: Project, request: RunRequest, store) -> Selection:
     return Selection(order, dict.fromkeys(order, "--resume"))
 
 
+def _missing_files(project: Project, selection: Selection) -> list[Problem]:
+    """The deployer files the selected tasks will read that cannot be read."""
+    playbook = project.playbook
+    wanted: list[tuple[tuple[str, ...], str]] = []
+    hosts = {project.graph.tasks[t].host for t in selection.order}
+    for name in sorted(h for h in hosts if h is not None):
+        if playbook.hosts[name].identity:
+            wanted.append((("hosts", name, "identity"), playbook.hosts[name].identity))
+    if playbook.initial_user and any(t.endswith(".initial-user") for t in selection.order):
+        wanted.append((("initial_user", "password_file"), playbook.initial_user.password_file))
+    acme = playbook.section("acme")
+    if acme is not None and acme.ca_file and any(t.startswith("acme.") for t in selection.order):
+        wanted.append((("acme", "ca_file"), acme.ca_file))
+    problems = []
+    for key, path in wanted:
+        if not os.access(path, os.R_OK) or not os.path.isfile(path):
+            problems.append(Problem(playbook.origin(*key), ".".join(key),
+                                    f"found {path!r}, which is not a readable file; expected the file to exist"))
+    return problems
+
+
 def preflight(project: Project, selection: Selection, options: ExecutionOptions) -> None:
-    """What must hold before any host is touched."""
+    """What must hold before any host is touched: the files the run reads, and nixops4."""
+    problems = _missing_files(project, selection)
+    if problems:
+        raise PlaybookError(problems)
     if APPLY_ID in selection and not options.check and shutil.which("nixops4") is None:
         raise MissingTool(
             "error: nixops4 is not on PATH, and this run ends with `nixops4 apply`. Install "

@@ -1,15 +1,21 @@
 """What the Fediversity apps (Mastodon, PeerTube, Pixelfed) have in common, for their plugins.
 
-Every app: its secrets on its host, its S3 key files (made by garage's key task for it), the
-initial user as a file, a DNS check of ``<app>.<domain>``, and — when the playbook has an
-``[acme]`` table — all of it after its host trusts and reaches the ACME server.
+Every enabled app: its secrets on its host, its S3 key files (made by garage's key task for it),
+the initial user as a file, a DNS check of ``<app>.<domain>``, and — when the playbook has an
+``[acme]`` table — all of it after its host trusts and reaches the ACME server. A disabled app
+whose host is known gets one task that removes what an earlier run placed there, so switching
+a service off and running again cleans it up.
 """
 
 from __future__ import annotations
 
+import json
+import socket
 from dataclasses import dataclass
+from pathlib import Path
 
-from fedi_run.engine.operations import Call, Directory, Operation, Secret
+from fedi_run.engine.actions import ActionFailed, CallResult, Context, place_secret_files
+from fedi_run.engine.operations import Call, Directory, File, Operation, Secret
 from fedi_run.engine.playbook import Playbook
 from fedi_run.engine.tasks import Task, per_host_id
 
@@ -20,6 +26,16 @@ SECRETS_ROOT = "/var/lib/fedi-run/secrets"
 def secrets_dir(service: str) -> str:
     """The directory holding ``service``'s secret files on its host."""
     return f"{SECRETS_ROOT}/{service}"
+
+
+def s3_dir(app: str) -> str:
+    """Where ``app``'s S3 key files (``key-id``, ``secret``) are on the app's host."""
+    return f"{secrets_dir(app)}/s3"
+
+
+def initial_user_file(app: str) -> str:
+    """The initial user's file (JSON: username, displayName, email, password) for ``app``."""
+    return f"{secrets_dir(app)}/initial-user"
 
 
 @dataclass(frozen=True)
@@ -40,14 +56,38 @@ def acme_ready(playbook: Playbook, host: str) -> tuple[str, ...]:
     return (per_host_id("acme.reach", host),)
 
 
-def app_tasks(playbook: Playbook, app: str, secrets: tuple[SecretSpec, ...]) -> list[Task]:
-    """The tasks of the Fediversity app ``app`` (nothing when it is disabled)."""
-    if not playbook.is_enabled(app):
+def secrets_root_actions(service: str) -> list[Operation]:
+    """The secrets root and the service's own directory, both 0700."""
+    return [
+        Directory("/var/lib/fedi-run", mode=0o755),
+        Directory(SECRETS_ROOT, mode=0o700),
+        Directory(secrets_dir(service), mode=0o700),
+    ]
+
+
+def absent_task(playbook: Playbook, service: str, why: str) -> list[Task]:
+    """For a disabled ``service`` whose host is known: remove its secrets directory."""
+    host = playbook.service_host(service)
+    if host not in playbook.hosts:
         return []
+    return [Task(
+        id=f"{service}.absent",
+        host=host,
+        tags=(service, "cleanup"),
+        description=f"remove {service}'s secrets and key files ({why})",
+        actions=(Directory(secrets_dir(service), present=False),),
+        undo=(),
+    )]
+
+
+def app_tasks(playbook: Playbook, app: str, secrets: tuple[SecretSpec, ...],
+              extra: tuple[Operation, ...] = ()) -> list[Task]:
+    """The tasks of the Fediversity app ``app``."""
+    if not playbook.is_enabled(app):
+        return absent_task(playbook, app, f"{app} is disabled")
     host = playbook.service_host(app)
     ready = acme_ready(playbook, host)
-    actions: list[Operation] = [Directory(SECRETS_ROOT, mode=0o700), Directory(secrets_dir(app), mode=0o700)]
-    actions += [spec.operation(app) for spec in secrets]
+    actions = [*secrets_root_actions(app), *(spec.operation(app) for spec in secrets), *extra]
     tasks = [
         Task(
             id=f"{app}.secrets",
@@ -63,17 +103,12 @@ def app_tasks(playbook: Playbook, app: str, secrets: tuple[SecretSpec, ...]) -> 
             requires=(f"garage.key.{app}", f"{app}.secrets"),
             tags=(app, "s3", "garage"),
             description=f"{app}'s Garage S3 key files, copied from the garage host",
-            actions=(
-                Call(
-                    "fedi_run.plugins.garage.keys:copy_key",
-                    (("app", app), ("to", f"{secrets_dir(app)}/s3")),
-                ),
-            ),
+            actions=(Call("fedi_run.plugins.garage.keys:copy_key", (("app", app), ("to", s3_dir(app)))),),
+            undo=(Directory(s3_dir(app), present=False),),
         ),
         Task(
             id=f"{app}.dns",
             host=None,
-            requires=(),
             tags=(app, "dns"),
             description=f"check that {playbook.service_domain(app)} resolves to {host}'s address",
             actions=(Call("fedi_run.plugins.fediversity:check_dns", (("service", app),)),),
@@ -81,19 +116,62 @@ def app_tasks(playbook: Playbook, app: str, secrets: tuple[SecretSpec, ...]) -> 
         ),
     ]
     if playbook.initial_user is not None:
-        tasks.append(
-            Task(
-                id=f"{app}.initial-user",
-                host=host,
-                requires=(f"{app}.secrets",),
-                tags=(app, "initial-user"),
-                description=f"the initial user {playbook.initial_user.username!r} as a file for {app}",
-                actions=(
-                    Call(
-                        "fedi_run.plugins.fediversity:place_initial_user",
-                        (("service", app), ("to", f"{secrets_dir(app)}/initial-user")),
-                    ),
-                ),
-            )
-        )
+        tasks.append(Task(
+            id=f"{app}.initial-user",
+            host=host,
+            requires=(f"{app}.secrets",),
+            tags=(app, "initial-user"),
+            description=f"the initial user {playbook.initial_user.username!r} as a file for {app}",
+            actions=(Call("fedi_run.plugins.fediversity:place_initial_user",
+                          (("service", app), ("to", initial_user_file(app)))),),
+            undo=(File(initial_user_file(app), present=False),),
+        ))
     return tasks
+
+
+def place_initial_user(context: Context, service: str, to: str) -> list[str]:
+    """Write the initial user — with the password read from the deployer's ``password_file``
+    — as JSON at ``to`` on the service's host (mode 0400)."""
+    user = context.playbook.initial_user
+    try:
+        password = Path(user.password_file).read_text().rstrip("\n")
+    except OSError as error:
+        raise ActionFailed(
+            f"cannot read initial_user.password_file {user.password_file}: {error.strerror or error}"
+        ) from None
+    context.masker.add(password)
+    document = json.dumps({
+        "username": user.username, "displayName": user.display_name,
+        "email": user.email, "password": password,
+    })
+    assert context.connection is not None
+    return place_secret_files(context, context.connection, {to: document})
+
+
+def _addresses(name: str) -> set[str]:
+    try:
+        return {info[4][0] for info in socket.getaddrinfo(name, None)}
+    except (socket.gaierror, UnicodeError):
+        return set()
+
+
+def check_dns(context: Context, service: str) -> CallResult:
+    """``<service>.<domain>`` resolves to its host's address; else a warning, or — with
+    ``[run] dns = "error"`` — a failure. ``dns = "off"`` skips the check."""
+    playbook = context.playbook
+    mode = playbook.run.dns
+    if mode == "off":
+        return CallResult()
+    domain = playbook.service_domain(service)
+    host = playbook.service_host(service)
+    expected = _addresses(playbook.hosts[host].address)
+    found = _addresses(domain)
+    if found and expected & found:
+        return CallResult()
+    problem = (
+        f"{domain} resolves to {', '.join(sorted(found)) or 'nothing'}, not to {host}'s address "
+        f"{playbook.hosts[host].address}; certificates for it cannot be issued until it does"
+    )
+    if mode == "error":
+        raise ActionFailed(problem)
+    return CallResult(warnings=(problem,))

@@ -158,8 +158,26 @@ class TestFediversityGraph:
         assert "acme.trust@mastodon" in graph.dependencies("acme.reach@mastodon")
         assert "acme.trust@mastodon" not in load_project(EXAMPLES / "fediversity.toml").graph
 
-    def test_disabled_app_contributes_nothing(self, write):
+    def test_disabled_app_only_cleans_up(self, write):
         path = write("p.toml", (EXAMPLES / "fediversity.toml").read_text().replace(
             "[services.peertube]\nenable = true", "[services.peertube]\nenable = false"))
         graph = load_project(path).graph
-        assert not [t for t in graph.tasks if "peertube" in t.split("@")[0]]
+        assert sorted(t for t in graph.tasks if "peertube" in t.split("@")[0]) == [
+            "garage.drop-key.peertube", "peertube.absent",
+        ]
+        assert graph.tasks["peertube.absent"].host == "peertube"
+        assert graph.tasks["peertube.absent"].actions[0].path == "/var/lib/fedi-run/secrets/peertube"
+
+    def test_vapid_keys_are_a_real_p256_pair(self):
+        import base64
+
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from fedi_run.plugins.mastodon.vapid import generate_pair, public_of
+
+        private, public = generate_pair()
+        raw = base64.urlsafe_b64decode(public + "=" * (-len(public) % 4))
+        assert len(raw) == 65 and raw[0] == 4
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+        assert len(base64.urlsafe_b64decode(private + "=" * (-len(private) % 4))) == 32
+        assert public_of(private) == public and generate_pair()[0] != private

@@ -1,9 +1,12 @@
 """The acme plugin: certificates from an ACME server (Let's Encrypt, or Pebble in tests).
 
 Owns the top-level ``[acme]`` table. On the deployer, the ACME account is registered first, so
-a wrong server or e-mail fails before anything else. On each host that runs a service: trust
-the CA in ``ca_file`` when one is given (test CAs), then check that the host reaches the ACME
-directory.
+a wrong server or e-mail fails before anything else (``account.register``). Then, on each host
+that runs a service: trust the CA in ``ca_file`` when one is given (test CAs,
+``trust.place_ca``), then check that the host reaches the ACME directory (``reach.check``).
+
+Teardown, in reverse: the CA file is removed and the host's trust store rebuilt, then the account
+is deactivated and its key removed (``account.unregister``); the reach check has nothing to undo.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from fedi_run.engine.tasks import Task, per_host_id
 
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 CA_PATH = "/usr/local/share/ca-certificates/fedi-run-acme.crt"
+CA_LINK = "/etc/ssl/certs/fedi-run-acme.pem"
+"""The link update-ca-certificates makes for CA_PATH (``trust.trust_link(CA_PATH)``)."""
 
 
 class AcmeSection(Section):
@@ -54,7 +59,7 @@ def fedi_run_tasks(playbook: Playbook):
             tags=("acme",),
             description=f"register the ACME account {acme.email or '(no contact)'} at {acme.server}",
             actions=(Call("fedi_run.plugins.acme.account:register", ()),),
-            undo=(),
+            undo=(Call("fedi_run.plugins.acme.account:unregister", ()),),
         )
     ]
     for host in hosts:
@@ -64,13 +69,14 @@ def fedi_run_tasks(playbook: Playbook):
                 Task(
                     id=per_host_id("acme.trust", host),
                     host=host,
+                    requires=("acme.account",),
                     tags=("acme", "trust"),
                     description=f"trust the ACME CA {acme.ca_file}",
-                    actions=(
-                        Call("fedi_run.plugins.acme.trust:place_ca", (("to", CA_PATH),)),
-                        Command("update-ca-certificates"),
+                    actions=(Call("fedi_run.plugins.acme.trust:place_ca", (("to", CA_PATH),)),),
+                    undo=(
+                        File(CA_PATH, present=False),
+                        Command("update-ca-certificates --fresh", unless=f"[ ! -L {CA_LINK} ]"),
                     ),
-                    undo=(File(CA_PATH, present=False), Command("update-ca-certificates --fresh")),
                 )
             )
             reach_requires.append(per_host_id("acme.trust", host))

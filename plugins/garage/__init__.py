@@ -12,7 +12,9 @@ from fedi_run.engine.operations import Directory, Secret
 from fedi_run.engine.playbook import Playbook, ServiceConfig
 from fedi_run.engine.sections import ConfigSection
 from fedi_run.engine.tasks import Task
-from fedi_run.plugins.fediversity import SECRETS_ROOT, acme_ready, secrets_dir
+from fedi_run.engine.operations import File
+from fedi_run.plugins.fediversity import absent_task, acme_ready, secrets_dir, secrets_root_actions
+from fedi_run.plugins.garage.keys import key_dir
 
 APPS = ("mastodon", "peertube", "pixelfed")
 
@@ -26,15 +28,10 @@ def fedi_run_config_sections():
     return [ConfigSection("garage", GarageConfig, description="Garage, the S3 object store.")]
 
 
-def key_dir(app: str) -> str:
-    """Where the garage host keeps ``app``'s S3 key id and secret."""
-    return f"{secrets_dir('garage')}/keys/{app}"
-
-
 @hookimpl
 def fedi_run_tasks(playbook: Playbook):
     if not playbook.is_enabled("garage"):
-        return []
+        return absent_task(playbook, "garage", "no service needs it")
     host = playbook.service_host("garage")
     tasks = [
         Task(
@@ -44,8 +41,7 @@ def fedi_run_tasks(playbook: Playbook):
             tags=("garage", "secrets"),
             description="Garage's RPC secret and admin token",
             actions=(
-                Directory(SECRETS_ROOT, mode=0o700),
-                Directory(secrets_dir("garage"), mode=0o700),
+                *secrets_root_actions("garage"),
                 Secret(f"{secrets_dir('garage')}/rpc-secret", "hex32"),
                 Secret(f"{secrets_dir('garage')}/admin-token", "base64-32"),
             ),
@@ -53,19 +49,29 @@ def fedi_run_tasks(playbook: Playbook):
     ]
     for app in APPS:
         if playbook.is_enabled(app):
-            tasks.append(
-                Task(
-                    id=f"garage.key.{app}",
-                    host=host,
-                    requires=("garage.secrets",),
-                    tags=("garage", "s3", app),
-                    description=f"the S3 access key and bucket of {app}",
-                    actions=(
-                        Directory(f"{secrets_dir('garage')}/keys", mode=0o700),
-                        Directory(key_dir(app), mode=0o700),
-                        Secret(f"{key_dir(app)}/key-id", "garage-key-id"),
-                        Secret(f"{key_dir(app)}/secret", "hex32"),
-                    ),
-                )
-            )
+            tasks.append(Task(
+                id=f"garage.key.{app}",
+                host=host,
+                requires=("garage.secrets",),
+                tags=("garage", "s3", app),
+                description=f"the S3 access key and bucket of {app}",
+                actions=(
+                    Directory(f"{secrets_dir('garage')}/keys", mode=0o700),
+                    Directory(key_dir(app), mode=0o700),
+                    Secret(f"{key_dir(app)}/key-id", "garage-key-id"),
+                    Secret(f"{key_dir(app)}/secret", "hex32"),
+                    File(f"{key_dir(app)}/bucket", f"{app}\n", mode=0o400),
+                ),
+                undo=(Directory(key_dir(app), present=False),),
+            ))
+        else:
+            tasks.append(Task(
+                id=f"garage.drop-key.{app}",
+                host=host,
+                requires=("garage.secrets",),
+                tags=("garage", "s3", app, "cleanup"),
+                description=f"remove the S3 key of {app}, which is disabled",
+                actions=(Directory(key_dir(app), present=False),),
+                undo=(),
+            ))
     return tasks

@@ -1,24 +1,26 @@
 """The mastodon plugin: Mastodon at ``mastodon.<domain>``.
 
-On its host before the apply: the secret key base, a VAPID key pair (P-256), the Active Record
-encryption keys, and its Garage S3 key files.
+On its host before the apply: the secret key base, a VAPID key pair (real P-256 keys), the
+Active Record encryption keys, and its Garage S3 key files.
 """
 
 from __future__ import annotations
 
 from fedi_run.engine.hookspecs import hookimpl
+from fedi_run.engine.operations import Call
 from fedi_run.engine.playbook import Playbook, ServiceConfig
 from fedi_run.engine.sections import ConfigSection
-from fedi_run.plugins.fediversity import SecretSpec, app_tasks
+from fedi_run.plugins.fediversity import SecretSpec, app_tasks, secrets_dir
 
 SECRETS = (
     SecretSpec("secret-key-base", "hex64"),
-    SecretSpec("vapid-private-key", "vapid-p256-private"),
-    SecretSpec("vapid-public-key", "vapid-p256-public"),
+    SecretSpec("otp-secret", "hex64"),
     SecretSpec("ar-deterministic-key", "alnum32"),
     SecretSpec("ar-key-derivation-salt", "alnum32"),
     SecretSpec("ar-primary-key", "alnum32"),
 )
+VAPID_PRIVATE = f"{secrets_dir('mastodon')}/vapid-private-key"
+VAPID_PUBLIC = f"{secrets_dir('mastodon')}/vapid-public-key"
 
 
 class MastodonConfig(ServiceConfig):
@@ -32,4 +34,5 @@ def fedi_run_config_sections():
 
 @hookimpl
 def fedi_run_tasks(playbook: Playbook):
-    return app_tasks(playbook, "mastodon", SECRETS)
+    vapid = Call("fedi_run.plugins.mastodon.vapid:ensure", (("private", VAPID_PRIVATE), ("public", VAPID_PUBLIC)))
+    return app_tasks(playbook, "mastodon", SECRETS, extra=(vapid,))

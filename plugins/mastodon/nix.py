@@ -1,0 +1,52 @@
+"""Mastodon's part of the NixOps4 deployment: ``hosts/<host>/mastodon.nix``.
+
+On Mastodon's host, a module that switches ``fediversity.mastodon`` on (or, for a teardown or a
+disabled service, off) and names its secret files by their path on the host: the secret key
+base, the VAPID key pair and the Active Record encryption keys (nixpkgs' ``services.mastodon``
+``*File`` options), the S3 key files garage's key task made for it, and the initial user.
+"""
+
+from __future__ import annotations
+
+from fedi_run.engine.hookspecs import hookimpl
+from fedi_run.engine.nix import service_modules
+from fedi_run.engine.playbook import Playbook
+
+SERVICE = "mastodon"
+
+NIXPKGS_OPTIONS = {
+    "secret-key-base": "secretKeyBaseFile",
+    "otp-secret": "otpSecretFile",
+    "vapid-private-key": "vapidPrivateKeyFile",
+    "vapid-public-key": "vapidPublicKeyFile",
+    "ar-deterministic-key": "activeRecordEncryptionDeterministicKeyFile",
+    "ar-key-derivation-salt": "activeRecordEncryptionKeyDerivationSaltFile",
+    "ar-primary-key": "activeRecordEncryptionPrimaryKeyFile",
+}
+"""Each secret file (by name) → the nixpkgs ``services.mastodon`` option that names it. A
+secret file of Mastodon's without an option here is an error when the module is rendered."""
+
+
+def secret_files(playbook: Playbook) -> dict[str, str]:
+    """Name → path on the host of every secret file an enabled mastodon reads (those its
+    tasks place there)."""
+    from fedi_run.plugins.fediversity import initial_user_file, s3_dir, secrets_dir
+    # imported here: the package imports this module
+    from fedi_run.plugins.mastodon import SECRETS, VAPID_PRIVATE, VAPID_PUBLIC
+
+    files = {spec.name: f"{secrets_dir(SERVICE)}/{spec.name}" for spec in SECRETS}
+    files["vapid-private-key"] = VAPID_PRIVATE
+    files["vapid-public-key"] = VAPID_PUBLIC
+    files["s3-key-id"] = f"{s3_dir(SERVICE)}/key-id"
+    files["s3-secret"] = f"{s3_dir(SERVICE)}/secret"
+    if playbook.initial_user is not None:
+        files["initial-user"] = initial_user_file(SERVICE)
+    return files
+
+
+@hookimpl
+def fedi_run_nix_modules(playbook: Playbook, host: str):
+    return service_modules(
+        playbook, host, SERVICE, "fedi_run.plugins.mastodon", secret_files,
+        nixpkgs_options=NIXPKGS_OPTIONS,
+    )

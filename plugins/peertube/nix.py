@@ -1,0 +1,33 @@
+"""PeerTube's part of the NixOps4 deployment: ``hosts/<host>/peertube.nix``.
+
+On PeerTube's host, a module that switches ``fediversity.peertube`` on (or off) and names its
+secret files by their path on the host: its secrets file, the S3 key files garage's key task
+made for it, and the initial user.
+"""
+
+from __future__ import annotations
+
+from fedi_run.engine.hookspecs import hookimpl
+from fedi_run.engine.nix import service_modules
+from fedi_run.engine.playbook import Playbook
+
+SERVICE = "peertube"
+
+
+def secret_files(playbook: Playbook) -> dict[str, str]:
+    """Name → path on the host of every secret file an enabled peertube reads (those its
+    tasks place there)."""
+    from fedi_run.plugins.fediversity import initial_user_file, s3_dir, secrets_dir
+    from fedi_run.plugins.peertube import SECRETS  # here: the package imports this module
+
+    files = {spec.name: f"{secrets_dir(SERVICE)}/{spec.name}" for spec in SECRETS}
+    files["s3-key-id"] = f"{s3_dir(SERVICE)}/key-id"
+    files["s3-secret"] = f"{s3_dir(SERVICE)}/secret"
+    if playbook.initial_user is not None:
+        files["initial-user"] = initial_user_file(SERVICE)
+    return files
+
+
+@hookimpl
+def fedi_run_nix_modules(playbook: Playbook, host: str):
+    return service_modules(playbook, host, SERVICE, "fedi_run.plugins.peertube", secret_files)
