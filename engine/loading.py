@@ -305,6 +305,7 @@ def _validate(
         tasks=values["tasks"],
         run=values.get("run") or RunSection(),
         origins=merged.origins,
+        needs={name: section.needs for name, section in services.items()},
     )
     return playbook, []
 

@@ -213,7 +213,7 @@ class Playbook:
 
     ``services`` holds the options of every service a plugin knows, enabled or not;
     ``enabled`` maps each enabled service to the reason it is (``"playbook.toml"``, or
-    ``"needed by mastodon"``). ``sections`` holds the top-level tables contributed by plugins
+    ``"needed by mastodon"``); ``needs`` maps each service to the services it needs. ``sections`` holds the top-level tables contributed by plugins
     (such as ``acme``), or ``None`` when absent. All paths are absolute.
     """
 
@@ -227,9 +227,10 @@ class Playbook:
     tasks: Mapping[str, UserTaskSection]
     run: RunSection = field(default_factory=RunSection)
     origins: Mapping[tuple[str, ...], Path] = field(default_factory=dict)
+    needs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("hosts", "services", "enabled", "sections", "tasks", "origins"):
+        for name in ("hosts", "services", "enabled", "sections", "tasks", "origins", "needs"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     @property
@@ -241,6 +242,10 @@ class Playbook:
     def domain(self) -> str:
         """The deployment's domain."""
         return self.deployment.domain
+
+    def users_of(self, service: str) -> list[str]:
+        """The services (enabled or not) that need ``service`` — garage's apps, sorted."""
+        return sorted(name for name, needed in self.needs.items() if service in needed)
 
     def is_enabled(self, service: str) -> bool:
         """Whether ``service`` is deployed (by the playbook or because another needs it)."""

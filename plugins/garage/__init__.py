@@ -1,8 +1,9 @@
 """The garage plugin: Garage, the S3-compatible object store holding the apps' media.
 
-Switched on whenever an app that stores media is (each app's section ``needs`` garage). On the
-garage host: the RPC secret and the admin token; for each enabled app, an S3 access key in
-Garage's format (``GK`` and 24 hex digits, a 64-hex-digit secret) and its bucket.
+Switched on whenever an app that stores media is (each app's section ``needs`` garage, a third
+party's too). On the garage host: the RPC secret and the admin token; for each enabled app, an
+S3 access key in Garage's format (``GK`` and 24 hex digits, a 64-hex-digit secret) and its
+bucket; for each disabled one, the removal of its key.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from fedi_run.engine.tasks import Task
 from fedi_run.engine.operations import File
 from fedi_run.plugins.fediversity import absent_task, acme_ready, secrets_dir, secrets_root_actions
 from fedi_run.plugins.garage.keys import key_dir
-
-APPS = ("mastodon", "peertube", "pixelfed")
-
 
 class GarageConfig(ServiceConfig):
     """``[services.garage]``: only ``enable`` and ``host``; it is enabled by any app."""
@@ -47,7 +45,7 @@ def fedi_run_tasks(playbook: Playbook):
             ),
         )
     ]
-    for app in APPS:
+    for app in playbook.users_of("garage"):
         if playbook.is_enabled(app):
             tasks.append(Task(
                 id=f"garage.key.{app}",
