@@ -5,8 +5,10 @@ a wrong server or e-mail fails before anything else (``account.register``). Then
 that runs a service: trust the CA in ``ca_file`` when one is given (test CAs,
 ``trust.place_ca``), then check that the host reaches the ACME directory (``reach.check``).
 
-Teardown, in reverse: the CA file is removed and the host's trust store rebuilt, then the account
-is deactivated and its key removed (``account.unregister``); the reach check has nothing to undo.
+Teardown, in reverse: the CA file is removed and the host's trust store rebuilt; the reach check
+has nothing to undo. The ACME account is kept (its key stays in the deployer's state): it is the
+operator's identity at the CA, deactivating it cannot be undone, and the next deployment reuses
+it. ``account.unregister`` deactivates it for an operator who asks.
 """
 
 from __future__ import annotations
@@ -57,9 +59,11 @@ def fedi_run_tasks(playbook: Playbook):
             id="acme.account",
             host=None,
             tags=("acme",),
-            description=f"register the ACME account {acme.email or '(no contact)'} at {acme.server}",
+            description=(
+                f"register the ACME account {acme.email or '(no contact)'} at {acme.server}"
+            ),
             actions=(Call("fedi_run.plugins.acme.account:register", ()),),
-            undo=(Call("fedi_run.plugins.acme.account:unregister", ()),),
+            undo=(),
         )
     ]
     for host in hosts:

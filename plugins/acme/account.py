@@ -17,8 +17,9 @@ deployer: ``context.connection`` is ``None``):
   said is recorded in :func:`record_path` (JSON, 0600: server → account URL and contact);
 * returns ``["registered ACME account <email> at <server>"]`` (or the contact update) when it
   changed something, ``[]`` when the account already existed as configured;
-* ``context.check``: only the directory is fetched (the server is reachable and is an ACME
-  server, the terms are accepted); the record says whether a registration would happen;
+* ``context.check``: nothing is registered or written; the directory is fetched (the server is
+  reachable, is an ACME server, its terms are accepted) and, when the key exists, its account
+  looked up (``onlyReturnExisting``, read-only), to report what a run would change;
 * every failure raises :class:`~fedi_run.engine.actions.ActionFailed` with one paragraph naming
   the server URL (and the e-mail address when the server rejects it). Requests the server
   rejects with ``badNonce`` are retried.
@@ -42,6 +43,7 @@ TIMEOUT = 10
 ATTEMPTS = 3
 """Tries of a request the server rejects with badNonce (the acme library retries once more)."""
 USER_AGENT = "fedi-run"
+FETCHING = "fetching its directory"
 DIRECTORY_NAME = "acme"
 """The folder of the state directory holding account keys (``_acme`` for a deployment that is
 itself called ``acme``, whose rendered deployment lives in ``.fedi-run/acme/``)."""
@@ -93,7 +95,8 @@ def _read_records(path: Path) -> dict[str, Any]:
 
 
 def _write_records(path: Path, records: dict[str, Any]) -> None:
-    _write_private(path, (json.dumps({"accounts": records}, indent=2, sort_keys=True) + "\n").encode())
+    text = json.dumps({"accounts": records}, indent=2, sort_keys=True) + "\n"
+    _write_private(path, text.encode())
 
 
 def _jwk(pem: bytes, path: Path):
@@ -105,14 +108,14 @@ def _jwk(pem: bytes, path: Path):
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as error:
-        raise ActionFailed(f"the ACME account key {path} is not an unencrypted PEM private key ({error}); "
-                           "move it away to have a new account registered") from None
+        raise ActionFailed(f"the ACME account key {path} is not an unencrypted PEM private key "
+                           f"({error}); move it away to have a new account registered") from None
     if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
         return jose.JWKEC(key=key), jose.ES256
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048:
         return jose.JWKRSA(key=key), jose.RS256
-    raise ActionFailed(f"the ACME account key {path} is neither an EC P-256 nor an RSA (2048 bits or more) "
-                       "key; move it away to have a new account registered")
+    raise ActionFailed(f"the ACME account key {path} is neither an EC P-256 nor an RSA key of 2048 "
+                       "bits or more; move it away to have a new account registered")
 
 
 def _new_key_pem() -> bytes:
@@ -126,8 +129,8 @@ def _new_key_pem() -> bytes:
 
 def _mask_key(context: Context, pem: bytes) -> None:
     """Register the key's text with the masker (its base64 lines, not the PEM armour)."""
-    body = "\n".join(line for line in pem.decode("ascii", "replace").splitlines() if not line.startswith("-----"))
-    context.masker.add(body)
+    lines = pem.decode("ascii", "replace").splitlines()
+    context.masker.add("\n".join(line for line in lines if not line.startswith("-----")))
 
 
 def _load_key(context: Context, create: bool):
@@ -145,7 +148,8 @@ def _load_key(context: Context, create: bool):
         _mask_key(context, pem)
         _write_private(path, pem)
     except OSError as error:
-        raise ActionFailed(f"cannot read the ACME account key {path}: {error.strerror or error}") from None
+        reason = error.strerror or error
+        raise ActionFailed(f"cannot read the ACME account key {path}: {reason}") from None
     else:
         _mask_key(context, pem)
         if path.stat().st_mode & 0o077:
@@ -174,55 +178,75 @@ def _trusting(acme) -> str:
 def _reason(error: BaseException) -> str:
     """The useful end of a requests/urllib3 error's text."""
     text = str(error)
-    for pattern in (r"certificate verify failed: ([^(\"']+?)\s*\(_ssl", r"\[Errno -?\d+\] ([^'\")]+)",
-                    r"Failed to resolve '[^']*' \(([^)]*)\)"):
+    patterns = (
+        r"certificate verify failed: ([^(\"']+?)\s*\(_ssl",
+        r"\[Errno -?\d+\] ([^'\")]+)",
+        r"Failed to resolve '[^']*' \(([^)]*)\)",
+    )
+    for pattern in patterns:
         match = re.search(pattern, text)
         if match:
             return match[1].strip()
     return text
 
 
+def _code(error) -> str:
+    """The ACME error code of a server's problem document (``badNonce``, …), known to the acme
+    library or not; else its type."""
+    typ = str(error.typ or "")
+    for prefix in ("urn:ietf:params:acme:error:", "urn:acme:error:"):
+        if typ.startswith(prefix):
+            return typ[len(prefix):]
+    return typ
+
+
 def _explain(error: Exception, acme, doing: str, key: Path | None = None) -> ActionFailed:
     """One paragraph saying what went wrong talking to ``acme.server`` while ``doing``."""
+    return ActionFailed(_message(error, acme, doing, key))
+
+
+def _message(error: Exception, acme, doing: str, key: Path | None) -> str:
     import josepy as jose
     import requests
     from acme import errors, messages
 
     server = acme.server
+    fix = "check [acme] server"
     if isinstance(error, requests.exceptions.SSLError):
-        return ActionFailed(f"cannot verify the TLS certificate of the ACME server {server} with "
-                            f"{_trusting(acme)}: {_reason(error)}")
+        return (f"cannot verify the TLS certificate of the ACME server {server} with "
+                f"{_trusting(acme)}: {_reason(error)}")
     if isinstance(error, requests.exceptions.Timeout):
-        return ActionFailed(f"the ACME server {server} did not answer within {TIMEOUT} s while {doing}")
+        return f"the ACME server {server} did not answer within {TIMEOUT} s while {doing}"
     if isinstance(error, requests.exceptions.ConnectionError):
-        return ActionFailed(f"cannot connect to the ACME server {server} while {doing}: {_reason(error)}; "
-                            "check [acme] server")
+        return f"cannot connect to the ACME server {server} while {doing}: {_reason(error)}; {fix}"
     if isinstance(error, messages.Error):
-        code = error.code or error.typ
+        code = _code(error)
         detail = error.detail or error.title or code
-        if code in ("invalidContact", "unsupportedContact"):
-            return ActionFailed(f"the ACME server {server} rejected the contact address {acme.email!r}: "
-                                f"{detail}; set a valid email in [acme]")
+        if code in ("invalidContact", "unsupportedContact", "invalidEmail"):
+            return (f"the ACME server {server} rejected the contact address {acme.email!r}: "
+                    f"{detail}; set a valid email in [acme]")
         if code in ("agreementRequired", "userActionRequired"):
-            return ActionFailed(f"the ACME server {server} requires agreeing to its terms of service: "
-                                f"{detail}; read them and set accept_terms = true in [acme]")
+            return (f"the ACME server {server} requires agreeing to its terms of service: "
+                    f"{detail}; read them and set accept_terms = true in [acme]")
         if code == "unauthorized" and "deactivated" in str(detail) and key is not None:
-            return ActionFailed(f"the ACME account of the key {key} at {server} is deactivated ({detail}); "
-                                "move the key away to have a new account registered")
-        return ActionFailed(f"the ACME server {server} refused the request while {doing}: {code}: {detail}")
+            return (f"the ACME account of the key {key} at {server} is deactivated ({detail}); "
+                    "move the key away to have a new account registered")
+        return f"the ACME server {server} refused the request while {doing}: {code}: {detail}"
     if isinstance(error, errors.ClientError):
         response = error.args[0] if error.args else None
         status = getattr(response, "status_code", None)
         what = f"HTTP {status}" if status is not None else str(error)
-        return ActionFailed(f"{server} is not an ACME directory ({what}); check [acme] server")
-    if isinstance(error, (ValueError, TypeError, jose.errors.Error)):  # not JSON, or not a directory
-        return ActionFailed(f"{server} did not answer as an ACME server while {doing} "
-                            f"({type(error).__name__}: {error}); check [acme] server")
+        if doing == FETCHING:
+            return f"{server} is not an ACME directory ({what}); {fix}"
+        return f"the ACME server {server} answered {what} while {doing}"
+    if isinstance(error, (ValueError, TypeError, jose.errors.Error)):  # not JSON, not a directory
+        return (f"{server} did not answer as an ACME server while {doing} "
+                f"({type(error).__name__}: {error}); {fix}")
     if isinstance(error, requests.exceptions.RequestException):
-        return ActionFailed(f"the request to the ACME server {server} failed while {doing}: {error}")
+        return f"the request to the ACME server {server} failed while {doing}: {error}"
     if isinstance(error, OSError):  # requests: an unreadable CA bundle
-        return ActionFailed(f"cannot use {_trusting(acme)} to reach the ACME server {server}: {error}")
-    return ActionFailed(f"the ACME server {server} failed while {doing}: {type(error).__name__}: {error}")
+        return f"cannot use {_trusting(acme)} to reach the ACME server {server}: {error}"
+    return f"the ACME server {server} failed while {doing}: {type(error).__name__}: {error}"
 
 
 def _call(acme, doing: str, function, *args, key: Path | None = None):
@@ -238,7 +262,7 @@ def _call(acme, doing: str, function, *args, key: Path | None = None):
         except errors.ConflictError:
             raise
         except messages.Error as error:
-            if error.code == "badNonce" and attempt < ATTEMPTS:
+            if _code(error) == "badNonce" and attempt < ATTEMPTS:
                 continue
             raise _explain(error, acme, doing, key) from None
         except (requests.exceptions.RequestException, errors.Error, jose.errors.Error, OSError,
@@ -254,20 +278,20 @@ def _client(acme, jwk=None, alg=None):
 
     network = client.ClientNetwork(jwk, alg=alg or jose.ES256, verify_ssl=acme.ca_file or True,
                                    user_agent=USER_AGENT, timeout=TIMEOUT)
-    directory = _call(acme, "fetching its directory", client.ClientV2.get_directory, acme.server, network)
+    directory = _call(acme, FETCHING, client.ClientV2.get_directory, acme.server, network)
     fields = directory.to_partial_json()
     if not isinstance(fields, dict) or not {"newAccount", "newNonce"} <= set(fields):
-        raise ActionFailed(f"{acme.server} is not an ACME directory (no newAccount and newNonce in what "
-                           "it returned); check [acme] server")
+        raise ActionFailed(f"{acme.server} is not an ACME directory (what it returned names no "
+                           "newAccount and newNonce); check [acme] server")
     return client.ClientV2(directory, network)
 
 
 def _check_terms(acme, directory) -> None:
     terms = getattr(getattr(directory, "meta", None), "terms_of_service", None)
     if terms and not acme.accept_terms:
-        raise ActionFailed(f"the ACME server {acme.server} has terms of service that must be agreed to "
-                           f"before an account is registered: read {terms} and set accept_terms = true "
-                           "in [acme]")
+        raise ActionFailed(f"the ACME server {acme.server} has terms of service that must be "
+                           f"agreed to before an account is registered: read {terms} and set "
+                           "accept_terms = true in [acme]")
 
 
 def _lookup(acme, acme_client, key: Path):
@@ -291,7 +315,7 @@ def _raw_query(acme_client, blank):
     try:
         return acme_client.query_registration(blank)
     except messages.Error as error:
-        if error.code == "accountDoesNotExist":
+        if _code(error) == "accountDoesNotExist":
             raise _NoAccount() from None
         raise
 
@@ -309,20 +333,12 @@ def _contact(acme) -> tuple[str, ...]:
 def register(context: Context) -> list[str]:
     """Register (or find) the deployment's ACME account; see the module docstring."""
     acme = _settings(context)
-    records = _read_records(record_path(context))
     if context.check:
-        acme_client = _client(acme)
-        _check_terms(acme, acme_client.directory)
-        _, _, changes = _load_key(context, create=False)
-        known = records.get(acme.server)
-        if not key_path(context).exists() or not known:
-            return changes + [f"registered ACME account {_who(acme)} at {acme.server}"]
-        if tuple(known.get("contact", ())) != _contact(acme):
-            return changes + [f"updated the ACME account's contact to {_who(acme)} at {acme.server}"]
-        return changes
+        return _would_register(context, acme)
 
     from acme import errors, messages
 
+    records = _read_records(record_path(context))
     path = key_path(context)
     had_key = path.exists()
     jwk, alg, changes = _load_key(context, create=True)
@@ -339,8 +355,8 @@ def register(context: Context) -> list[str]:
         except errors.ConflictError:  # the key has an account after all: look it up
             account = _lookup(acme, acme_client, path)
             if account is None:
-                raise ActionFailed(f"the ACME server {acme.server} says the key {path} has an account, "
-                                   "but does not return it") from None
+                raise ActionFailed(f"the ACME server {acme.server} says the key {path} has an "
+                                   "account, but does not return it") from None
     if tuple(account.body.contact or ()) != _contact(acme):
         account = _call(acme, "updating the account's contact", acme_client.update_registration,
                         account, account.body.update(contact=_contact(acme)), key=path)
@@ -349,6 +365,21 @@ def register(context: Context) -> list[str]:
     if records.get(acme.server) != record:
         records[acme.server] = record
         _write_records(record_path(context), records)
+    return changes
+
+
+def _would_register(context: Context, acme) -> list[str]:
+    """Check mode: what :func:`register` would change. Only the directory is fetched and, when
+    there is a key, its account looked up (``onlyReturnExisting`` changes nothing)."""
+    path = key_path(context)
+    jwk, alg, changes = _load_key(context, create=False)
+    acme_client = _client(acme, jwk, alg)
+    _check_terms(acme, acme_client.directory)
+    account = _lookup(acme, acme_client, path) if jwk is not None else None
+    if account is None:
+        return changes + [f"registered ACME account {_who(acme)} at {acme.server}"]
+    if tuple(account.body.contact or ()) != _contact(acme):
+        return changes + [f"updated the ACME account's contact to {_who(acme)} at {acme.server}"]
     return changes
 
 
@@ -366,7 +397,8 @@ def unregister(context: Context) -> list[str]:
     acme_client = _client(acme, jwk, alg)
     account = _lookup(acme, acme_client, path)
     if account is not None:
-        _call(acme, "deactivating the account", acme_client.deactivate_registration, account, key=path)
+        _call(acme, "deactivating the account", acme_client.deactivate_registration, account,
+              key=path)
     records = _read_records(record_path(context))
     records.pop(acme.server, None)
     path.unlink()

@@ -32,7 +32,8 @@ def ca_certificates(playbook: Playbook, ca_file: str) -> list[str]:
     try:
         text = Path(ca_file).read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as error:
-        raise problem(f"cannot read {ca_file}: {getattr(error, 'strerror', None) or error}") from None
+        reason = getattr(error, "strerror", None) or error
+        raise problem(f"cannot read {ca_file}: {reason}") from None
     blocks = [(m[1], m[0]) for m in PEM_BLOCK.finditer(text)]
     if any(kind != "CERTIFICATE" for kind, _ in blocks):
         raise problem(

@@ -27,7 +27,8 @@ PYTHON_FETCH = (
     "import ssl, sys, urllib.request\n"
     "try:\n"
     "    context = ssl.create_default_context(cafile=sys.argv[3] or None)\n"
-    "    answer = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]), context=context)\n"
+    "    answer = urllib.request.urlopen(\n"
+    "        sys.argv[1], timeout=float(sys.argv[2]), context=context)\n"
     "    sys.stdout.write(answer.read().decode('utf-8', 'replace'))\n"
     "except Exception as error:\n"
     "    sys.exit(f'{getattr(error, \"reason\", None) or error}')\n"
@@ -52,7 +53,7 @@ echo "the answer is not an ACME directory (no newAccount in it)" >&2; exit 2
 
 
 def _first_error(stderr: str) -> str:
-    """curl's error line without its prefix, e.g. ``SSL certificate problem: … (curl error 60)``."""
+    """curl's error line, prefix moved: ``SSL certificate problem: … (curl error 60)``."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     for line in lines:
         match = re.match(r"curl: \((\d+)\) (.*)", line)
@@ -68,17 +69,21 @@ def check(context: Context) -> list[str]:
         return []
     connection = context.connection
     assert connection is not None, "acme.reach runs on a host"
+    where = f"host {connection.name} ({connection.host.address})"
     extra_ca = None
     if context.check and acme.ca_file:
         from fedi_run.plugins.acme.trust import certificates
 
-        extra_ca = certificates(acme.ca_file)
-    script = SCRIPT.format(url=shlex.quote(acme.server), timeout=TIMEOUT, extra_ca=int(extra_ca is not None),
-                           python=shlex.quote(PYTHON_FETCH))
+        try:
+            extra_ca = certificates(acme.ca_file)
+        except ActionFailed as error:
+            raise ActionFailed(f"{where} cannot check with the CA {acme.ca_file}: {error}") \
+                from None
+    script = SCRIPT.format(url=shlex.quote(acme.server), timeout=TIMEOUT,
+                           extra_ca=int(extra_ca is not None), python=shlex.quote(PYTHON_FETCH))
     result = connection.run(script, input=extra_ca, timeout=context.timeout or TIMEOUT + 20)
     if result.exit_status != 0:
         error = _first_error(result.stderr.decode("utf-8", "replace"))
         raise ActionFailed(context.masker.mask(
-            f"host {connection.name} ({connection.host.address}) cannot reach the ACME directory "
-            f"{acme.server}: {error}"))
+            f"{where} cannot reach the ACME directory {acme.server}: {error}"))
     return []

@@ -37,21 +37,21 @@ def trust_link(path: str) -> str:
 
 def certificates(ca_file: str) -> bytes:
     """The certificates of the PEM file ``ca_file``, re-encoded (nothing but certificates);
-    :class:`ActionFailed` when it cannot be read or holds none."""
+    :class:`ActionFailed` saying why when it cannot be read or holds none."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
     try:
         data = open(ca_file, "rb").read()  # noqa: SIM115 - short read
     except OSError as error:
-        raise ActionFailed(f"cannot read the CA file {ca_file}: {error.strerror or error}") from None
+        raise ActionFailed(f"cannot read it: {error.strerror or error}") from None
     try:
         found = x509.load_pem_x509_certificates(data)
     except ValueError:
         found = []
     if not found:
-        raise ActionFailed(f"the CA file {ca_file} holds no PEM certificate "
-                           "(expected '-----BEGIN CERTIFICATE-----' blocks)")
+        raise ActionFailed("it holds no PEM certificate (expected '-----BEGIN CERTIFICATE-----' "
+                           "blocks)")
     return b"".join(cert.public_bytes(Encoding.PEM) for cert in found)
 
 
@@ -64,7 +64,8 @@ fi
 if [ "$k" = 1 ]; then cat >/dev/null; echo "$M changed"; exit 0; fi
 mkdir -p "${{f%/*}}" && cat >"$t" && chmod 644 "$t" && mv -f "$t" "$f" \\
   || {{ rm -f "$t"; echo "cannot write $f" >&2; exit 1; }}
-out=$(update-ca-certificates 2>&1) || {{ printf 'update-ca-certificates failed: %s\\n' "$out" >&2; exit 1; }}
+out=$(update-ca-certificates 2>&1) \\
+  || {{ printf 'update-ca-certificates failed: %s\\n' "$out" >&2; exit 1; }}
 [ -e {link} ] || {{ echo "update-ca-certificates did not add {link}" >&2; exit 1; }}
 echo "$M changed"
 """
@@ -78,8 +79,12 @@ def place_ca(context: Context, to: str) -> list[str]:
         return []
     connection = context.connection
     assert connection is not None, "acme.trust runs on a host"
-    where = f"host {connection.name} ({connection.host.address})"
-    content = certificates(acme.ca_file)
+    host = f"host {connection.name} ({connection.host.address})"
+    failed = f"{host} cannot trust the CA {acme.ca_file} (as {to})"
+    try:
+        content = certificates(acme.ca_file)
+    except ActionFailed as error:
+        raise ActionFailed(f"{failed}: {error}") from None
     script = SCRIPT.format(
         path=shlex.quote(to), digest=hashlib.sha256(content).hexdigest(), check=int(context.check),
         marker=MARKER, link=shlex.quote(trust_link(to)),
@@ -90,6 +95,5 @@ def place_ca(context: Context, to: str) -> list[str]:
     if result.exit_status != 0 or not states:
         error = " ".join(result.stderr.decode("utf-8", "replace").split())[-500:]
         error = error or f"exited with status {result.exit_status}"
-        raise ActionFailed(context.masker.mask(
-            f"{where} cannot trust the CA {acme.ca_file} (as {to}): {error}"))
+        raise ActionFailed(context.masker.mask(f"{failed}: {error}"))
     return [f"trusted the CA {acme.ca_file} in {to}"] if states[-1] == "changed" else []
