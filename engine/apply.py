@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedi_run.engine.operations import LocalCommand
+from fedi_run.engine.operations import LocalCommand, Operation
 from fedi_run.engine.playbook import Playbook
 from fedi_run.engine.tasks import Task
 
@@ -17,20 +17,20 @@ def deployment_directory(playbook: Playbook) -> Path:
     return playbook.source.absolute().parent / STATE_DIRNAME / playbook.name
 
 
-def apply_task(playbook: Playbook, last_tasks: list[str]) -> Task:
+def apply_task(playbook: Playbook, last_tasks: list[str], switch_off: Operation | None = None) -> Task:
     """``nixops4.apply``, running after ``last_tasks`` (the graph's sinks) and so after every
-    other task of the deployment."""
+    other task of the deployment. In a teardown it runs first: ``switch_off`` (the rendering
+    with every service off), then the apply, before anything else is undone."""
+    command = LocalCommand(
+        ("nixops4", "apply", playbook.name, "--no-interactive", "--show-trace"),
+        cwd=str(deployment_directory(playbook)),
+    )
     return Task(
         id=APPLY_ID,
         host=None,
         requires=tuple(last_tasks),
         tags=("apply",),
         description=f"nixops4 apply {playbook.name}: make the rendered NixOS configuration live",
-        actions=(
-            LocalCommand(
-                ("nixops4", "apply", playbook.name, "--no-interactive", "--show-trace"),
-                cwd=str(deployment_directory(playbook)),
-            ),
-        ),
-        undo=(),
+        actions=(command,),
+        undo=(switch_off, command) if switch_off is not None else (command,),
     )

@@ -15,6 +15,7 @@ import click
 from fedi_run.engine import __version__
 from fedi_run.engine.history_cli import history, show_run
 from fedi_run.engine.lab.cli import lab
+from fedi_run.engine.verify_cli import verify
 
 
 class FediRunGroup(click.Group):
@@ -262,6 +263,7 @@ def teardown(**arguments):
 
 cli.add_command(history)
 cli.add_command(show_run)
+cli.add_command(verify)
 cli.add_command(lab)
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_'-]*")
@@ -53,12 +53,19 @@ class NixModule:
                 "(it becomes the file name <name>.nix)"
             )
         if not isinstance(self.text, str):
-            raise TypeError(f"NixModule {self.name!r}: text must be a str, not {type(self.text).__name__}")
-        pairs = tuple(self.secrets.items()) if isinstance(self.secrets, Mapping) else tuple(self.secrets)
+            raise TypeError(
+                f"NixModule {self.name!r}: text must be a str, not {type(self.text).__name__}"
+            )
+        secrets = self.secrets
+        pairs = tuple(secrets.items()) if isinstance(secrets, Mapping) else tuple(secrets)
         checked = []
         for pair in pairs:
-            if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
-                raise TypeError(f"NixModule {self.name!r}: secrets must be (name, path) pairs of str")
+            if not (
+                isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+            ):
+                raise TypeError(
+                    f"NixModule {self.name!r}: secrets must be (name, path) pairs of str"
+                )
             name, path = pair
             if not name or not path.startswith("/") or any(c in path for c in "\x00\n\r"):
                 raise ValueError(
@@ -96,7 +103,7 @@ def nix_key(key: str) -> str:
     return _key(key)
 
 
-def _number(value: int | float) -> str:
+def _number(value: float) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"Nix has no literal for {value!r}")
@@ -139,6 +146,42 @@ def to_nix(value: Any, indent: int = 0) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as Nix")
 
 
+def collect_modules(host: str, results: Iterable[tuple[str, Any]]) -> list[tuple[str, NixModule]]:
+    """The ``(plugin, result)`` pairs of hook ``fedi_run_nix_modules`` for ``host``, checked:
+    ``(plugin, module)`` for each module, in order.
+
+    A result that is not an iterable of :class:`NixModule` values (``None`` counts as none),
+    or two modules of one name on the host, is a :class:`PluginError` naming the plugin(s).
+    """
+    from fedi_run.engine.errors import PluginError
+
+    owners: dict[str, str] = {}
+    modules = []
+    for plugin, result in results:
+        if result is None:
+            continue
+        if isinstance(result, (NixModule, str, bytes, Mapping)) or not isinstance(result, Iterable):
+            raise PluginError(
+                f"error: plugin {plugin!r}: fedi_run_nix_modules returned {result!r}, expected "
+                "an iterable of NixModule values (a list, or [] when nothing runs on the host)"
+            )
+        for module in result:
+            if not isinstance(module, NixModule):
+                raise PluginError(
+                    f"error: plugin {plugin!r}: fedi_run_nix_modules returned {module!r}, "
+                    "expected NixModule values"
+                )
+            if module.name in owners:
+                raise PluginError(
+                    f"error: plugins {owners[module.name]!r} and {plugin!r} both contribute a "
+                    f"NixOS module named {module.name!r} to host {host!r}; module names must "
+                    "be unique on a host"
+                )
+            owners[module.name] = plugin
+            modules.append((plugin, module))
+    return modules
+
+
 def runs_on(playbook: Any, service: str, host: str) -> bool:
     """Whether ``service``'s module belongs on ``host``: the service is known, its host
     (``playbook.service_host``) is ``host`` and that host is in ``playbook.hosts``. True for a
@@ -176,7 +219,7 @@ def service_modules(
     return [NixModule(service, text, secrets)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _environment(package: str):
     import jinja2
 

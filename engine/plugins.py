@@ -24,6 +24,7 @@ from fedi_run.engine.errors import PluginError
 from fedi_run.engine.names import did_you_mean
 
 if TYPE_CHECKING:
+    from fedi_run.engine.nix import NixModule
     from fedi_run.engine.playbook import Playbook
     from fedi_run.engine.sections import ConfigSection
     from fedi_run.engine.tasks import Task
@@ -223,6 +224,13 @@ class Plugins:
                 owners[section.name] = plugin
                 sections.append((plugin, section))
         return sections
+
+    def nix_modules(self, playbook: Playbook, host: str) -> list[tuple[str, NixModule]]:
+        """Every plugin's NixOS modules for ``host``, as ``(plugin, module)``; names unique on
+        the host."""
+        from fedi_run.engine.nix import collect_modules
+
+        return collect_modules(host, self._each("fedi_run_nix_modules", playbook=playbook, host=host))
 
     def tasks(self, playbook: Playbook) -> list[Task]:
         """Every plugin's tasks for ``playbook``, each with ``plugin`` filled in."""

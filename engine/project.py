@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedi_run.engine.apply import apply_task
+from fedi_run.engine.apply import apply_task, deployment_directory
+from fedi_run.engine.render import render_call, render_task
 from fedi_run.engine.graph import TaskGraph
 from fedi_run.engine.loading import load_playbook
 from fedi_run.engine.playbook import Playbook
@@ -53,7 +54,8 @@ def load_project(
 ) -> Project:
     """Load plugins (unless given), read the playbook, collect every task and build the graph.
 
-    With ``apply`` the graph ends with ``nixops4.apply``, after every other task.
+    The graph ends with ``nixops4.render`` (the NixOps4 deployment written into
+    ``.fedi-run/<name>/``) and, with ``apply``, ``nixops4.apply`` after it.
     """
     if plugins is None:
         plugins = Plugins.load(plugin_modules)
@@ -68,6 +70,9 @@ def load_project(
     )
     tasks = plugins.tasks(loaded) + user_tasks(loaded)
     graph = TaskGraph.build(tasks, loaded.hosts)
+    directory = deployment_directory(loaded)
+    graph = graph.finished_with(lambda sinks: render_task(loaded, plugins, directory, requires=sinks))
     if apply:
-        graph = graph.finished_with(lambda sinks: apply_task(loaded, sinks))
+        switch_off = render_call(loaded, plugins, directory, switched_off=True)
+        graph = graph.finished_with(lambda sinks: apply_task(loaded, sinks, switch_off))
     return Project(loaded, plugins, graph)

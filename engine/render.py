@@ -43,8 +43,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedi_run.engine.errors import PlaybookError, PluginError, Problem
-from fedi_run.engine.nix import NixModule, render_template, to_nix
+from fedi_run.engine.errors import PlaybookError, Problem
+from fedi_run.engine.nix import NixModule, collect_modules, render_template, to_nix
 from fedi_run.engine.operations import Call
 from fedi_run.engine.tasks import Task
 
@@ -80,37 +80,9 @@ PATH_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 def host_modules(plugins: Plugins, playbook: Playbook, host: str) -> list[tuple[str, NixModule]]:
-    """Every plugin's modules for ``host``, as ``(plugin, module)``; names unique on the host.
-
-    A plugin returning anything but :class:`NixModule` values, or two modules of one name on
-    a host, is a :class:`PluginError` naming the plugin(s).
-    """
-    results = plugins._each("fedi_run_nix_modules", playbook=playbook, host=host)
-    owners: dict[str, str] = {}
-    modules = []
-    for plugin, result in results:
-        if result is None:
-            continue
-        if isinstance(result, (NixModule, str, bytes, Mapping)) or not isinstance(result, Iterable):
-            raise PluginError(
-                f"error: plugin {plugin!r}: fedi_run_nix_modules returned {result!r}, expected "
-                "an iterable of NixModule values (a list, or [] when nothing runs on the host)"
-            )
-        for module in result:
-            if not isinstance(module, NixModule):
-                raise PluginError(
-                    f"error: plugin {plugin!r}: fedi_run_nix_modules returned {module!r}, "
-                    "expected NixModule values"
-                )
-            if module.name in owners:
-                raise PluginError(
-                    f"error: plugins {owners[module.name]!r} and {plugin!r} both contribute a "
-                    f"NixOS module named {module.name!r} to host {host!r}; module names must "
-                    "be unique on a host"
-                )
-            owners[module.name] = plugin
-            modules.append((plugin, module))
-    return modules
+    """Every plugin's modules for ``host``, as ``(plugin, module)``; names unique on the host
+    (see :func:`~fedi_run.engine.nix.collect_modules` for the checks)."""
+    return plugins.nix_modules(playbook, host)
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -223,7 +195,9 @@ def render_deployment(
     modules = {}
     for host in playbook.hosts:
         if not HOST_NAME.fullmatch(host):  # guaranteed by the playbook model; paths rely on it
-            raise PlaybookError([Problem(playbook.source, f"hosts.{host}", "not a plain host name")])
+            raise PlaybookError(
+                [Problem(playbook.source, f"hosts.{host}", "not a plain host name")]
+            )
         modules[host] = host_modules(plugins, playbook, host)
     files = {
         "flake.nix": render_template(
@@ -272,7 +246,9 @@ def _read_manifest(directory: Path) -> set[str]:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -365,6 +341,14 @@ def write_call(directory: Path | str, files: Mapping[str, str]) -> Call:
     )
 
 
+def render_call(
+    playbook: Playbook, plugins: Plugins, directory: Path | str, switched_off: bool = False
+) -> Call:
+    """The :class:`Call` that writes the deployment (``switched_off``: with every service
+    off) into ``directory`` — rendered now, written when the task runs."""
+    return write_call(directory, render_deployment(playbook, plugins, switched_off=switched_off))
+
+
 def render_task(
     playbook: Playbook, plugins: Plugins, directory: Path | str, requires: Iterable[str] = ()
 ) -> Task:
@@ -376,6 +360,6 @@ def render_task(
         requires=tuple(requires),
         tags=("apply", "render"),
         description=f"render the NixOps4 deployment {playbook.name} into {directory}",
-        actions=(write_call(directory, render_deployment(playbook, plugins)),),
-        undo=(write_call(directory, render_deployment(playbook, plugins, switched_off=True)),),
+        actions=(render_call(playbook, plugins, directory),),
+        undo=(render_call(playbook, plugins, directory, switched_off=True),),
     )

@@ -71,7 +71,7 @@ def test_plan_text_groups_steps():
     result = invoke("plan", BASIC)
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0] == "Plan for basic: 5 task(s) in 3 step(s) on 3 host(s)"
+    assert lines[0] == "Plan for basic: 6 task(s) in 4 step(s) on 3 host(s)"
     assert "step 1 (2 in parallel)" in lines and "step 3" in lines
     assert any(line.split()[:3] == ["tasks.hello", "hello", "all"] for line in lines)
 
@@ -98,12 +98,13 @@ def test_plan_selection_flags():
     data = json.loads(invoke("plan", BASIC, "--json", "--limit", "cowsay", "--no-deps").output)
     assert {t["id"] for t in data["tasks"]} == {"tasks.cowsay", "tasks.motd@cowsay"}
     data = json.loads(invoke("plan", BASIC, "--json", "--from", "tasks.motd@hello", "--no-deps").output)
-    assert [t["id"] for t in data["tasks"]] == ["tasks.motd@hello", "nixops4.apply"]
+    assert [t["id"] for t in data["tasks"]] == ["tasks.motd@hello", "nixops4.render", "nixops4.apply"]
 
 
-def test_no_apply_leaves_out_the_apply():
+def test_no_apply_renders_and_stops():
     data = json.loads(invoke("plan", BASIC, "--json", "--no-apply").output)
-    assert "nixops4.apply" not in {t["id"] for t in data["tasks"]}
+    ids = [t["id"] for t in data["tasks"]]
+    assert "nixops4.apply" not in ids and ids[-1] == "nixops4.render"
 
 
 def test_selection_error_is_exit_2():
@@ -119,8 +120,9 @@ def test_graph_mermaid():
     labels = {line.split("[")[0].strip(): line for line in lines if "[" in line}
     ids = {label.split('"')[1].split("<br>")[0]: node for node, label in labels.items()}
     assert f"  {ids['tasks.hello']} --> {ids['tasks.motd@hello']}" in lines
-    assert f"  {ids['tasks.motd@hello']} --> {ids['nixops4.apply']}" in lines
-    assert len([line for line in lines if "-->" in line]) == 6
+    assert f"  {ids['tasks.motd@hello']} --> {ids['nixops4.render']}" in lines
+    assert f"  {ids['nixops4.render']} --> {ids['nixops4.apply']}" in lines
+    assert len([line for line in lines if "-->" in line]) == 7
 
 
 def test_graph_dot():

@@ -152,6 +152,9 @@ class TestFediversityGraph:
         assert all(op.path.startswith("/var/lib/fedi-run/secrets/") and op.mode == 0o400 for op in secrets)
 
     def test_ca_trust_only_with_a_ca_file(self, write, tmp_path):
+        from fedi_run.engine.lab.tls import make_ca
+
+        (tmp_path / "ca.pem").write_bytes(make_ca().cert_pem)
         path = write("p.toml", (EXAMPLES / "fediversity.toml").read_text().replace(
             "accept_terms = true", 'accept_terms = true\nca_file = "ca.pem"'))
         graph = load_project(path).graph

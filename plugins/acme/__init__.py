@@ -96,3 +96,4 @@ def fedi_run_tasks(playbook: Playbook):
             )
         )
     return tasks
+from fedi_run.plugins.acme.nix import fedi_run_nix_modules  # noqa: E402,F401 - the plugin's part of the NixOS configuration

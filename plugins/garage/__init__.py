@@ -73,3 +73,4 @@ def fedi_run_tasks(playbook: Playbook):
                 undo=(),
             ))
     return tasks
+from fedi_run.plugins.garage.nix import fedi_run_nix_modules  # noqa: E402,F401 - the plugin's part of the NixOS configuration

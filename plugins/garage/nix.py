@@ -3,7 +3,7 @@
 On Garage's host, a module that switches ``fediversity.garage`` on (or off) and names its secret
 files by their path on the host: the RPC secret and the admin token (also handed to Garage's
 own ``rpc_secret_file`` / ``admin.admin_token_file`` settings), and the key id and secret of the
-S3 key of each enabled app (``keys.<app>``).
+S3 key of each enabled app that needs Garage (``keys.<app>``, with its bucket, named after it).
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ SERVICE = "garage"
 
 
 def enabled_apps(playbook: Playbook) -> list[str]:
-    """The enabled apps that have an S3 key in Garage."""
-    from fedi_run.plugins.garage import APPS  # here: the package imports this module
-
-    return [app for app in APPS if playbook.is_enabled(app)]
+    """The enabled services that have an S3 key and a bucket (named after them) in Garage."""
+    return [app for app in playbook.users_of(SERVICE) if playbook.is_enabled(app)]
 
 
 def secret_files(playbook: Playbook) -> dict[str, str]:

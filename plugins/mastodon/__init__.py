@@ -36,3 +36,4 @@ def fedi_run_config_sections():
 def fedi_run_tasks(playbook: Playbook):
     vapid = Call("fedi_run.plugins.mastodon.vapid:ensure", (("private", VAPID_PRIVATE), ("public", VAPID_PUBLIC)))
     return app_tasks(playbook, "mastodon", SECRETS, extra=(vapid,))
+from fedi_run.plugins.mastodon.nix import fedi_run_nix_modules  # noqa: E402,F401 - the plugin's part of the NixOS configuration

@@ -30,8 +30,8 @@ secret file of Mastodon's without an option here is an error when the module is 
 def secret_files(playbook: Playbook) -> dict[str, str]:
     """Name → path on the host of every secret file an enabled mastodon reads (those its
     tasks place there)."""
+    # imported here, not above: the package imports this module
     from fedi_run.plugins.fediversity import initial_user_file, s3_dir, secrets_dir
-    # imported here: the package imports this module
     from fedi_run.plugins.mastodon import SECRETS, VAPID_PRIVATE, VAPID_PUBLIC
 
     files = {spec.name: f"{secrets_dir(SERVICE)}/{spec.name}" for spec in SECRETS}

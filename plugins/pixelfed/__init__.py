@@ -26,3 +26,4 @@ def fedi_run_config_sections():
 @hookimpl
 def fedi_run_tasks(playbook: Playbook):
     return app_tasks(playbook, "pixelfed", SECRETS)
+from fedi_run.plugins.pixelfed.nix import fedi_run_nix_modules  # noqa: E402,F401 - the plugin's part of the NixOS configuration

@@ -45,7 +45,8 @@ def test_basic_check(basic_lab, tmp_path):
     assert second.exit_code == 0
     totals = second.run_finished()["recap"]
     assert sum(h["changed"] for h in totals.values()) == 0
-    assert sum(h["ok"] for h in totals.values()) == 4
+    assert totals["hello"]["ok"] == 2 and totals["cowsay"]["ok"] == 2
+    assert totals["local"]["ok"] == 1  # nixops4.render: the rendered deployment is unchanged
 
     down = fedi("teardown", playbook, "-i", lab.inventory_path, "--no-apply", "--json")
     assert down.exit_code == 0, down.stdout + down.stderr
@@ -91,7 +92,7 @@ def test_junit_report(basic_lab, tmp_path):
     assert result.exit_code == 0
     root = ET.parse(report).getroot()
     cases = {case.get("name") for case in root.iter("testcase")}
-    assert cases == {"tasks.hello", "tasks.cowsay", "tasks.motd@hello", "tasks.motd@cowsay"}
+    assert cases == {"tasks.hello", "tasks.cowsay", "tasks.motd@hello", "tasks.motd@cowsay", "nixops4.render"}
     assert oct(report.stat().st_mode & 0o777) == "0o600"
     assert fedi("teardown", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json").exit_code == 0
 

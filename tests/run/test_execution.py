@@ -118,7 +118,7 @@ file = { path = "/srv/other", content = "4\\n" }
         record = store.last_run("exec")
         by_id = {t.task_id: t.status.value for t in record.tasks}
         assert by_id == {"tasks.first": "changed", "tasks.gate": "failed", "tasks.after": "skipped",
-                         "tasks.later": "skipped", "tasks.other": "changed"}
+                         "tasks.later": "skipped", "tasks.other": "changed", "nixops4.render": "skipped"}
         assert record.exit_status == 1
     finally:
         store.close()
@@ -126,7 +126,7 @@ file = { path = "/srv/other", content = "4\\n" }
     eight.run("h1", "touch /tmp/go", check=True)
     resumed = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--resume")
     assert resumed.exit_code == 0, resumed.stdout + resumed.stderr
-    assert resumed.started() == ["tasks.gate", "tasks.after", "tasks.later"]
+    assert resumed.started() == ["tasks.gate", "tasks.after", "tasks.later", "nixops4.render"]
     assert eight.read_file("h2", "/srv/later") == b"3\n"
     nothing = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--resume")
     assert nothing.exit_code == 2 and "left nothing to do" in nothing.stderr
@@ -188,7 +188,7 @@ requires = ["tasks.wait"]
     assert result.run_finished()["recap"]["h8"]["unreachable"] >= 1
     resumed = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--resume")
     assert resumed.exit_code == 0, resumed.stdout + resumed.stderr
-    assert set(resumed.started()) == {"tasks.late", "tasks.later"}
+    assert set(resumed.started()) == {"tasks.late", "tasks.later", "nixops4.render"}
     assert eight.read_file("h8", "/srv/later") == b"later\n"
 
 

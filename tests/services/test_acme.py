@@ -33,6 +33,7 @@ CURL = "curl -fsS --max-time 10 -o /dev/null -w '%{{http_code}}' {url}"
 class Run:
     exit_code: int
     stdout: str
+    stderr: str = ""
 
     def events(self) -> list[dict]:
         return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
@@ -56,7 +57,7 @@ def fedi(command: str, playbook: Path, *inventories: Path, args: tuple[str, ...]
         argv += ["-i", str(inventory)]
     argv += ["--no-apply", "--json", *args]
     result = CliRunner().invoke(cli, argv, catch_exceptions=False)
-    return Run(result.exit_code, result.stdout)
+    return Run(result.exit_code, result.stdout, result.stderr)
 
 
 def write_playbook(directory: Path, *, accept_terms: bool = True, email: str = EMAIL) -> Path:
@@ -287,12 +288,29 @@ def test_a_ca_file_that_is_not_a_certificate_never_leaves_the_deployer(lab, tmp_
     inventory = write_inventory(tmp_path, "key.toml", f'[acme]\nca_file = "{key}"\n')
     run = fedi("run", write_playbook(tmp_path), lab.inventory_path, inventory,
                args=("--only", "acme.trust@mastodon", "--no-deps"))
-    assert run.exit_code == 1, run.stdout
-    message = run.finished()["acme.trust@mastodon"]["message"]
-    assert f"cannot trust the CA {key}" in message and "no PEM certificate" in message
-    assert "host mastodon" in message
+    # Bad input: refused when the playbook is read (the CA goes into the Nix deployment too),
+    # before any host is touched.
+    assert run.exit_code == 2, run.stdout
+    assert f"key.toml: acme.ca_file: {key} holds a PRIVATE KEY block" in run.stderr
+    assert "expected CA certificates only (PEM), never a key" in run.stderr
+    assert run.events() == []
     assert not lab.run("mastodon", f"test -e {CA_PATH}").ok
-    assert not any(line in run.stdout for line in key_lines(key))
+    assert not any(line in run.stdout + run.stderr for line in key_lines(key))
+
+
+def test_place_ca_refuses_what_is_not_a_certificate(tmp_path):
+    """The trust task itself never sends a key to a host, even if asked to directly."""
+    from fedi_run.engine.actions import ActionFailed, Context
+    from fedi_run.engine.masking import Masker
+    from fedi_run.plugins.acme.trust import place_ca
+
+    key = tmp_path / "ca.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n")
+    playbook = SimpleNamespace(section=lambda name: SimpleNamespace(ca_file=str(key)))
+    context = Context(connection=SimpleNamespace(name="mastodon", host=SimpleNamespace(address="127.0.0.9")),
+                      masker=Masker(), playbook=playbook)
+    with pytest.raises(ActionFailed, match="no PEM certificate|PRIVATE KEY"):
+        place_ca(context, to=CA_PATH)
 
 
 # --- without the lab -----------------------------------------------------------------------

@@ -1,0 +1,583 @@
+"""The rendered NixOps4 deployment, checked with the real Nix parser and evaluator.
+
+Every rendered .nix file parses with ``nix-instantiate --parse``; ``data.nix`` and every module
+evaluate (``--eval --strict``) to what the playbook says; exactly the enabled services are
+switched on; no value can inject Nix code; no secret value is ever rendered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import time
+import types
+from pathlib import Path
+
+import pytest
+from fedi_run.engine.actions import Context
+from fedi_run.engine.errors import PlaybookError, PluginError
+from fedi_run.engine.hookspecs import hookimpl
+from fedi_run.engine.masking import Masker
+from fedi_run.engine.nix import NixModule, to_nix
+from fedi_run.engine.operations import Call, Secret
+from fedi_run.engine.render import (
+    FLAKE_INPUTS,
+    MANIFEST,
+    RENDER_ID,
+    deployment_data,
+    render_deployment,
+    render_task,
+    write,
+)
+from fedi_run.plugins.fediversity import SECRETS_ROOT
+from render_helpers import (
+    EXAMPLE,
+    load,
+    make_ca,
+    nix_eval,
+    nix_instantiate,
+    nix_string,
+    with_enabled,
+    write_files,
+)
+
+APPS = ("mastodon", "peertube", "pixelfed")
+CANARY_PASSWORD = "canary-password-0f4c2a9e7d1b"
+
+
+def example_copy(tmp_path: Path, enabled=frozenset(APPS), **replacements: str) -> Path:
+    """The Fediversity example in tmp_path with exactly ``enabled`` apps switched on, and its
+    initial user's password file holding a canary."""
+    (tmp_path / "secrets").mkdir(exist_ok=True)
+    (tmp_path / "secrets" / "admin-password").write_text(CANARY_PASSWORD + "\n")
+    return with_enabled(EXAMPLE, tmp_path / "fediversity.toml", set(enabled), **replacements)
+
+
+def evaluate(directory: Path, files: dict[str, str]):
+    """Evaluate, in one ``nix-instantiate --eval --strict`` call: data.nix, each host module
+    (its imports as strings, relative to the directory) and each plugin module, applied to
+    ``{ config = {}; lib = {}; pkgs = {}; }``: they need nothing from NixOS to evaluate."""
+    hosts = sorted(p[len("hosts/"):-len(".nix")] for p in files if re.fullmatch(r"hosts/[^/]+\.nix", p))
+    modules = sorted(p[len("hosts/"):-len(".nix")] for p in files if re.fullmatch(r"hosts/[^/]+/[^/]+\.nix", p))
+    root = nix_string(directory)
+    expression = f"""
+      let
+        root = {root};
+        args = {{ config = {{ }}; lib = {{ }}; pkgs = {{ }}; }};
+        prefix = toString root + "/hosts/";
+        relative = p:
+          let s = toString p; n = builtins.stringLength prefix;
+          in builtins.substring n (builtins.stringLength s - n) s;
+        host = name:
+          let m = import (root + "/hosts/${{name}}.nix") args;
+          in m // {{ imports = map relative m.imports; }};
+      in {{
+        data = import (root + "/data.nix");
+        hosts = builtins.listToAttrs (map (n: {{ name = n; value = host n; }}) {to_nix(hosts)});
+        modules = builtins.listToAttrs (map (n: {{ name = n; value = import (root + "/hosts/${{n}}.nix") args; }}) {to_nix(modules)});
+      }}
+    """
+    return nix_eval(expression)
+
+
+def render_and_check(tmp_path: Path, playbook_path: Path, switched_off: bool = False):
+    """Render, write, parse every file and evaluate; returns (project, files, evaluated)."""
+    project = load(playbook_path)
+    files = render_deployment(project.playbook, project.plugins, switched_off=switched_off)
+    directory = tmp_path / "deployment"
+    paths = write_files(directory, files)
+    parsed = nix_instantiate("--parse", *map(str, paths))
+    assert parsed.returncode == 0, parsed.stderr
+    return project, files, evaluate(directory, files)
+
+
+def enabled_in_modules(evaluated) -> set[str]:
+    """The services whose module says ``fediversity.<service>.enable = true``."""
+    found = set()
+    for module in evaluated["modules"].values():
+        for service, options in module.get("fediversity", {}).items():
+            if isinstance(options, dict) and options.get("enable") is True:
+                found.add(service)
+    return found
+
+
+# --- the whole example ------------------------------------------------------------------------
+
+
+def test_the_example_parses_and_evaluates_to_the_playbook(tmp_path):
+    started = time.monotonic()
+    project, files, evaluated = render_and_check(tmp_path, example_copy(tmp_path))
+    playbook = project.playbook
+    data = evaluated["data"]
+
+    assert set(files) == {
+        "flake.nix", "data.nix",
+        *(f"hosts/{h}.nix" for h in playbook.hosts),
+        *(f"hosts/{h}/acme.nix" for h in playbook.hosts),
+        *(f"hosts/{h}/{h}.nix" for h in playbook.hosts),
+    }
+    assert data["deployment"] == {"name": "fediversity", "domain": "fediversity.net"}
+    assert data == deployment_data_json(project, files)
+    for name, host in playbook.hosts.items():
+        assert data["hosts"][name] | {"services": None, "modules": None, "sshOpts": None} == {
+            "address": host.address, "port": host.port, "user": host.user,
+            "hostPublicKey": host.host_key, "identity": host.identity,
+            "services": None, "modules": None, "sshOpts": None,
+        }
+        assert data["hosts"][name]["services"] == [name]
+        assert evaluated["hosts"][name] == {
+            "imports": [f"{name}/{module}.nix" for module in data["hosts"][name]["modules"]],
+            "fediversity": {"domain": "fediversity.net"},
+        }
+    for service in (*APPS, "garage"):
+        assert data["services"][service]["enable"] is True
+        assert data["services"][service]["host"] == service
+        assert data["services"][service]["domain"] == f"{service}.fediversity.net"
+    assert data["initialUser"] == {
+        "username": "admin", "displayName": "Admin", "email": "admin@fediversity.net",
+    }
+    assert data["acme"] == {
+        "server": "https://acme-v02.api.letsencrypt.org/directory",
+        "email": "ops@fediversity.net", "acceptTerms": True,
+    }
+    assert enabled_in_modules(evaluated) == {*APPS, "garage"}
+
+    # each app's module names exactly the secret files data.nix lists for it
+    mastodon = evaluated["modules"]["mastodon/mastodon"]
+    secrets = data["services"]["mastodon"]["secrets"]
+    assert mastodon["fediversity"]["mastodon"] == {
+        "enable": True, "domain": "mastodon.fediversity.net",
+        "s3AccessKeyFile": f"{SECRETS_ROOT}/mastodon/s3/key-id",
+        "s3SecretKeyFile": f"{SECRETS_ROOT}/mastodon/s3/secret",
+        "initialUserFile": f"{SECRETS_ROOT}/mastodon/initial-user",
+    }
+    assert mastodon["services"]["mastodon"]["secretKeyBaseFile"] == secrets["secret-key-base"]
+    assert mastodon["services"]["mastodon"]["vapidPublicKeyFile"] == f"{SECRETS_ROOT}/mastodon/vapid-public-key"
+    for name, module in evaluated["modules"].items():
+        host, module_name = name.split("/")
+        named = set(strings(module))
+        declared = data["services"].get(module_name, {}).get("secrets", {})
+        assert set(declared.values()) <= named, f"{name} does not name every secret it declares"
+    garage = evaluated["modules"]["garage/garage"]["fediversity"]["garage"]
+    assert sorted(garage["keys"]) == sorted(APPS)
+    assert garage["keys"]["pixelfed"] == {
+        "bucket": "pixelfed",
+        "keyIdFile": f"{SECRETS_ROOT}/garage/keys/pixelfed/key-id",
+        "secretFile": f"{SECRETS_ROOT}/garage/keys/pixelfed/secret",
+    }
+    acme = evaluated["modules"]["mastodon/acme"]
+    assert acme == {"security": {"acme": {"acceptTerms": True, "defaults": {
+        "server": "https://acme-v02.api.letsencrypt.org/directory", "email": "ops@fediversity.net",
+    }}}}
+
+    flake = files["flake.nix"]
+    for url in FLAKE_INPUTS.values():
+        assert to_nix(url) in flake
+    assert "nixops4Deployments.fediversity = inputs.nixops4.lib.mkDeployment" in flake
+    for name in playbook.hosts:
+        assert f"{name} = resource providers {to_nix(name)};" in flake
+    print(f"render + nix-instantiate --parse + --eval: {time.monotonic() - started:.2f} s")
+
+
+def deployment_data_json(project, files):
+    """data.nix's expected value: deployment_data as JSON would carry it."""
+    from fedi_run.engine.render import host_modules
+
+    modules = {h: host_modules(project.plugins, project.playbook, h) for h in project.playbook.hosts}
+    return json.loads(json.dumps(deployment_data(project.playbook, modules)))
+
+
+def strings(value):
+    """Every string inside ``value`` (evaluated Nix data)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+STUB_INPUTS = """{
+  nixpkgs = "nixpkgs";
+  nixops4 = {
+    lib.mkDeployment = arguments: arguments;
+    modules.nixops4Provider.local = "local provider";
+  };
+  nixops4-nixos.modules.nixops4Resource.nixos = "nixops4-nixos resource";
+  fediversity.nixosModules.fediversity = "fediversity modules";
+}"""
+
+
+def flake_resources(directory: Path, name: str) -> str:
+    """A Nix expression: the flake's resources, its inputs stubbed and nixops4's module
+    arguments given (``providers.local.exec``), with paths as strings."""
+    return f"""(
+      let
+        flake = import ({nix_string(directory)} + "/flake.nix");
+        deployment = (flake.outputs {STUB_INPUTS}).nixops4Deployments.{name};
+        module = builtins.head deployment.modules;
+        evaluated = module {{ providers.local.exec = "exec"; }};
+        strings = resource: resource // {{
+          nixos.module.imports = map toString resource.nixos.module.imports;
+        }};
+      in evaluated // {{ resources = builtins.mapAttrs (_: strings) evaluated.resources; }}
+    )"""
+
+
+def test_the_flake_declares_one_nixops4_nixos_resource_per_host(tmp_path):
+    playbook = example_copy(tmp_path, {"peertube"})
+    playbook.write_text(playbook.read_text().replace(
+        'host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINM+4i3rv0BOVcp6UFjjylhqbGiAtv/QWfV2IMJq7+PY"',
+        'port = 2222\nuser = "deploy"\nidentity = "keys/deployer"',
+    ))
+    project = load(playbook)
+    files = render_deployment(project.playbook, project.plugins)
+    directory = tmp_path / "deployment"
+    write_files(directory, files)
+    resources = flake_resources(directory, "fediversity") + ".resources"
+
+    assert nix_eval(flake_resources(directory, "fediversity") + ".providers") == {
+        "local": "local provider",
+    }
+    assert nix_eval(f"builtins.attrNames ({resources})") == sorted(project.playbook.hosts)
+    assert nix_eval(f"({resources}).garage") == {
+        "type": "exec",
+        "imports": ["nixops4-nixos resource"],
+        "nixpkgs": "nixpkgs",
+        "ssh": {
+            "host": "203.0.113.10", "user": "root", "opts": "",
+            "hostPublicKey": project.playbook.hosts["garage"].host_key,
+        },
+        "nixos": {"module": {"imports": [
+            "fediversity modules", str(directory / "hosts" / "garage.nix"),
+        ]}},
+    }
+    peertube = f"({resources}).peertube.ssh"
+    assert nix_eval(f"{peertube}.opts") == (
+        f"-p 2222 -o HostKeyAlias=203.0.113.12 -i {tmp_path / 'keys' / 'deployer'}"
+    )
+    assert nix_eval(f"{peertube}.user") == "deploy"
+    done = nix_instantiate("--eval", "--strict", "--json", "-E", f"{peertube}.hostPublicKey")
+    assert done.returncode != 0
+    assert "fedi-run: host peertube has no host_key in the playbook or its inventories" in done.stderr
+
+
+def test_an_identity_with_whitespace_is_refused(tmp_path):
+    playbook = example_copy(tmp_path)
+    playbook.write_text(playbook.read_text().replace(
+        '[hosts.garage]\n', '[hosts.garage]\nidentity = "my keys/deployer"\n'))
+    with pytest.raises(PlaybookError, match=r"hosts\.garage\.identity: .* contains whitespace"):
+        load(playbook)  # the deployment is rendered as the project is loaded
+
+
+# --- exactly the enabled services -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("apps", [set(), {"mastodon", "pixelfed"}, {"peertube"}],
+                         ids=["nothing", "mastodon+pixelfed", "peertube"])
+def test_the_deployment_enables_exactly_those_services(tmp_path, apps):
+    project, files, evaluated = render_and_check(tmp_path, example_copy(tmp_path, apps))
+    expected = apps | ({"garage"} if apps else set())
+    data = evaluated["data"]
+
+    assert set(project.playbook.enabled) == expected
+    assert enabled_in_modules(evaluated) == expected
+    assert {s for s, v in data["services"].items() if v["enable"]} == expected
+    for service, value in data["services"].items():
+        assert (value["secrets"] != {}) == (service in expected), service
+    for name in project.playbook.hosts:
+        # every host keeps its resource and its service's module, switched off when not enabled
+        assert f"hosts/{name}.nix" in files
+        module = evaluated["modules"][f"{name}/{name}"]
+        assert module["fediversity"][name]["enable"] is (name in expected)
+        if name not in expected:
+            assert module == {"fediversity": {name: {"enable": False}}}
+        assert data["hosts"][name]["services"] == ([name] if name in expected else [])
+        assert (f"hosts/{name}/acme.nix" in files) == (name in expected)
+    if apps:
+        assert sorted(evaluated["modules"]["garage/garage"]["fediversity"]["garage"]["keys"]) == sorted(apps)
+
+
+def test_switched_off_the_deployment_enables_nothing(tmp_path):
+    project, files, evaluated = render_and_check(tmp_path, example_copy(tmp_path), switched_off=True)
+    data = evaluated["data"]
+
+    assert set(project.playbook.enabled) == {*APPS, "garage"}  # the playbook itself is untouched
+    assert enabled_in_modules(evaluated) == set()
+    assert not any(v["enable"] for v in data["services"].values())
+    assert all(v["secrets"] == {} for v in data["services"].values())
+    assert all(h["services"] == [] for h in data["hosts"].values())
+    assert sorted(data["hosts"]) == sorted(project.playbook.hosts)  # every host is reconfigured
+    for name in project.playbook.hosts:
+        assert f"{name} = resource providers {to_nix(name)};" in files["flake.nix"]
+    assert not any(SECRETS_ROOT in text for text in files.values())
+
+
+# --- no injection, no secret ------------------------------------------------------------------
+
+HOSTILE = 'Ad"min ${builtins.abort "x"} \\ ${ \'\' $${y} \n\ttab'
+
+
+def test_values_cannot_inject_nix_code(tmp_path):
+    hostile_key_comment = 'x"; ${builtins.abort "key"} ${'
+    playbook = example_copy(tmp_path)
+    text = playbook.read_text()
+    text = text.replace('display_name = "Admin"', f"display_name = {json.dumps(HOSTILE)}")
+    text = re.sub(r'(\[hosts\.garage\]\naddress = "[^"]*"\nhost_key = "[^"]*)"',
+                  lambda m: m[1] + " " + hostile_key_comment.replace('"', '\\"') + '"', text)
+    playbook.write_text(text)
+    project, _, evaluated = render_and_check(tmp_path, playbook)
+
+    assert project.playbook.initial_user.display_name == HOSTILE
+    assert evaluated["data"]["initialUser"]["displayName"] == HOSTILE
+    key = project.playbook.hosts["garage"].host_key
+    assert key.endswith(hostile_key_comment)
+    assert evaluated["data"]["hosts"]["garage"]["hostPublicKey"] == key
+
+
+def test_to_nix_round_trips_through_the_real_evaluator():
+    values = [
+        HOSTILE, "", "$", "$$", "${", "$${", "\\${x}", "''${x}", "é ☃ 𝄞", "\x01\x1b\x7f", "\r\n",
+        0, -1, 2**62, -(2**62), True, False, None, [], {}, [-1, [-2], {"a": -3}],
+        {"": 1, "or": 2, "a b": 3, "${x}": 4, "1x": 5, "x'": 6, "in": [None]},
+    ]
+    assert nix_eval(to_nix(values)) == values
+    with pytest.raises(ValueError):
+        to_nix("nul \x00")
+    with pytest.raises(TypeError):
+        to_nix({1: "x"})
+
+
+def test_to_nix_round_trips_generated_values():
+    hypothesis = pytest.importorskip("hypothesis")  # a test extra
+    from hypothesis import strategies as st
+
+    text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+    leaves = st.none() | st.booleans() | st.integers(-(2**63) + 1, 2**63 - 1) | text
+    values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4), max_leaves=12)
+
+    @hypothesis.settings(max_examples=3, deadline=None, database=None)
+    @hypothesis.given(st.lists(values, min_size=30, max_size=30))
+    def round_trip(batch):
+        assert nix_eval(to_nix(batch)) == batch
+
+    round_trip()
+
+
+SECRET_FORMATS = {
+    "hex (hex16/32/64)": re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{32,}(?![0-9A-Za-z])"),
+    "Garage key id": re.compile(r"GK[0-9a-f]{24}"),
+    "base64 of 32 bytes": re.compile(r"[A-Za-z0-9+/]{43}="),
+    "Laravel APP_KEY": re.compile(r"base64:[A-Za-z0-9+/]"),
+}
+
+
+def created_secret_paths(project) -> set[str]:
+    """Every path under the secrets root the tasks place: Secret operations, and the files and
+    directories Call operations are given."""
+    created: set[str] = set()
+    for task in project.graph.tasks.values():
+        for operation in task.actions:
+            if isinstance(operation, Secret):
+                created.add(operation.path)
+            elif isinstance(operation, Call):
+                created |= {v for _, v in operation.kwargs if isinstance(v, str) and v.startswith(SECRETS_ROOT)}
+    return created
+
+
+@pytest.mark.parametrize("switched_off", [False, True], ids=["on", "off"])
+def test_no_secret_value_is_ever_rendered(tmp_path, switched_off):
+    project, files, evaluated = render_and_check(tmp_path, example_copy(tmp_path), switched_off)
+    playbook = project.playbook
+    public_keys = [host.host_key for host in playbook.hosts.values() if host.host_key]
+
+    for path, text in files.items():
+        assert CANARY_PASSWORD not in text, f"the initial user's password is in {path}"
+        scanned = text
+        for key in public_keys:
+            scanned = scanned.replace(key, "")
+        for kind, pattern in SECRET_FORMATS.items():
+            assert not pattern.search(scanned), f"{path} holds something like a {kind}: {pattern.search(scanned)[0]}"
+
+    # every string value any file evaluates to is a public value of the playbook or a path the
+    # tasks place a secret at
+    allowed = {
+        playbook.name, playbook.domain, *playbook.hosts, *playbook.services,
+        *(playbook.service_domain(s) for s in playbook.services),
+        *(h.address for h in playbook.hosts.values()), *(h.user for h in playbook.hosts.values()),
+        *public_keys, *(evaluated["data"]["hosts"][h]["sshOpts"] for h in playbook.hosts),
+        "admin", "Admin", "admin@fediversity.net", "ops@fediversity.net",
+        "https://acme-v02.api.letsencrypt.org/directory", "acme",
+    }
+    created = created_secret_paths(project)
+    for value in strings(evaluated):
+        if value.startswith(SECRETS_ROOT):
+            assert value in created or str(Path(value).parent) in created, (
+                f"{value} is referenced but no task places it"
+            )
+        elif "/" in value and value.endswith(".nix"):
+            continue  # a host module's imports
+        else:
+            assert value in allowed, f"unexpected value in the rendered deployment: {value!r}"
+
+
+# --- the acme module --------------------------------------------------------------------------
+
+
+def test_a_test_ca_is_trusted_inline_and_a_key_is_refused(tmp_path):
+    _, pem, (_, key) = make_ca(tmp_path)
+    (tmp_path / "ca.pem").write_text("some comment before the certificate\n" + pem)
+    playbook = example_copy(tmp_path, {"mastodon"})
+    playbook.write_text(playbook.read_text().replace(
+        "accept_terms = true", 'accept_terms = true\nca_file = "ca.pem"'))
+    project, files, evaluated = render_and_check(tmp_path, playbook)
+
+    security = evaluated["modules"]["mastodon/acme"]["security"]
+    assert security["pki"]["certificates"] == [pem]
+    assert "some comment" not in files["hosts/mastodon/acme.nix"]
+    assert "hosts/peertube/acme.nix" not in files  # peertube's host runs nothing
+
+    from cryptography.hazmat.primitives import serialization
+
+    (tmp_path / "ca.pem").write_text(pem + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode())
+    with pytest.raises(PlaybookError, match=r"acme\.ca_file.*PRIVATE KEY block"):
+        render_deployment(project.playbook, project.plugins)
+    assert "PRIVATE" not in "".join(render_deployment(project.playbook, project.plugins, switched_off=True).values())
+
+
+# --- the hook contract ------------------------------------------------------------------------
+
+
+def plugin(name: str, result) -> tuple[str, types.ModuleType]:
+    module = types.ModuleType(name)
+
+    @hookimpl
+    def fedi_run_nix_modules(playbook, host):
+        return result(host) if callable(result) else result
+
+    module.fedi_run_nix_modules = fedi_run_nix_modules
+    return name, module
+
+
+def test_module_names_clash_loudly_and_results_are_checked(tmp_path):
+    project = load(example_copy(tmp_path))
+    twin = plugin("twin", lambda host: [NixModule(host, "{ ... }: { }")])
+    clashing = type(project.plugins).load(objects=[*plugin_objects(), twin])
+    with pytest.raises(PluginError, match=(
+        r"plugins 'garage(-nix)?' and 'twin' both contribute a NixOS module named 'garage' to "
+        r"host 'garage'; module names must be unique on a host"
+    )):
+        render_deployment(project.playbook, clashing)
+    for bad in ("{ ... }: { }", NixModule("x", "{ }"), [{"name": "x"}]):
+        broken = type(project.plugins).load(objects=[*plugin_objects(), plugin("broken", bad)])
+        with pytest.raises(PluginError, match=r"plugin 'broken': fedi_run_nix_modules returned"):
+            render_deployment(project.playbook, broken)
+    with pytest.raises(ValueError, match="expected lowercase"):
+        NixModule("../escape", "{ }")
+    with pytest.raises(ValueError, match="absolute path"):
+        NixModule("x", "{ }", {"token": "s3cr3t-value"})
+
+
+def test_a_third_party_module_is_rendered_and_imported(tmp_path):
+    project = load(example_copy(tmp_path))
+    extra = plugin("motd", lambda host: [NixModule("motd", "{ ... }: { users.motd = " + to_nix(f"hi {host}") + "; }")])
+    plugins = type(project.plugins).load(objects=[*plugin_objects(), extra])
+    files = render_deployment(project.playbook, plugins)
+    directory = tmp_path / "deployment"
+    write_files(directory, files)
+    evaluated = evaluate(directory, files)
+    assert evaluated["modules"]["garage/motd"] == {"users": {"motd": "hi garage"}}
+    assert evaluated["hosts"]["garage"]["imports"][-1] == "garage/motd.nix"
+    assert evaluated["data"]["hosts"]["garage"]["modules"][-1] == "motd"
+
+
+def plugin_objects():
+    """The extra ``(name, object)`` pairs plugins_with_nix_modules registers (none once the
+    built-in packages import their nix modules)."""
+    import importlib
+
+    pairs = []
+    for name in ("acme", "garage", "mastodon", "peertube", "pixelfed"):
+        package = importlib.import_module(f"fedi_run.plugins.{name}")
+        if not hasattr(package, "fedi_run_nix_modules"):
+            pairs.append((f"{name}-nix", importlib.import_module(f"fedi_run.plugins.{name}.nix")))
+    return pairs
+
+
+# --- writing it -------------------------------------------------------------------------------
+
+
+def context(check: bool = False) -> Context:
+    return Context(connection=None, masker=Masker(), check=check)
+
+
+def test_write_is_atomic_idempotent_private_and_removes_only_its_own_stale_files(tmp_path):
+    directory = tmp_path / ".fedi-run" / "demo"
+    files = (("flake.nix", "{ }\n"), ("data.nix", "{ a = 1; }\n"), ("hosts/web.nix", "{ ... }: { }\n"),
+             ("hosts/web/app.nix", "{ ... }: { }\n"))
+
+    assert write(context(check=True), str(directory), files) == [p for p, _ in files]
+    assert not directory.exists()
+    assert write(context(), str(directory), files) == [p for p, _ in files]
+    assert write(context(), str(directory), files) == []
+    for relative, text in files:
+        assert (directory / relative).read_text() == text
+        assert stat.S_IMODE((directory / relative).stat().st_mode) == 0o600
+    for folder in (directory.parent, directory, directory / "hosts", directory / "hosts" / "web"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert not [p for p in directory.rglob("*.tmp")]
+
+    (directory / "flake.lock").write_text("{}")  # nixops4's, never touched
+    (directory / "hosts" / "web" / "mine.nix").write_text("operator's")  # not fedi-run's
+    os.chmod(directory / "data.nix", 0o644)
+    smaller = (("flake.nix", "{ }\n"), ("data.nix", "{ a = 2; }\n"), ("hosts/db.nix", "{ ... }: { }\n"))
+    assert write(context(check=True), str(directory), smaller) == [
+        "data.nix", "hosts/db.nix", "removed hosts/web.nix", "removed hosts/web/app.nix"]
+    assert (directory / "hosts" / "web" / "app.nix").exists()
+    assert write(context(), str(directory), smaller) == [
+        "data.nix", "hosts/db.nix", "removed hosts/web.nix", "removed hosts/web/app.nix"]
+    assert not (directory / "hosts" / "web.nix").exists()
+    assert (directory / "hosts" / "web" / "mine.nix").read_text() == "operator's"
+    assert (directory / "flake.lock").exists()
+    assert json.loads((directory / MANIFEST).read_text()) == sorted(p for p, _ in smaller)
+    assert write(context(), str(directory), smaller) == []
+
+    from fedi_run.engine.actions import ActionFailed
+
+    with pytest.raises(ActionFailed, match="not a file fedi-run renders"):
+        write(context(), str(directory), (("../escape.nix", "x"),))
+
+
+def test_the_render_task_carries_both_renderings(tmp_path):
+    project = load(example_copy(tmp_path))
+    directory = tmp_path / ".fedi-run" / "fediversity"
+    task = render_task(project.playbook, project.plugins, directory, requires=("mastodon.secrets",))
+
+    assert (task.id, task.host, task.tags, task.requires) == (RENDER_ID, None, ("apply", "render"), ("mastodon.secrets",))
+    (action,), (undo,) = task.actions, task.undo
+    assert action.function == undo.function == "fedi_run.engine.render:write"
+    assert dict(action.kwargs)["directory"] == dict(undo.kwargs)["directory"] == str(directory)
+    assert dict(dict(action.kwargs)["files"]) == render_deployment(project.playbook, project.plugins)
+    assert dict(dict(undo.kwargs)["files"]) == render_deployment(project.playbook, project.plugins, switched_off=True)
+
+    from fedi_run.engine.actions import perform
+
+    outcome = perform(task.actions, context())
+    assert "flake.nix" in outcome.changes
+    assert perform(task.actions, context()).changes == ()
+    off = perform(task.undo, context())
+    assert "data.nix" in off.changes and "hosts/mastodon/acme.nix" not in off.changes
+    assert "removed hosts/mastodon/acme.nix" in off.changes
+    assert "enable = false" in (directory / "hosts" / "mastodon" / "mastodon.nix").read_text()
+
+
+def test_a_missing_nix_instantiate_is_a_loud_failure(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(AssertionError, match="nix-instantiate is not installed"):
+        nix_instantiate("--version")
