@@ -5,8 +5,9 @@ graph is built); it returns the deployment's files, path → text:
 
 ``flake.nix``
     NixOps4's form (``outputs.nixops4Deployments.<name>``, built with ``nixops4.lib.mkDeployment``):
-    one nixops4-nixos resource per host of the playbook — every host, those with nothing
-    enabled too, so a switched-off service is switched off there — with the host's SSH address,
+    one nixops4-nixos resource per host that some plugin configures — a service's host, its
+    service enabled or not, so a switched-off service is switched off there; a host only the
+    operator's own tasks use is left out, never reconfigured — with the host's SSH address,
     user, options and pinned public key, and the NixOS module ``hosts/<host>.nix`` (beside the
     Fediversity NixOS modules). The flake's inputs are :data:`FLAKE_INPUTS`.
 ``data.nix``
@@ -139,6 +140,8 @@ def deployment_data(
     """
     hosts = {}
     for name, host in playbook.hosts.items():
+        if name not in modules:
+            continue
         hosts[name] = {
             "address": host.address,
             "port": host.port,
@@ -158,7 +161,7 @@ def deployment_data(
                 secrets = module.secret_paths
         services[name] = {
             "enable": playbook.is_enabled(name),
-            "host": host if host in playbook.hosts else None,
+            "host": host if host in modules else None,
             "domain": playbook.service_domain(name),
             "secrets": secrets,
         }
@@ -198,11 +201,13 @@ def render_deployment(
             raise PlaybookError(
                 [Problem(playbook.source, f"hosts.{host}", "not a plain host name")]
             )
-        modules[host] = host_modules(plugins, playbook, host)
+        found = host_modules(plugins, playbook, host)
+        if found:  # a host no plugin configures is not part of the NixOps4 deployment
+            modules[host] = found
     files = {
         "flake.nix": render_template(
             PACKAGE, "flake.nix.j2",
-            name=playbook.name, source=str(playbook.source), hosts=list(playbook.hosts),
+            name=playbook.name, source=str(playbook.source), hosts=list(modules),
             inputs=FLAKE_INPUTS, follows=FLAKE_FOLLOWS,
         ),
         "data.nix": DATA_HEADER + to_nix(deployment_data(playbook, modules)) + "\n",
