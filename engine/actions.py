@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import base64
 import difflib
-import hashlib
 import importlib
-import re
-import secrets as random
 import shlex
 import subprocess
 from collections.abc import Callable, Sequence
@@ -24,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedi_run.engine import secrets
+from fedi_run.engine import scripts, secrets
 from fedi_run.engine.connection import HostConnection
 from fedi_run.engine.masking import Masker
 from fedi_run.engine.operations import (
@@ -92,28 +89,14 @@ class CallResult:
     warnings: tuple[str, ...] = ()
 
 
-def _secret_value_part(index: int, path: str, value: bytes, mode: int) -> _Part:
-    q = shlex.quote(path)
-    digest = hashlib.sha256(value).hexdigest()
-    shell = (
-        f"f={q}; t=\"$f.fedi-run.$$\"; c=0; "
-        f'cur=$(sha256sum "$f" 2>/dev/null); cur=${{cur%% *}}; '
-        f'if [ "$cur" = {digest} ] || [ "$k" = 1 ]; then [ "$cur" = {digest} ] || c=1; head -c {len(value)} >/dev/null; '
-        f'else c=1; mkdir -p -m 700 "${{f%/*}}" && (umask 077; head -c {len(value)} >"$t") && chmod {_mode(mode)} "$t" && mv -f "$t" "$f" '
-        f'|| {{ rm -f "$t"; fail {index} "cannot write the secret $f"; }}; fi; '
-        f'if [ -e "$f" ] && [ "$(stat -c %a "$f")" != {_mode(mode)} ]; then c=1; [ "$k" = 1 ] || chmod {_mode(mode)} "$f"; fi; '
-        f"done_ {index} $c"
-    )
-    return _Part(shell, value, f"secret {path} (mode {_mode(mode)})")
-
-
 def place_secret_files(context: Context, connection: HostConnection, files: dict[str, str], mode: int = 0o400) -> list[str]:
     """Make each of ``files`` (path → secret value) exist on ``connection``'s host with that
     exact value and ``mode`` (its directory created 0700), in one round trip, values on stdin.
     The values are added to the masker first. Returns what changed (or would, in check mode)."""
     for value in files.values():
         context.masker.add(value)
-    parts = [(i, _secret_value_part(i, path, value.encode(), mode)) for i, (path, value) in enumerate(files.items())]
+    parts = [scripts.secret_part(f"0.{j}", path, value.encode(), mode, keep=False, summary=f"secret {path} (mode {scripts.mode_text(mode)})")
+             for j, (path, value) in enumerate(files.items())]
     return _run_parts(parts, context, connection)
 
 
@@ -132,122 +115,6 @@ def read_secret_files(context: Context, connection: HostConnection, paths: Seque
     return found
 
 
-@dataclass(frozen=True)
-class _Part:
-    shell: str
-    payload: bytes
-    summary: str
-
-
-def _mode(mode: int) -> str:
-    return format(mode, "o")
-
-
-ORIGINALS = "/var/lib/fedi-run/originals"
-"""Where a file is kept, on its host, from before fedi-run first changed it, for the undo."""
-
-
-def _file_part(index: int, path: str, content: bytes, mode: int, owner: str | None, summary: str) -> _Part:
-    q = shlex.quote(path)
-    digest = hashlib.sha256(content).hexdigest()
-    size = len(content)
-    wanted_owner = shlex.quote(owner) if owner else ""
-    owner_differs = f' || [ "$(stat -c %U "$f")" != {wanted_owner} ]' if owner else ""
-    shell = (
-        f"f={q}; t=\"$f.fedi-run.$$\"; o={shlex.quote(ORIGINALS)}{q}; c=0; "
-        f'if [ -d "$f" ]; then head -c {size} >/dev/null; fail {index} "is a directory"; fi; '
-        f'cur=$(sha256sum "$f" 2>/dev/null); cur=${{cur%% *}}; '
-        f'if [ "$cur" != {digest} ]; then c=1; elif [ "$(stat -c %a "$f")" != {_mode(mode)} ]{owner_differs}; then c=2; fi; '
-        f'if [ $c = 0 ] || [ "$k" = 1 ]; then head -c {size} >/dev/null; else '
-        f'if [ -e "$f" ] && [ ! -e "$o" ]; then mkdir -p "${{o%/*}}" && cp -p "$f" "$o" || fail {index} "cannot keep the original of $f"; fi; '
-        f'if [ $c = 1 ]; then {{ head -c {size} >"$t" && chmod {_mode(mode)} "$t" '
-        + (f'&& chown {wanted_owner} "$t" ' if owner else "")
-        + f'&& mv -f "$t" "$f"; }} || {{ rm -f "$t"; fail {index} "cannot write $f"; }}; '
-        f'else head -c {size} >/dev/null; chmod {_mode(mode)} "$f" '
-        + (f'&& chown {wanted_owner} "$f" ' if owner else "")
-        + f'|| fail {index} "cannot set the mode or owner of $f"; fi; fi; '
-        f"[ $c = 0 ] || c=1; done_ {index} $c"
-    )
-    return _Part(shell, content, summary)
-
-
-def _restore_part(index: int, path: str) -> _Part:
-    q = shlex.quote(path)
-    shell = (
-        f"f={q}; o={shlex.quote(ORIGINALS)}{q}; c=0; "
-        f'if [ -e "$o" ]; then c=1; [ "$k" = 1 ] || {{ mv -f "$o" "$f" && '
-        f'rmdir -p --ignore-fail-on-non-empty "${{o%/*}}" 2>/dev/null; true; }}; '
-        f'elif [ -e "$f" ] || [ -L "$f" ]; then c=1; [ "$k" = 1 ] || rm -f -- "$f" || fail {index} "cannot remove $f"; fi; '
-        f"done_ {index} $c"
-    )
-    return _Part(shell, b"", f"restored {path}")
-
-
-def _absent_part(index: int, path: str, summary: str) -> _Part:
-    q = shlex.quote(path)
-    shell = (
-        f"c=0; if [ -e {q} ] || [ -L {q} ]; then c=1; "
-        f"[ \"$k\" = 1 ] || rm -rf -- {q} || fail {index} 'cannot remove'; fi; done_ {index} $c"
-    )
-    return _Part(shell, b"", summary)
-
-
-def _directory_part(index: int, op: Directory) -> _Part:
-    if not op.present and op.recursive:
-        return _absent_part(index, op.path, f"removed directory {op.path}")
-    if not op.present:
-        q = shlex.quote(op.path)
-        shell = f"c=0; if [ -d {q} ] && [ -z \"$(ls -A {q})\" ]; then c=1; [ \"$k\" = 1 ] || rmdir {q} || fail {index} 'cannot remove'; fi; done_ {index} $c"
-        return _Part(shell, b"", f"removed empty directory {op.path}")
-    q = shlex.quote(op.path)
-    mode = _mode(op.mode)
-    shell = (
-        f"c=0; if [ ! -d {q} ]; then c=1; [ \"$k\" = 1 ] || mkdir -p -m {mode} {q} || fail {index} 'cannot create'; fi; "
-        f"if [ -d {q} ] && [ \"$(stat -c %a {q})\" != {mode} ]; then c=1; [ \"$k\" = 1 ] || chmod {mode} {q}; fi; "
-    )
-    if op.owner:
-        o = shlex.quote(op.owner)
-        shell += f"if [ -d {q} ] && [ \"$(stat -c %U {q})\" != {o} ]; then c=1; [ \"$k\" = 1 ] || chown {o} {q}; fi; "
-    return _Part(shell + f"done_ {index} $c", b"", f"directory {op.path} (mode {mode})")
-
-
-def _secret_part(index: int, op: Secret, context: Context) -> _Part:
-    value = b""
-    if not context.check:
-        generated = secrets.generate(op.generate)
-        context.masker.add(generated)
-        value = generated.encode()
-    q = shlex.quote(op.path)
-    mode = _mode(op.mode)
-    keep = "" if context.rotate_secrets else f'if [ -e {q} ]; then head -c {len(value)} >/dev/null; '
-    shell = (
-        f"f={q}; t=\"$f.fedi-run.$$\"; c=0; "
-        + (keep + "else " if keep else "if true; then ")
-        + f'c=1; if [ "$k" = 1 ]; then head -c {len(value)} >/dev/null; '
-        f'else (umask 077; head -c {len(value)} >"$t") && chmod {mode} "$t" && mv -f "$t" "$f" '
-        f'|| {{ rm -f "$t"; fail {index} "cannot write the secret $f"; }}; fi; fi; '
-        f'if [ -e "$f" ] && [ "$(stat -c %a "$f")" != {mode} ]; then c=1; [ "$k" = 1 ] || chmod {mode} "$f"; fi; '
-        f"done_ {index} $c"
-    )
-    return _Part(shell, value, f"secret {op.path} ({op.generate}, mode {mode})")
-
-
-def _command_part(index: int, op: Command) -> _Part:
-    guards = []
-    if op.creates:
-        guards.append(f"[ -e {shlex.quote(op.creates)} ]")
-    if op.unless:
-        guards.append(f"( {op.unless}\n) >/dev/null 2>&1 </dev/null")
-    guard = f"if {' || '.join(guards)}; then c=0; else c=1; fi; " if guards else "c=1; "
-    shell = (
-        guard
-        + f'if [ $c = 1 ] && [ "$k" != 1 ]; then ( {op.run}\n) </dev/null; rc=$?; '
-        f'[ $rc = 0 ] || fail {index} "exited with status $rc"; fi; done_ {index} $c'
-    )
-    first = op.run.strip().splitlines()[0] if op.run.strip() else ""
-    return _Part(shell, b"", f"ran: {first[:120]}")
-
-
 def _template_content(op: Template) -> str:
     import jinja2
 
@@ -263,62 +130,70 @@ def _template_content(op: Template) -> str:
         raise ActionFailed(f"template {where}: {error}") from None
 
 
-def _part(index: int, op: Operation, context: Context) -> _Part:
+def _part(pid: str, op: Operation, context: Context) -> scripts.Part:
     if isinstance(op, File):
         if not op.present:
-            return _absent_part(index, op.path, f"removed {op.path}")
-        return _file_part(index, op.path, op.content.encode(), op.mode, op.owner, f"file {op.path} (mode {_mode(op.mode)})")
+            return scripts.absent_part(pid, op.path, f"removed {op.path}")
+        return scripts.file_part(pid, op.path, op.content.encode(), op.mode, op.owner, f"file {op.path} (mode {scripts.mode_text(op.mode)})")
     if isinstance(op, Template):
-        return _file_part(index, op.path, _template_content(op).encode(), op.mode, None, f"template {op.template} -> {op.path}")
+        return scripts.file_part(pid, op.path, _template_content(op).encode(), op.mode, None, f"template {op.template} -> {op.path}")
     if isinstance(op, Restore):
-        return _restore_part(index, op.path)
+        return scripts.restore_part(pid, op.path)
     if isinstance(op, Directory):
-        return _directory_part(index, op)
+        if op.present:
+            return scripts.directory_part(pid, op.path, op.mode, op.owner)
+        if op.recursive:
+            return scripts.absent_part(pid, op.path, f"removed directory {op.path}")
+        return scripts.empty_directory_absent_part(pid, op.path)
     if isinstance(op, Secret):
-        return _secret_part(index, op, context)
+        value = b""
+        if not context.check:
+            generated = secrets.generate(op.generate)
+            context.masker.add(generated)
+            value = generated.encode()
+        return scripts.secret_part(pid, op.path, value, op.mode, keep=not context.rotate_secrets,
+                                   summary=f"secret {op.path} ({op.generate}, mode {scripts.mode_text(op.mode)})")
     assert isinstance(op, Command)
-    return _command_part(index, op)
+    return scripts.command_part(pid, op.run, op.creates, op.unless)
 
 
-PRELUDE = (
-    "M={marker}; k={check}; "
-    "done_() {{ printf '\\n%s %s %s\\n' \"$M\" \"$1\" \"$2\"; }}; "
-    "fail() {{ printf '\\n%s %s F %s\\n' \"$M\" \"$1\" \"$2\"; exit 1; }}; "
-)
+def _run_segments(segments: Sequence[Sequence[scripts.Part]], context: Context, connection: HostConnection,
+                  timeout: float | None) -> list[tuple[list[str], str, str | None]]:
+    """Run the segments as one script; per segment ``(changes, output, failure or None)``."""
+    script = scripts.compile_script(segments, context.check)
+    result = connection.run(script.text, input=script.payload or None, timeout=timeout)
+    stdout = result.stdout.decode("utf-8", "replace")
+    reports = scripts.read_report(stdout, script.marker, len(segments))
+    stderr = context.masker.mask(result.stderr.decode("utf-8", "replace"))
+    outcomes = []
+    for parts, report in zip(segments, reports):
+        changes: list[str] = []
+        failure = None
+        for j, part in enumerate(parts):
+            state, detail = report.states.get(j, ("F", f"the script stopped before it (exit status {result.exit_status}) {stderr.strip()}".strip()))
+            if state == "F":
+                failure = context.masker.mask(f"{part.summary}: {detail}")
+                break
+            if state == "1":
+                changes.append(part.summary)
+        outcomes.append((changes, context.masker.mask(report.output), failure))
+    return outcomes
+
+
+def _run_parts(parts: Sequence[scripts.Part], context: Context, connection: HostConnection) -> list[str]:
+    [(changes, output, failure)] = _run_segments([parts], context, connection, context.timeout)
+    if failure:
+        raise _Failed(failure, changes, output)
+    return changes
 
 
 def _run_script(ops: Sequence[tuple[int, Operation]], context: Context) -> tuple[list[str], str]:
     """Run the scriptable ``ops`` in one round trip; the changes and the output."""
     assert context.connection is not None
-    parts = [(index, _part(index, op, context)) for index, op in ops]
-    return _run_parts_with_output(parts, context, context.connection)
-
-
-def _run_parts(parts: Sequence[tuple[int, _Part]], context: Context, connection: HostConnection) -> list[str]:
-    return _run_parts_with_output(parts, context, connection)[0]
-
-
-def _run_parts_with_output(parts: Sequence[tuple[int, _Part]], context: Context, connection: HostConnection) -> tuple[list[str], str]:
-    marker = "@@fedi-" + random.token_hex(8)
-    script = PRELUDE.format(marker=marker, check=1 if context.check else 0) + "\n".join(p.shell for _, p in parts)
-    payload = b"".join(p.payload for _, p in parts)
-    result = connection.run(script, input=payload or None, timeout=context.timeout)
-    stdout = result.stdout.decode("utf-8", "replace")
-    reports = {}
-    pattern = re.compile(r"\n" + re.escape(marker) + r" (\d+) (\S+)(?: (.*))?\n")
-    for match in pattern.finditer(stdout):
-        reports[int(match[1])] = (match[2], match[3] or "")
-    output = pattern.sub("", stdout) + result.stderr.decode("utf-8", "replace")
-    output = context.masker.mask(output)
-    changes = []
-    for index, part in parts:
-        state, detail = reports.get(index, ("F", f"exited with status {result.exit_status} before reporting"))
-        if state == "F":
-            raise _Failed(context.masker.mask(f"{part.summary}: {detail}"), changes, output)
-        if state == "1":
-            changes.append(part.summary)
-    if result.exit_status != 0:
-        raise _Failed(f"exited with status {result.exit_status}", changes, output)
+    parts = [_part(f"0.{j}", op, context) for j, (_, op) in enumerate(ops)]
+    [(changes, output, failure)] = _run_segments([parts], context, context.connection, context.timeout)
+    if failure:
+        raise _Failed(failure, changes, output)
     return changes, output
 
 
@@ -435,3 +310,21 @@ def perform(operations: Sequence[Operation], context: Context) -> Outcome:
         failure.output = "".join(outputs) + failure.output
         raise
     return Outcome(tuple(changes), "".join(outputs)[-OUTPUT_LIMIT:], "".join(diffs), tuple(warnings))
+
+
+def batchable(operations: Sequence[Operation]) -> bool:
+    """Whether ``operations`` can share one script with other tasks' (file-like and guarded
+    commands only)."""
+    return all(isinstance(op, SCRIPTABLE) for op in operations)
+
+
+def perform_batch(tasks: Sequence[Sequence[Operation]], context: Context) -> list[Outcome | ActionFailed]:
+    """Carry out several tasks' operations (each :func:`batchable`) on one host in ONE round
+    trip, one segment per task: a task's failure ends that task only. Returns, per task, its
+    :class:`Outcome` or the :class:`ActionFailed` that ended it."""
+    assert context.connection is not None
+    segments = [[_part(f"{i}.{j}", op, context) for j, op in enumerate(ops)] for i, ops in enumerate(tasks)]
+    results: list[Outcome | ActionFailed] = []
+    for changes, output, failure in _run_segments(segments, context, context.connection, context.timeout):
+        results.append(_Failed(failure, changes, output) if failure else Outcome(tuple(changes), output[-OUTPUT_LIMIT:]))
+    return results

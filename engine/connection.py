@@ -21,7 +21,6 @@ import io
 import os
 import socket
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fedi_run.engine.errors import PlaybookError, Problem
-from fedi_run.engine.nix import NixModule, collect_modules, render_template, to_nix
+from fedi_run.engine.nix import NixModule, render_template, to_nix
 from fedi_run.engine.operations import Call
 from fedi_run.engine.tasks import Task
 

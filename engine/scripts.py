@@ -1,0 +1,223 @@
+"""Compiling operations into one POSIX shell script, run in one round trip, and reading its report.
+
+A script holds one or more *segments* — one per task; several when the executor batches the
+ready tasks of one host — each a list of *parts*, one per operation. Every part compares the
+host's state with the desired one, changes only what differs (unless ``k=1``, check mode), and
+prints a marker line ``<marker> <segment>.<part> <0|1|F> [why]``. A segment runs in a subshell
+with its stderr merged into stdout, so a failing part ends its own task only, and output is
+attributed to the task that printed it.
+
+Contents (file contents, secret values) never appear in the script: they are sent on stdin,
+which the script first splits into one file per part in a private directory (0700, on
+``/dev/shm`` when the host has it), removed when the script ends. So the framing of stdin never
+depends on which part ran or failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+ORIGINALS = "/var/lib/fedi-run/originals"
+"""Where a file is kept, on its host, from before fedi-run first changed it, for the undo."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One operation's shell code, the content it reads from its payload file, and the line
+    that describes its change."""
+
+    shell: str
+    payload: bytes
+    summary: str
+
+
+def mode_text(mode: int) -> str:
+    """A mode as ``stat -c %a`` prints it (``644``, ``400``)."""
+    return format(mode, "o")
+
+
+def _src(pid: str) -> str:
+    return f'"$d/{pid.replace(".", "_")}"'
+
+
+def file_part(pid: str, path: str, content: bytes, mode: int, owner: str | None, summary: str) -> Part:
+    """The file ``path`` holds ``content`` with ``mode`` (and ``owner``); the first change of an
+    existing file keeps the original under :data:`ORIGINALS`; written to a temporary name and
+    renamed."""
+    q = shlex.quote(path)
+    digest = hashlib.sha256(content).hexdigest()
+    m = mode_text(mode)
+    src = _src(pid) if content else "/dev/null"
+    chown = f'&& chown {shlex.quote(owner)} "$t" ' if owner else ""
+    chown_in_place = f'&& chown {shlex.quote(owner)} "$f" ' if owner else ""
+    owner_differs = f' || [ "$(stat -c %U "$f")" != {shlex.quote(owner)} ]' if owner else ""
+    shell = (
+        f"f={q}; t=\"$f.fedi-run.$$\"; o={shlex.quote(ORIGINALS)}{q}; c=0; "
+        f'if [ -d "$f" ]; then fail {pid} "$f is a directory"; fi; '
+        f'cur=$(sha256sum "$f" 2>/dev/null); cur=${{cur%% *}}; '
+        f'if [ "$cur" != {digest} ]; then c=1; elif [ "$(stat -c %a "$f")" != {m} ]{owner_differs}; then c=2; fi; '
+        f'if [ $c != 0 ] && [ "$k" != 1 ]; then '
+        f'if [ -e "$f" ] && [ ! -e "$o" ]; then mkdir -p "${{o%/*}}" && cp -p "$f" "$o" || fail {pid} "cannot keep the original of $f"; fi; '
+        f'if [ $c = 1 ]; then {{ cat {src} >"$t" && chmod {m} "$t" {chown}&& mv -f "$t" "$f"; }} '
+        f'|| {{ rm -f "$t"; fail {pid} "cannot write $f"; }}; '
+        f'else chmod {m} "$f" {chown_in_place}|| fail {pid} "cannot set the mode or owner of $f"; fi; fi; '
+        f"[ $c = 0 ] || c=1; done_ {pid} $c"
+    )
+    return Part(shell, content, summary)
+
+
+def restore_part(pid: str, path: str) -> Part:
+    """Put back the original of ``path`` kept by :func:`file_part`, or remove the file."""
+    q = shlex.quote(path)
+    shell = (
+        f"f={q}; o={shlex.quote(ORIGINALS)}{q}; c=0; "
+        f'if [ -e "$o" ]; then c=1; [ "$k" = 1 ] || {{ mv -f "$o" "$f" && '
+        f'rmdir -p --ignore-fail-on-non-empty "${{o%/*}}" 2>/dev/null; true; }}; '
+        f'elif [ -e "$f" ] || [ -L "$f" ]; then c=1; [ "$k" = 1 ] || rm -f -- "$f" || fail {pid} "cannot remove $f"; fi; '
+        f"done_ {pid} $c"
+    )
+    return Part(shell, b"", f"restored {path}")
+
+
+def absent_part(pid: str, path: str, summary: str) -> Part:
+    """``path`` does not exist (removed with what it holds)."""
+    q = shlex.quote(path)
+    shell = (
+        f"c=0; if [ -e {q} ] || [ -L {q} ]; then c=1; "
+        f"[ \"$k\" = 1 ] || rm -rf -- {q} || fail {pid} 'cannot remove {path}'; fi; done_ {pid} $c"
+    )
+    return Part(shell, b"", summary)
+
+
+def empty_directory_absent_part(pid: str, path: str) -> Part:
+    """The directory ``path`` is removed if it is empty (others may share it)."""
+    q = shlex.quote(path)
+    shell = (
+        f"c=0; if [ -d {q} ] && [ -z \"$(ls -A {q})\" ]; then c=1; "
+        f"[ \"$k\" = 1 ] || rmdir {q} || fail {pid} 'cannot remove {path}'; fi; done_ {pid} $c"
+    )
+    return Part(shell, b"", f"removed empty directory {path}")
+
+
+def directory_part(pid: str, path: str, mode: int, owner: str | None) -> Part:
+    """The directory ``path`` exists with ``mode`` (and ``owner``)."""
+    q = shlex.quote(path)
+    m = mode_text(mode)
+    shell = (
+        f"c=0; if [ ! -d {q} ]; then c=1; [ \"$k\" = 1 ] || mkdir -p -m {m} {q} || fail {pid} 'cannot create {path}'; fi; "
+        f"if [ -d {q} ] && [ \"$(stat -c %a {q})\" != {m} ]; then c=1; [ \"$k\" = 1 ] || chmod {m} {q}; fi; "
+    )
+    if owner:
+        o = shlex.quote(owner)
+        shell += f"if [ -d {q} ] && [ \"$(stat -c %U {q})\" != {o} ]; then c=1; [ \"$k\" = 1 ] || chown {o} {q}; fi; "
+    return Part(shell + f"done_ {pid} $c", b"", f"directory {path} (mode {m})")
+
+
+def secret_part(pid: str, path: str, value: bytes, mode: int, keep: bool, summary: str) -> Part:
+    """A secret at ``path`` with ``mode``: with ``keep``, an existing one is left as it is;
+    otherwise it must hold exactly ``value``. Never on a command line: ``value`` is payload."""
+    q = shlex.quote(path)
+    m = mode_text(mode)
+    digest = hashlib.sha256(value).hexdigest()
+    differs = '[ ! -e "$f" ]' if keep else f'[ "$cur" != {digest} ]'
+    shell = (
+        f"f={q}; t=\"$f.fedi-run.$$\"; c=0; "
+        f'cur=$(sha256sum "$f" 2>/dev/null); cur=${{cur%% *}}; '
+        f'if {differs}; then c=1; if [ "$k" != 1 ]; then '
+        f'mkdir -p -m 700 "${{f%/*}}" && (umask 077; cat {_src(pid)} >"$t") && chmod {m} "$t" && mv -f "$t" "$f" '
+        f'|| {{ rm -f "$t"; fail {pid} "cannot write the secret $f"; }}; fi; fi; '
+        f'if [ -e "$f" ] && [ "$(stat -c %a "$f")" != {m} ]; then c=1; [ "$k" = 1 ] || chmod {m} "$f"; fi; '
+        f"done_ {pid} $c"
+    )
+    return Part(shell, value, summary)
+
+
+def command_part(pid: str, run: str, creates: str | None, unless: str | None) -> Part:
+    """Run ``run`` unless ``creates`` exists or ``unless`` succeeds; its output is the task's."""
+    guards = []
+    if creates:
+        guards.append(f"[ -e {shlex.quote(creates)} ]")
+    if unless:
+        guards.append(f"( {unless}\n) >/dev/null 2>&1 </dev/null")
+    guard = f"if {' || '.join(guards)}; then c=0; else c=1; fi; " if guards else "c=1; "
+    shell = (
+        guard
+        + f'if [ $c = 1 ] && [ "$k" != 1 ]; then ( {run}\n) </dev/null; rc=$?; '
+        f'[ $rc = 0 ] || fail {pid} "exited with status $rc"; fi; done_ {pid} $c'
+    )
+    first = run.strip().splitlines()[0] if run.strip() else ""
+    return Part(shell, b"", f"ran: {first[:120]}")
+
+
+PRELUDE = (
+    "M={marker}; k={check}\n"
+    "done_() {{ printf '\\n%s %s %s\\n' \"$M\" \"$1\" \"$2\"; }}\n"
+    "fail() {{ printf '\\n%s %s F %s\\n' \"$M\" \"$1\" \"$2\"; exit 1; }}\n"
+)
+SPLIT = (
+    'd=$(mktemp -d /dev/shm/fedi-run.XXXXXX 2>/dev/null || mktemp -d) || exit 1\n'
+    "trap 'rm -rf \"$d\"' EXIT\n"
+)
+
+
+@dataclass(frozen=True)
+class Script:
+    """A compiled script: its text (no secret in it), the bytes for its stdin, its marker."""
+
+    text: str
+    payload: bytes
+    marker: str
+
+
+def compile_script(segments: Sequence[Sequence[Part]], check: bool) -> Script:
+    """One script running each segment's parts in order, segment after segment; part ``j`` of
+    segment ``i`` reports as ``i.j``."""
+    marker = "@@fedi-" + secrets.token_hex(8)
+    lines = [PRELUDE.format(marker=marker, check=1 if check else 0)]
+    payload = b""
+    splits = []
+    for i, parts in enumerate(segments):
+        for j, part in enumerate(parts):
+            if part.payload:
+                splits.append(f'head -c {len(part.payload)} > "$d/{i}_{j}"')
+                payload += part.payload
+    if splits:
+        lines.append(SPLIT + "\n".join(splits) + "\n")
+    for i, parts in enumerate(segments):
+        lines.append(f"printf '\\n%s %s B\\n' \"$M\" {i}\n( " + "\n".join(p.shell for p in parts) + "\n) 2>&1\n")
+    return Script("".join(lines), payload, marker)
+
+
+@dataclass(frozen=True)
+class SegmentReport:
+    """What one segment printed: each part's state (``"0"``, ``"1"``, ``"F"``) and message, and
+    the output of its commands (markers removed)."""
+
+    states: dict[int, tuple[str, str]]
+    output: str
+
+
+def read_report(stdout: str, marker: str, segments: int) -> list[SegmentReport]:
+    """Split a script's stdout into one :class:`SegmentReport` per segment."""
+    pattern = re.compile(r"\n" + re.escape(marker) + r" (\d+)(?:\.(\d+))? (\S+)(?: (.*))?\n")
+    states: list[dict[int, tuple[str, str]]] = [{} for _ in range(segments)]
+    outputs: list[list[str]] = [[] for _ in range(segments)]
+    current = None
+    position = 0
+    for match in pattern.finditer(stdout):
+        if current is not None:
+            outputs[current].append(stdout[position:match.start()])
+        segment = int(match[1])
+        if match[2] is None:
+            current = segment
+        else:
+            states[segment][int(match[2])] = (match[3], match[4] or "")
+        position = match.end()
+    if current is not None:
+        outputs[current].append(stdout[position:])
+    return [SegmentReport(states[i], "".join(outputs[i])) for i in range(segments)]
