@@ -4,8 +4,11 @@ Contract of :class:`Executor`:
 
 * a task starts only when every selected task it depends on is done (ok or changed) — in a
   teardown, when every selected task that depends on *it* is undone;
-* at most ``forks`` tasks run at once, and on one host one task at a time, unless a task
-  ``shares_host``; deployer-local tasks have no host limit;
+* at most ``forks`` jobs run at once, and on one host one job at a time, unless a task
+  ``shares_host``; deployer-local tasks have no host limit. A job is one task, or — when several
+  tasks of one host are ready at once and consist only of file-like operations and guarded
+  commands — up to :data:`BATCH_LIMIT` of them in ONE round trip, each still reported on its
+  own (and failing on its own);
 * a failed task makes every task waiting on it, transitively, ``skipped`` with the reason; the
   other branches go on. With ``fail_fast`` nothing new starts after the first failure;
 * a host whose connection cannot be made (after the connection's retries) or whose key is
@@ -27,7 +30,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 
-from fedi_run.engine.actions import ActionFailed, Context, perform
+from fedi_run.engine.actions import ActionFailed, Context, batchable, perform, perform_batch
 from fedi_run.engine.connection import CommandTimedOut, ConnectionPool, HostKeyRejected, HostUnreachable
 from fedi_run.engine.errors import FediRunError
 from fedi_run.engine.events import Event, OutputChunk, Status, TaskFinished, TaskStarted
@@ -35,6 +38,10 @@ from fedi_run.engine.graph import TaskGraph
 from fedi_run.engine.masking import Masker
 from fedi_run.engine.operations import Secret
 from fedi_run.engine.tasks import Task
+
+
+BATCH_LIMIT = 64
+"""At most this many ready tasks of one host share one round trip."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +147,7 @@ class Executor:
         busy_hosts: dict[str, int] = {}
         exclusive_hosts: set[str] = set()
         down_hosts: dict[str, str] = {}
-        running: dict[Future, str] = {}
+        running: dict[Future, list[str]] = {}
         failed_first: list[str] = []
 
         def give_up(task_id: str, status: Status, reason: str) -> None:
@@ -165,34 +172,52 @@ class Executor:
                         ready.append(waiter)
             ready.sort(key=position.__getitem__)
 
+        def take(task_id: str) -> None:
+            ready.remove(task_id)
+            pending.pop(task_id, None)
+
+        def batch_for(task: Task) -> list[Task]:
+            """``task`` and the other ready tasks of its host that can share its round trip."""
+            batch = [task]
+            if task.shares_host or not self._batchable(task):
+                return batch
+            for other_id in ready:
+                other = self.graph.tasks[other_id]
+                if other_id != task.id and other.host == task.host and not other.shares_host and self._batchable(other):
+                    batch.append(other)
+                    if len(batch) >= BATCH_LIMIT:
+                        break
+            return batch
+
+        def stopping() -> bool:
+            return self._stop.is_set() or bool(self.options.fail_fast and failed_first)
+
         with ThreadPoolExecutor(max_workers=max(1, self.options.forks), thread_name_prefix="fedi-run") as workers:
             while pending or running:
-                if self._stop.is_set() or (self.options.fail_fast and failed_first):
+                if stopping():
                     reason = "skipped: interrupted" if self._stop.is_set() else f"skipped: --fail-fast after {failed_first[0]} failed"
                     for task_id in list(pending):
-                        if task_id not in {running[f] for f in running}:
-                            give_up(task_id, Status.SKIPPED, reason)
-                started_any = True
-                while started_any and len(running) < self.options.forks and not self._stop.is_set() and not (self.options.fail_fast and failed_first):
-                    started_any = False
-                    for task_id in list(ready):
-                        task = self.graph.tasks[task_id]
-                        host = task.host
-                        if host is not None and host in down_hosts:
-                            give_up(task_id, Status.UNREACHABLE, down_hosts[host])
-                            continue
-                        if host is not None and (host in exclusive_hosts or (not task.shares_host and busy_hosts.get(host))):
-                            continue
-                        ready.remove(task_id)
-                        pending.pop(task_id, None)
-                        if host is not None:
-                            busy_hosts[host] = busy_hosts.get(host, 0) + 1
-                            if not task.shares_host:
-                                exclusive_hosts.add(host)
-                        running[workers.submit(self._run_task, task)] = task_id
-                        started_any = True
-                        if len(running) >= self.options.forks:
-                            break
+                        give_up(task_id, Status.SKIPPED, reason)
+                for task_id in list(ready):
+                    if len(running) >= self.options.forks or stopping():
+                        break
+                    if task_id not in ready:  # taken into a batch meanwhile
+                        continue
+                    task = self.graph.tasks[task_id]
+                    host = task.host
+                    if host is not None and host in down_hosts:
+                        give_up(task_id, Status.UNREACHABLE, down_hosts[host])
+                        continue
+                    if host is not None and (host in exclusive_hosts or (not task.shares_host and busy_hosts.get(host))):
+                        continue
+                    batch = batch_for(task) if host is not None else [task]
+                    for member in batch:
+                        take(member.id)
+                    if host is not None:
+                        busy_hosts[host] = busy_hosts.get(host, 0) + 1
+                        if not task.shares_host:
+                            exclusive_hosts.add(host)
+                    running[workers.submit(self._run_job, batch)] = [member.id for member in batch]
                 if not running:
                     if pending and not ready:  # pragma: no cover - the graph is acyclic
                         raise FediRunError("error: internal: tasks wait on each other")
@@ -202,39 +227,85 @@ class Executor:
                     self.pool.close_all()  # the grace period is over: abort what still runs
                     done, _ = wait(list(running), timeout=5)
                 for future in done:
-                    task_id = running.pop(future)
-                    task = self.graph.tasks[task_id]
-                    if task.host is not None:
-                        busy_hosts[task.host] -= 1
-                        exclusive_hosts.discard(task.host)
-                    status, message, unreachable_host = future.result()
-                    if unreachable_host:
-                        down_hosts[task.host] = message
-                        for other in [t for t in pending if self.graph.tasks[t].host == task.host]:
-                            give_up(other, Status.UNREACHABLE, message)
-                    if status in (Status.OK, Status.CHANGED):
-                        release(task_id)
-                    else:
+                    job = running.pop(future)
+                    host = self.graph.tasks[job[0]].host
+                    if host is not None:
+                        busy_hosts[host] -= 1
+                        exclusive_hosts.discard(host)
+                    for task_id, status, message, unreachable_host in future.result():
+                        if unreachable_host:
+                            down_hosts[host] = message
+                            for other in [t for t in pending if self.graph.tasks[t].host == host]:
+                                give_up(other, Status.UNREACHABLE, message)
+                        if status in (Status.OK, Status.CHANGED):
+                            release(task_id)
+                            continue
                         if status == Status.FAILED:
                             failed_first.append(task_id)
                         for waiter in waiters[task_id]:
                             give_up(waiter, Status.SKIPPED, f"skipped: dependency {task_id} {status.value}")
         return self.statuses
 
+    def _operations(self, task: Task):
+        return task.actions if self.options.kind == "run" else task.undo_actions()
+
+    def _batchable(self, task: Task) -> bool:
+        return task.host is not None and not self.options.diff and batchable(self._operations(task))
+
+    def _context(self, task: Task, connection, timeout: float) -> Context:
+        return Context(
+            connection=connection, masker=self.masker, check=self.options.check,
+            diff=self.options.diff, rotate_secrets=self.options.rotate_secrets, timeout=timeout,
+            output=lambda stream, text: self.emit(OutputChunk(self.run_id, task.id, task.where, stream, text)),
+            playbook=self._playbook, task=task, pool=self.pool, state_dir=self._state_dir,
+        )
+
+    def _run_job(self, batch: list[Task]) -> list[tuple[str, Status, str, bool]]:
+        """Run one task, or a batch of one host's tasks in one round trip; per task
+        ``(id, status, message, host unreachable)``."""
+        if len(batch) == 1:
+            status, message, unreachable = self._run_task(batch[0])
+            return [(batch[0].id, status, message, unreachable)]
+        started = time.time()
+        for task in batch:
+            self.emit(TaskStarted(self.run_id, task.id, task.where, started))
+        timeout = sum(task.timeout or self.options.timeout for task in batch)
+        for attempt in (1, 2):
+            connection = self.pool[batch[0].host]
+            try:
+                self._prime_masker(batch[0].host)
+                outcomes = perform_batch([self._operations(t) for t in batch], self._context(batch[0], connection, timeout))
+                break
+            except HostUnreachable as error:
+                if attempt == 1 and not isinstance(error, HostKeyRejected) and "lost the connection" in str(error) and not self._stop.is_set():
+                    continue
+                return [(t.id, self._done(t, started, Status.UNREACHABLE, str(error)), str(error), True) for t in batch]
+            except CommandTimedOut as error:
+                return [(t.id, self._done(t, started, Status.FAILED, str(error)), str(error), False) for t in batch]
+            except Exception as error:  # noqa: BLE001 - a bug here, reported on every task
+                message = str(error) if isinstance(error, FediRunError) else f"internal error: {type(error).__name__}: {error}"
+                return [(t.id, self._done(t, started, Status.FAILED, message), message, False) for t in batch]
+        share = (time.time() - started) / len(batch)
+        results = []
+        for task, outcome in zip(batch, outcomes):
+            if isinstance(outcome, ActionFailed):
+                self._finish(task, Status.FAILED, share, str(outcome), changes=tuple(getattr(outcome, "changes", ())),
+                             output=getattr(outcome, "output", ""))
+                results.append((task.id, Status.FAILED, str(outcome), False))
+            else:
+                status = Status.CHANGED if outcome.changes else Status.OK
+                self._finish(task, status, share, "", changes=outcome.changes, output=outcome.output)
+                results.append((task.id, status, "", False))
+        return results
+
     def _run_task(self, task: Task) -> tuple[Status, str, bool]:
         """Run one task in a worker thread; ``(status, message, host unreachable)``."""
         started = time.time()
         self.emit(TaskStarted(self.run_id, task.id, task.where, started))
-        operations = task.actions if self.options.kind == "run" else task.undo_actions()
+        operations = self._operations(task)
         for attempt in (1, 2):
             connection = self.pool[task.host] if task.host is not None else None
-            context = Context(
-                connection=connection, masker=self.masker, check=self.options.check,
-                diff=self.options.diff, rotate_secrets=self.options.rotate_secrets,
-                timeout=task.timeout or self.options.timeout,
-                output=lambda stream, text: self.emit(OutputChunk(self.run_id, task.id, task.where, stream, text)),
-                playbook=self._playbook, task=task, pool=self.pool, state_dir=self._state_dir,
-            )
+            context = self._context(task, connection, task.timeout or self.options.timeout)
             try:
                 if task.host is not None:
                     self._prime_masker(task.host)

@@ -189,7 +189,8 @@ def compile_script(segments: Sequence[Sequence[Part]], check: bool) -> Script:
     if splits:
         lines.append(SPLIT + "\n".join(splits) + "\n")
     for i, parts in enumerate(segments):
-        lines.append(f"printf '\\n%s %s B\\n' \"$M\" {i}\n( " + "\n".join(p.shell for p in parts) + "\n) 2>&1\n")
+        body = "\n".join(p.shell for p in parts) or ":"
+        lines.append(f"printf '\\n%s %s B\\n' \"$M\" {i}\n( " + body + "\n) 2>&1\n")
     return Script("".join(lines), payload, marker)
 
 

@@ -64,15 +64,47 @@ def _assert_no_overlap(events, ids):
         assert start >= end - 0.01
 
 
+def logged_sleeper(name: str, host: str, extra: str = "") -> str:
+    """A task that records on its host when it starts and ends (host clock, one file each)."""
+    return (f'[tasks.{name}]\nhost = "{host}"\n'
+            f'run = "date +%s.%N > /tmp/{name}.span; sleep 0.5; date +%s.%N >> /tmp/{name}.span"\n{extra}\n')
+
+
+def _host_span(lab, host: str, name: str) -> tuple[float, float]:
+    start, end = lab.read_file(host, f"/tmp/{name}.span").split()
+    return float(start), float(end)
+
+
 def test_one_task_per_host_unless_shared(eight, playbook):
-    path = playbook(HEADER + sleeper("a", "h1", 0.5) + sleeper("b", "h1", 0.5)
-                    + sleeper("c", "h2", 0.5, "shares_host = true") + sleeper("d", "h2", 0.5, "shares_host = true"))
+    """Measured on the hosts themselves: tasks of one host never run at the same time (even
+    when the executor sends them in one round trip), unless they say they may share it."""
+    path = playbook(HEADER + logged_sleeper("a", "h1") + logged_sleeper("b", "h1")
+                    + logged_sleeper("c", "h2", "shares_host = true") + logged_sleeper("d", "h2", "shares_host = true"))
     result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
     assert result.exit_code == 0
-    _assert_no_overlap(result.events(), {"tasks.a", "tasks.b"})
-    spans = _intervals(result.events())
-    (c_start, c_end), (d_start, d_end) = spans["tasks.c"], spans["tasks.d"]
+    (a_start, a_end), (b_start, b_end) = sorted([_host_span(eight, "h1", "a"), _host_span(eight, "h1", "b")])
+    assert b_start >= a_end
+    (c_start, c_end), (d_start, d_end) = _host_span(eight, "h2", "c"), _host_span(eight, "h2", "d")
     assert c_start < d_end and d_start < c_end  # shared: they overlapped
+
+
+def test_ready_tasks_of_a_host_share_one_round_trip_but_fail_alone(eight, playbook):
+    eight.run("h3", "rm -rf /srv/batch", check=True)
+    path = playbook(HEADER + '[tasks.dir]\nhost = "h3"\ndirectory = { path = "/srv/batch" }\n'
+                    + "".join(f'[tasks.f{i}]\nhost = "h3"\nfile = {{ path = "/srv/batch/f{i}", content = "{i}\\n" }}\nrequires = ["tasks.dir"]\n' for i in range(5))
+                    + '[tasks.bad]\nhost = "h3"\nrun = "echo broken >&2; exit 7"\nrequires = ["tasks.dir"]\n'
+                    + '[tasks.after]\nhost = "h3"\nfile = { path = "/srv/batch/after", content = "x" }\nrequires = ["tasks.bad"]\n')
+    result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
+    assert result.exit_code == 1
+    finished = result.finished()
+    assert all(finished[f"tasks.f{i}"]["status"] == "changed" for i in range(5))
+    assert finished["tasks.bad"]["status"] == "failed" and "exited with status 7" in finished["tasks.bad"]["message"]
+    assert finished["tasks.bad"]["output"].strip() == "broken"
+    assert finished["tasks.after"]["status"] == "skipped"
+    starts = {e["id"]: e["time"] for e in result.events() if e["event"] == "task_started"}
+    batch = {t for t in starts if t.startswith("tasks.f") or t == "tasks.bad"}
+    assert len({starts[t] for t in batch}) == 1  # one round trip for the six ready tasks
+    assert eight.run("h3", "cat /srv/batch/f0 /srv/batch/f4", check=True).stdout == "0\n4\n"
 
 
 def test_failure_skips_dependents_and_resume_runs_only_what_is_left(eight, playbook, tmp_path):

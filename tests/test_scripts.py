@@ -1,0 +1,83 @@
+"""The compiled scripts, run by a real local shell: comparisons, check mode, payload framing,
+failures confined to their own task, and reports attributed to the right task."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from fedi_run.engine import scripts
+
+
+def run(segments, check=False):
+    script = scripts.compile_script(segments, check)
+    assert b"s3cr3t-value" not in script.text.encode()  # contents travel on stdin only
+    done = subprocess.run(["sh", "-c", script.text], input=script.payload, capture_output=True)
+    return done, scripts.read_report(done.stdout.decode(), script.marker, len(segments))
+
+
+def test_file_is_written_then_left_alone(tmp_path):
+    target = str(tmp_path / "f")
+    part = scripts.file_part("0.0", target, b"hello\n", 0o640, None, "file")
+    _, [report] = run([[part]])
+    assert report.states == {0: ("1", "")}
+    assert open(target).read() == "hello\n" and oct(os.stat(target).st_mode & 0o777) == "0o640"
+    _, [report] = run([[scripts.file_part("0.0", target, b"hello\n", 0o640, None, "file")]])
+    assert report.states == {0: ("0", "")}
+    os.chmod(target, 0o600)
+    _, [report] = run([[scripts.file_part("0.0", target, b"hello\n", 0o640, None, "file")]])
+    assert report.states == {0: ("1", "")} and oct(os.stat(target).st_mode & 0o777) == "0o640"
+
+
+def test_check_mode_reports_without_changing(tmp_path):
+    target = tmp_path / "f"
+    _, [report] = run([[scripts.file_part("0.0", str(target), b"x", 0o644, None, "file"),
+                        scripts.directory_part("0.1", str(tmp_path / "d"), 0o755, None),
+                        scripts.command_part("0.2", f"touch {tmp_path}/ran", None, None)]], check=True)
+    assert report.states == {0: ("1", ""), 1: ("1", ""), 2: ("1", "")}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_task_does_not_disturb_the_others_or_the_payload(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    segments = [
+        [scripts.file_part("0.0", str(tmp_path / "missing-dir" / "x"), b"lost payload", 0o644, None, "x"),
+         scripts.file_part("0.1", str(tmp_path / "never"), b"never written", 0o644, None, "never")],
+        [scripts.command_part("1.0", "echo out; echo err >&2; exit 3", None, None)],
+        [],
+        [scripts.file_part("3.0", str(first), b"first", 0o644, None, "a"),
+         scripts.secret_part("3.1", str(second), b"s3cr3t-value", 0o400, keep=True, summary="b")],
+    ]
+    done, reports = run(segments)
+    assert reports[0].states[0][0] == "F" and "cannot write" in reports[0].states[0][1]
+    assert 1 not in reports[0].states and not (tmp_path / "never").exists()
+    assert reports[1].states == {0: ("F", "exited with status 3")}
+    assert reports[1].output.split() == ["out", "err"]
+    assert reports[2].states == {} and reports[2].output == ""
+    assert reports[3].states == {0: ("1", ""), 1: ("1", "")}
+    assert first.read_bytes() == b"first" and second.read_bytes() == b"s3cr3t-value"
+    assert oct(second.stat().st_mode & 0o777) == "0o400"
+    assert b"s3cr3t-value" not in done.stdout + done.stderr
+
+
+def test_a_kept_secret_is_not_replaced_unless_asked(tmp_path):
+    secret = tmp_path / "s"
+    secret.write_text("old")
+    _, [report] = run([[scripts.secret_part("0.0", str(secret), b"new", 0o400, keep=True, summary="s")]])
+    assert secret.read_text() == "old" and report.states == {0: ("1", "")}  # the mode was fixed
+    _, [report] = run([[scripts.secret_part("0.0", str(secret), b"new", 0o400, keep=False, summary="s")]])
+    assert secret.read_text() == "new" and report.states == {0: ("1", "")}
+
+
+def test_restore_puts_back_what_was_there(tmp_path, monkeypatch):
+    monkeypatch.setattr(scripts, "ORIGINALS", str(tmp_path / "originals"))
+    target = tmp_path / "motd"
+    target.write_text("the machine's own\n")
+    run([[scripts.file_part("0.0", str(target), b"ours\n", 0o644, None, "motd")]])
+    assert target.read_text() == "ours\n"
+    run([[scripts.restore_part("0.0", str(target))]])
+    assert target.read_text() == "the machine's own\n"
+    created = tmp_path / "new"
+    run([[scripts.file_part("0.0", str(created), b"ours\n", 0o644, None, "new")]])
+    run([[scripts.restore_part("0.0", str(created))]])
+    assert not created.exists()
