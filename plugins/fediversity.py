@@ -175,3 +175,16 @@ def check_dns(context: Context, service: str) -> CallResult:
     if mode == "error":
         raise ActionFailed(problem)
     return CallResult(warnings=(problem,))
+
+
+def app_secret_files(playbook: Playbook, app: str, secrets: tuple[SecretSpec, ...],
+                     extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Name → path on the host of every secret file the app's tasks place: its generated
+    secrets, ``extra`` ones, its S3 key files and the initial user — what its Nix module names."""
+    files = {spec.name: f"{secrets_dir(app)}/{spec.name}" for spec in secrets}
+    files.update(extra or {})
+    files["s3-key-id"] = f"{s3_dir(app)}/key-id"
+    files["s3-secret"] = f"{s3_dir(app)}/secret"
+    if playbook.initial_user is not None:
+        files["initial-user"] = initial_user_file(app)
+    return files

@@ -31,17 +31,10 @@ def secret_files(playbook: Playbook) -> dict[str, str]:
     """Name → path on the host of every secret file an enabled mastodon reads (those its
     tasks place there)."""
     # imported here, not above: the package imports this module
-    from fedi_run.plugins.fediversity import initial_user_file, s3_dir, secrets_dir
+    from fedi_run.plugins.fediversity import app_secret_files
     from fedi_run.plugins.mastodon import SECRETS, VAPID_PRIVATE, VAPID_PUBLIC
 
-    files = {spec.name: f"{secrets_dir(SERVICE)}/{spec.name}" for spec in SECRETS}
-    files["vapid-private-key"] = VAPID_PRIVATE
-    files["vapid-public-key"] = VAPID_PUBLIC
-    files["s3-key-id"] = f"{s3_dir(SERVICE)}/key-id"
-    files["s3-secret"] = f"{s3_dir(SERVICE)}/secret"
-    if playbook.initial_user is not None:
-        files["initial-user"] = initial_user_file(SERVICE)
-    return files
+    return app_secret_files(playbook, SERVICE, SECRETS, extra={"vapid-private-key": VAPID_PRIVATE, "vapid-public-key": VAPID_PUBLIC})
 
 
 @hookimpl

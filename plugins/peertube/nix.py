@@ -17,15 +17,11 @@ SERVICE = "peertube"
 def secret_files(playbook: Playbook) -> dict[str, str]:
     """Name → path on the host of every secret file an enabled peertube reads (those its
     tasks place there)."""
-    from fedi_run.plugins.fediversity import initial_user_file, s3_dir, secrets_dir
-    from fedi_run.plugins.peertube import SECRETS  # here: the package imports this module
+    # imported here, not above: the package imports this module
+    from fedi_run.plugins.fediversity import app_secret_files
+    from fedi_run.plugins.peertube import SECRETS
 
-    files = {spec.name: f"{secrets_dir(SERVICE)}/{spec.name}" for spec in SECRETS}
-    files["s3-key-id"] = f"{s3_dir(SERVICE)}/key-id"
-    files["s3-secret"] = f"{s3_dir(SERVICE)}/secret"
-    if playbook.initial_user is not None:
-        files["initial-user"] = initial_user_file(SERVICE)
-    return files
+    return app_secret_files(playbook, SERVICE, SECRETS)
 
 
 @hookimpl
