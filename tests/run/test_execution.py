@@ -290,3 +290,20 @@ def test_missing_nixops4_stops_before_any_host(eight, playbook, monkeypatch):
     assert result.exit_code == 2
     assert "nixops4 is not on PATH" in result.stderr and "--no-apply" in result.stderr
     assert eight.run("h1", "test -e /srv/untouched").exit_status != 0
+
+
+def test_fetch_brings_a_file_back_and_check_mode_leaves_it(eight, playbook, tmp_path):
+    eight.run("h4", "mkdir -p /srv/report && printf 'h4 says hi\\n' > /srv/report/status", check=True)
+    path = playbook(HEADER + '[tasks.back]\nhost = "h4"\nfetch = { remote = "/srv/report/status", local = "fetched/h4-status" }\n')
+    local = tmp_path / "fetched" / "h4-status"
+    check = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--check")
+    assert check.finished()["tasks.back"]["status"] == "changed" and not local.exists()
+    first = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
+    assert first.exit_code == 0 and first.finished()["tasks.back"]["status"] == "changed"
+    assert local.read_text() == "h4 says hi\n"
+    again = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
+    assert again.finished()["tasks.back"]["status"] == "ok"
+    eight.run("h4", "rm -f /srv/report/status", check=True)
+    missing = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
+    assert missing.exit_code == 1
+    assert "cannot fetch /srv/report/status from h4" in missing.finished()["tasks.back"]["message"]
