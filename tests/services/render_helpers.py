@@ -6,7 +6,6 @@ failure, never a skip, when it is missing.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -23,23 +22,9 @@ BUILT_IN = ("acme", "garage", "mastodon", "peertube", "pixelfed")
 NIX_ENV = {"NIX_CONFIG": "substituters =\nexperimental-features = nix-command flakes"}
 
 
-def plugins_with_nix_modules(modules=()) -> Plugins:
-    """The installed plugins (+ ``modules``), each built-in one with its ``nix`` module hooked
-    in — until the built-in packages import ``fedi_run_nix_modules`` themselves, the module is
-    registered beside its package."""
-    extra = []
-    for name in BUILT_IN:
-        package = importlib.import_module(f"fedi_run.plugins.{name}")
-        if not hasattr(package, "fedi_run_nix_modules"):
-            extra.append((f"{name}-nix", importlib.import_module(f"fedi_run.plugins.{name}.nix")))
-    return Plugins.load(modules, objects=extra)
-
-
 def load(playbook: Path, inventories=(), plugin_modules=()):
-    """``load_project`` with the built-in plugins' Nix modules hooked in (see above)."""
-    return load_project(
-        playbook, inventories, plugins=plugins_with_nix_modules(plugin_modules), apply=False
-    )
+    """``load_project`` without the final apply (the rendering is what these tests read)."""
+    return load_project(playbook, inventories, plugins=Plugins.load(plugin_modules), apply=False)
 
 
 def nix_instantiate(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

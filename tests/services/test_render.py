@@ -468,14 +468,14 @@ def plugin(name: str, result) -> tuple[str, types.ModuleType]:
 def test_module_names_clash_loudly_and_results_are_checked(tmp_path):
     project = load(example_copy(tmp_path))
     twin = plugin("twin", lambda host: [NixModule(host, "{ ... }: { }")])
-    clashing = type(project.plugins).load(objects=[*plugin_objects(), twin])
+    clashing = type(project.plugins).load(objects=[twin])
     with pytest.raises(PluginError, match=(
         r"plugins 'garage(-nix)?' and 'twin' both contribute a NixOS module named 'garage' to "
         r"host 'garage'; module names must be unique on a host"
     )):
         render_deployment(project.playbook, clashing)
     for bad in ("{ ... }: { }", NixModule("x", "{ }"), [{"name": "x"}]):
-        broken = type(project.plugins).load(objects=[*plugin_objects(), plugin("broken", bad)])
+        broken = type(project.plugins).load(objects=[plugin("broken", bad)])
         with pytest.raises(PluginError, match=r"plugin 'broken': fedi_run_nix_modules returned"):
             render_deployment(project.playbook, broken)
     with pytest.raises(ValueError, match="expected lowercase"):
@@ -487,7 +487,7 @@ def test_module_names_clash_loudly_and_results_are_checked(tmp_path):
 def test_a_third_party_module_is_rendered_and_imported(tmp_path):
     project = load(example_copy(tmp_path))
     extra = plugin("motd", lambda host: [NixModule("motd", "{ ... }: { users.motd = " + to_nix(f"hi {host}") + "; }")])
-    plugins = type(project.plugins).load(objects=[*plugin_objects(), extra])
+    plugins = type(project.plugins).load(objects=[extra])
     files = render_deployment(project.playbook, plugins)
     directory = tmp_path / "deployment"
     write_files(directory, files)
@@ -495,19 +495,6 @@ def test_a_third_party_module_is_rendered_and_imported(tmp_path):
     assert evaluated["modules"]["garage/motd"] == {"users": {"motd": "hi garage"}}
     assert evaluated["hosts"]["garage"]["imports"][-1] == "garage/motd.nix"
     assert evaluated["data"]["hosts"]["garage"]["modules"][-1] == "motd"
-
-
-def plugin_objects():
-    """The extra ``(name, object)`` pairs plugins_with_nix_modules registers (none once the
-    built-in packages import their nix modules)."""
-    import importlib
-
-    pairs = []
-    for name in ("acme", "garage", "mastodon", "peertube", "pixelfed"):
-        package = importlib.import_module(f"fedi_run.plugins.{name}")
-        if not hasattr(package, "fedi_run_nix_modules"):
-            pairs.append((f"{name}-nix", importlib.import_module(f"fedi_run.plugins.{name}.nix")))
-    return pairs
 
 
 # --- writing it -------------------------------------------------------------------------------
