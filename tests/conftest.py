@@ -3,7 +3,6 @@ plugin (``fedi_run.engine.lab.pytest_plugin``), exactly as a plugin author gets 
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from pathlib import Path
 

@@ -9,7 +9,6 @@ import sys
 import tomllib
 
 import jsonschema
-import pytest
 from click.testing import CliRunner
 
 from helpers import EXAMPLES, MINIMAL
