@@ -119,12 +119,14 @@ def test_every_hookspec_is_documented_as_a_contract():
         assert ":return:" in doc and "versionadded" in doc and "implementations are called" in doc
 
 
+@pytest.fixture(scope="module")
+def graph():
+    """The task graph of examples/fediversity.toml."""
+    return load_project(EXAMPLES / "fediversity.toml").graph
+
+
 class TestFediversityGraph:
     """The built-in plugins' real task lists, as plan shows them before anything runs."""
-
-    @pytest.fixture(scope="class")
-    def graph(self):
-        return load_project(EXAMPLES / "fediversity.toml").graph
 
     def test_garage_keys_come_before_each_apps_s3(self, graph):
         for app in ("mastodon", "peertube", "pixelfed"):
