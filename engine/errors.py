@@ -69,16 +69,19 @@ class PluginError(FediRunError):
 class GraphError(FediRunError):
     """The task graph is invalid: unknown dependency, duplicate id, unknown host or a cycle.
 
-    Like :class:`PlaybookError`, it carries every problem found (as strings naming the task).
+    Like :class:`PlaybookError`, it carries every problem found (as strings naming the task),
+    and names the playbook the tasks came from when it is known.
     """
 
-    def __init__(self, problems: list[str] | tuple[str, ...]):
+    def __init__(self, problems: list[str] | tuple[str, ...], source: Path | None = None):
         self.problems = tuple(problems)
+        self.source = source
+        where = f"{source}: " if source else ""
         if len(self.problems) == 1:
-            text = f"error: invalid task graph: {self.problems[0]}"
+            text = f"error: {where}invalid task graph: {self.problems[0]}"
         else:
             text = "\n".join(
-                [f"error: invalid task graph, {len(self.problems)} problems:"]
+                [f"error: {where}invalid task graph, {len(self.problems)} problems:"]
                 + [f"  - {p}" for p in self.problems]
             )
         super().__init__(text)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fedi_run.engine.apply import apply_task, deployment_directory
 from fedi_run.engine.render import render_call, render_task
+from fedi_run.engine.errors import GraphError
 from fedi_run.engine.graph import TaskGraph
 from fedi_run.engine.loading import load_playbook
 from fedi_run.engine.playbook import Playbook
@@ -69,7 +70,10 @@ def load_project(
         disabled_plugins=disabled_from_environment(),
     )
     tasks = plugins.tasks(loaded) + user_tasks(loaded)
-    graph = TaskGraph.build(tasks, loaded.hosts)
+    try:
+        graph = TaskGraph.build(tasks, loaded.hosts)
+    except GraphError as error:
+        raise GraphError(error.problems, source=loaded.source) from None
     directory = deployment_directory(loaded)
     graph = graph.finished_with(lambda sinks: render_task(loaded, plugins, directory, requires=sinks))
     if apply:

@@ -29,3 +29,22 @@ def write(tmp_path):
         return path
 
     return _write
+
+
+_FUZZ_CASES: list[str] = []
+
+
+@pytest.fixture
+def fuzz_cases():
+    """A list the fuzz tests append a label to for each case they run (counted at the end)."""
+    return _FUZZ_CASES
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many generated bad-input cases ran, by kind."""
+    if _FUZZ_CASES:
+        from collections import Counter
+
+        counts = Counter(_FUZZ_CASES)
+        detail = ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items()))
+        terminalreporter.write_line(f"bad-input fuzz cases run: {len(_FUZZ_CASES)} ({detail})")

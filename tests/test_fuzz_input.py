@@ -1,0 +1,200 @@
+"""Bad input, generated (hypothesis): malformed and hostile playbooks, inventories and
+configuration files each end with exit status 2, a message naming the file and the key, no
+traceback, and no run started — so no command ever reaches a host (every host of these
+playbooks is 127.0.0.1 port 1, where nothing listens, and the run must not even get that far).
+
+The number of cases that ran is printed at the end of the test session.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+
+import tomli_w
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from fedi_run.engine.cli import cli
+from helpers import EXAMPLES
+
+BASE = tomllib.loads((EXAMPLES / "fediversity.toml").read_text())
+for table in BASE["hosts"].values():
+    table["address"] = "127.0.0.1"
+    table["port"] = 1
+BASE["tasks"] = {"motd": {"host": "mastodon", "run": "true", "requires": ["mastodon.secrets"], "tags": ["custom"]}}
+
+# Keys whose values are checked where they enter: any hostile value must be refused there.
+STRICT_KEYS = [
+    ("deployment", "name"), ("deployment", "domain"),
+    ("hosts", "garage", "address"), ("hosts", "mastodon", "port"), ("hosts", "peertube", "user"),
+    ("hosts", "pixelfed", "host_key"),
+    ("services", "mastodon", "enable"), ("services", "pixelfed", "host"),
+    ("acme", "server"), ("acme", "email"), ("acme", "accept_terms"),
+    ("initial_user", "username"), ("initial_user", "email"),
+    ("run", "forks"),
+    ("tasks", "motd", "host"), ("tasks", "motd", "tags"),
+]
+METACHARACTERS = [";", "$(", "`", "'", '"', "\n", "\\", "|", "&", " ", "${", "\t", "*", "\u202e"]
+
+hostile_text = st.one_of(
+    st.just(""),
+    st.builds(lambda base, meta: base + meta + "reboot", st.sampled_from(["a", "mastodon", "x.org"]), st.sampled_from(METACHARACTERS)),
+    st.builds(lambda n: "a" * n, st.integers(300, 5000)),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30).map(lambda s: s + " ;"),
+)
+wrong_types = st.one_of(
+    st.integers(-10**6, 10**6), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
+    st.lists(st.integers(), max_size=3), st.dictionaries(st.sampled_from(["a", "b"]), st.integers(), max_size=2),
+)
+
+
+def _wrong_for(key: tuple[str, ...]):
+    """A value the key must refuse."""
+    value = BASE
+    for part in key:
+        value = value.get(part, "") if isinstance(value, dict) else ""
+    if isinstance(value, bool):
+        return st.one_of(hostile_text, st.integers(0, 5), st.lists(st.booleans(), max_size=2))
+    if isinstance(value, int):
+        return st.one_of(hostile_text, st.sampled_from([0, -1, 70000, 10**12]), st.lists(st.integers(), max_size=2))
+    if isinstance(value, list):
+        return st.one_of(hostile_text, st.lists(hostile_text, min_size=1, max_size=3))
+    return st.one_of(hostile_text, wrong_types)
+
+
+@st.composite
+def mutated(draw):
+    """The example with one to three hostile changes; returns (document, keys changed)."""
+    document = copy.deepcopy(BASE)
+    changed = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["value", "unknown", "missing", "cycle"]))
+        if kind == "value":
+            key = draw(st.sampled_from(STRICT_KEYS))
+            target = document
+            for part in key[:-1]:
+                target = target[part]
+            target[key[-1]] = draw(_wrong_for(key))
+        elif kind == "unknown":
+            table = draw(st.sampled_from([("deployment",), ("hosts", "garage"), ("services", "mastodon"), ("acme",), ("tasks", "motd"), ()]))
+            name = draw(st.sampled_from(["adress", "enabel", "hots", "rm -rf /", "$(id)", "zzz"]))
+            target = document
+            for part in table:
+                target = target[part]
+            target[name] = 1
+            key = (*table, name)
+        elif kind == "missing":
+            key = draw(st.sampled_from([("deployment", "name"), ("deployment", "domain"), ("hosts", "garage", "address"), ("tasks", "motd", "run")]))
+            target = document
+            for part in key[:-1]:
+                target = target[part]
+            target.pop(key[-1], None)
+        else:
+            document["tasks"]["loop"] = {"host": "garage", "run": "true", "requires": ["tasks.motd"]}
+            document["tasks"]["motd"]["requires"] = ["tasks.loop"]
+            key = ("tasks",)
+        changed.append(key)
+    return document, changed
+
+
+def _parses(data: bytes) -> bool:
+    """Whether ``data`` is valid TOML (a cut that happens to end a table is a playbook)."""
+    try:
+        tomllib.loads(data.decode())
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return True
+
+
+def dotted(key) -> str:
+    return ".".join(str(k) for k in key)
+
+
+def run_cli(*args) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def assert_refused(code, stdout, stderr, file_name):
+    assert code == 2, (code, stdout[-2000:], stderr[-2000:])
+    assert "Traceback" not in stdout + stderr
+    assert '"run_started"' not in stdout  # nothing was run, so nothing reached any host
+    assert file_name in stderr
+
+
+FUZZ = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@FUZZ
+@given(case=mutated())
+def test_hostile_playbooks_are_refused_naming_the_key(case, tmp_path_factory, fuzz_cases):
+    document, changed = case
+    directory = tmp_path_factory.mktemp("fuzz")
+    path = directory / "playbook.toml"
+    path.write_text(tomli_w.dumps(document))
+    code, stdout, stderr = run_cli("run", path, "--json", "--no-apply", "--connect-timeout", "1", "--retries", "0")
+    fuzz_cases.append("playbook")
+    assert_refused(code, stdout, stderr, str(path))
+    # Some changed key (or a table above it) is named — or, for a cycle, the tasks involved.
+    named = [dotted(key[:n]) for key in changed for n in range(len(key), 0, -1)]
+    assert any(f": {name}" in stderr or f"'{name}" in stderr or name in stderr for name in named), (changed, stderr)
+
+
+@FUZZ
+@given(data=st.one_of(
+    st.binary(min_size=1, max_size=200),
+    st.builds(lambda b: tomli_w.dumps(BASE).encode()[: b], st.integers(1, 400)).filter(lambda b: not _parses(b)),
+    st.builds(lambda b: b"[deployment]\nname = \"" + b + b"\"\n", st.binary(min_size=1, max_size=10).filter(lambda b: not b.isascii())),
+    st.integers(60, 400).map(lambda depth: ("x = " + "[" * depth + "]" * depth + "\n").encode()),
+))
+def test_garbage_files_are_refused(data, tmp_path_factory, fuzz_cases):
+    directory = tmp_path_factory.mktemp("garbage")
+    path = directory / "playbook.toml"
+    path.write_bytes(data)
+    code, stdout, stderr = run_cli("run", path, "--json", "--no-apply")
+    fuzz_cases.append("garbage")
+    assert_refused(code, stdout, stderr, str(path))
+
+
+@FUZZ
+@given(table=st.sampled_from(["hosts", "acme", "services", "deployment"]), value=st.one_of(hostile_text, wrong_types))
+def test_hostile_inventories_are_refused(table, value, tmp_path_factory, fuzz_cases):
+    directory = tmp_path_factory.mktemp("inventory")
+    playbook = directory / "playbook.toml"
+    playbook.write_text(tomli_w.dumps(BASE))
+    inventory = directory / "inventory.toml"
+    if table == "hosts":
+        content = {"hosts": {"garage": {"address": value}}}
+    elif table == "acme":
+        content = {"acme": {"server": value}}
+    else:
+        content = {table: {"x": 1}}  # an inventory holds only [hosts.*] and [acme]
+    inventory.write_text(tomli_w.dumps(content))
+    code, stdout, stderr = run_cli("run", playbook, "-i", inventory, "--json", "--no-apply")
+    fuzz_cases.append("inventory")
+    assert_refused(code, stdout, stderr, str(inventory))
+
+
+@FUZZ
+@given(field=st.sampled_from(["domain", "mastodon", "initialUser", "password", "unknown"]), value=st.one_of(hostile_text, wrong_types))
+def test_hostile_configurations_are_refused(field, value, tmp_path_factory, fuzz_cases):
+    if field == "mastodon" and isinstance(value, bool):
+        value = "yes"  # true and false are what `enable` takes
+    directory = tmp_path_factory.mktemp("configuration")
+    playbook = directory / "playbook.toml"
+    playbook.write_text(tomli_w.dumps(BASE))
+    configuration = directory / "configuration.json"
+    content = {
+        "domain": {"domain": value},
+        "mastodon": {"mastodon": {"enable": value}},
+        "initialUser": {"initialUser": {"username": value}},
+        "password": {"initialUser": {"password": "hunter2-secret"}},
+        "unknown": {"mastodn": value},
+    }[field]
+    configuration.write_text(json.dumps(content))
+    code, stdout, stderr = run_cli("run", playbook, "--configuration", configuration, "--json", "--no-apply")
+    fuzz_cases.append("configuration")
+    assert_refused(code, stdout, stderr, str(configuration) if field != "domain" else "")
+    assert "hunter2-secret" not in stdout + stderr
