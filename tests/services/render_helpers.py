@@ -180,3 +180,15 @@ class TlsServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)
+
+
+APPS = ("mastodon", "peertube", "pixelfed")
+CANARY_PASSWORD = "canary-password-0f4c2a9e7d1b"
+
+
+def example_copy(tmp_path: Path, enabled=frozenset(APPS), **replacements: str) -> Path:
+    """The Fediversity example in tmp_path with exactly ``enabled`` apps switched on, and its
+    initial user's password file holding a canary."""
+    (tmp_path / "secrets").mkdir(exist_ok=True)
+    (tmp_path / "secrets" / "admin-password").write_text(CANARY_PASSWORD + "\n")
+    return with_enabled(EXAMPLE, tmp_path / "fediversity.toml", set(enabled), **replacements)
