@@ -75,8 +75,8 @@ def load_project(
     except GraphError as error:
         raise GraphError(error.problems, source=loaded.source) from None
     directory = deployment_directory(loaded)
-    graph = graph.finished_with(lambda sinks: render_task(loaded, plugins, directory, requires=sinks))
+    switch_off = render_call(loaded, plugins, directory, switched_off=True)
+    graph = graph.finished_with(lambda sinks: render_task(loaded, plugins, directory, sinks, switch_off))
     if apply:
-        switch_off = render_call(loaded, plugins, directory, switched_off=True)
         graph = graph.finished_with(lambda sinks: apply_task(loaded, sinks, switch_off))
     return Project(loaded, plugins, graph)

@@ -355,10 +355,14 @@ def render_call(
 
 
 def render_task(
-    playbook: Playbook, plugins: Plugins, directory: Path | str, requires: Iterable[str] = ()
+    playbook: Playbook, plugins: Plugins, directory: Path | str, requires: Iterable[str] = (),
+    switch_off: Call | None = None,
 ) -> Task:
     """``nixops4.render``: write the deployment into ``directory``; its undo writes the
-    switched-off rendering (so the apply after it switches every service off)."""
+    switched-off rendering (``switch_off``, rendered here when not given) so the apply after it
+    switches every service off."""
+    if switch_off is None:
+        switch_off = render_call(playbook, plugins, directory, switched_off=True)
     return Task(
         id=RENDER_ID,
         host=None,
@@ -366,5 +370,5 @@ def render_task(
         tags=("apply", "render"),
         description=f"render the NixOps4 deployment {playbook.name} into {directory}",
         actions=(render_call(playbook, plugins, directory),),
-        undo=(render_call(playbook, plugins, directory, switched_off=True),),
+        undo=(switch_off,),
     )
