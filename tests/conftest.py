@@ -40,6 +40,60 @@ def fuzz_cases():
     return _FUZZ_CASES
 
 
+_RELIABILITY: list[dict] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Count the fuzz cases a ``reliability``-marked test ran (1 for a plain test)."""
+    before = len(_FUZZ_CASES)
+    yield
+    item.stash[_CASES_RUN] = max(1, len(_FUZZ_CASES) - before)
+
+
+_CASES_RUN = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Record each ``reliability``-marked test's outcome, for bench/reliability_report.py.
+
+    Contract of the marker: ``@pytest.mark.reliability(kind, case, outcome)`` where ``kind``
+    is the table the case belongs to ("bad input", "faults", "security"), ``case`` names the
+    fault or input class, and ``outcome`` says what the test asserts happens (exit status,
+    message, what the state and ``--resume`` do). A parametrized test gets one row per
+    parameter set; its ``case`` may use ``{param}`` placeholders filled from ``callspec``.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("reliability")
+    if marker is None or report.when not in ("setup", "call"):
+        return
+    if report.when == "setup" and report.passed:
+        return  # recorded after the call
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    kind, case, expected = marker.args
+    _RELIABILITY.append({
+        "kind": kind,
+        "case": case.format(**{k: getattr(v, "name", v) for k, v in params.items()}),
+        "outcome": expected,
+        "test": item.nodeid,
+        "cases": item.stash.get(_CASES_RUN, 1),
+        "passed": report.passed,
+        "seconds": round(report.duration, 2),
+    })
+
+
+def pytest_sessionfinish(session):
+    """Write the reliability records where ``FEDI_RUN_RELIABILITY_JSON`` says, if it is set."""
+    import json
+    import os
+
+    target = os.environ.get("FEDI_RUN_RELIABILITY_JSON")
+    if target:
+        Path(target).write_text(json.dumps(_RELIABILITY, indent=1))
+
+
 def pytest_terminal_summary(terminalreporter):
     """Say how many generated bad-input cases ran, by kind."""
     if _FUZZ_CASES:

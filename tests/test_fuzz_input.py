@@ -12,6 +12,7 @@ import copy
 import json
 import tomllib
 
+import pytest
 import tomli_w
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -127,6 +128,7 @@ def assert_refused(code, stdout, stderr, file_name):
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
+@pytest.mark.reliability('bad input', 'hostile playbook values: wrong types, missing/unknown sections, huge/empty values, cycles, duplicate ids, shell metacharacters, quotes and newlines', 'exit 2, one paragraph naming the file and key, no traceback, no host contacted')
 @FUZZ
 @given(case=mutated())
 def test_hostile_playbooks_are_refused_naming_the_key(case, tmp_path_factory, fuzz_cases):
@@ -142,6 +144,7 @@ def test_hostile_playbooks_are_refused_naming_the_key(case, tmp_path_factory, fu
     assert any(f": {name}" in stderr or f"'{name}" in stderr or name in stderr for name in named), (changed, stderr)
 
 
+@pytest.mark.reliability('bad input', 'garbage, truncated and invalid UTF-8 playbook files, deep nesting', 'exit 2 naming the file, no traceback')
 @FUZZ
 @given(data=st.one_of(
     st.binary(min_size=1, max_size=200),
@@ -158,6 +161,7 @@ def test_garbage_files_are_refused(data, tmp_path_factory, fuzz_cases):
     assert_refused(code, stdout, stderr, str(path))
 
 
+@pytest.mark.reliability('bad input', 'hostile inventory values', 'exit 2 naming the inventory file and key, no traceback')
 @FUZZ
 @given(table=st.sampled_from(["hosts", "acme", "services", "deployment"]), value=st.one_of(hostile_text, wrong_types))
 def test_hostile_inventories_are_refused(table, value, tmp_path_factory, fuzz_cases):
@@ -177,6 +181,7 @@ def test_hostile_inventories_are_refused(table, value, tmp_path_factory, fuzz_ca
     assert_refused(code, stdout, stderr, str(inventory))
 
 
+@pytest.mark.reliability('bad input', 'hostile Fediversity configuration.json values', 'exit 2 naming the configuration file and key, no traceback')
 @FUZZ
 @given(field=st.sampled_from(["domain", "mastodon", "initialUser", "password", "unknown"]), value=st.one_of(hostile_text, wrong_types))
 def test_hostile_configurations_are_refused(field, value, tmp_path_factory, fuzz_cases):

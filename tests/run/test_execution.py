@@ -104,8 +104,7 @@ def test_ready_tasks_of_a_host_share_one_round_trip_but_fail_alone(eight, playbo
     batch = {t for t in starts if t.startswith("tasks.f") or t == "tasks.bad"}
     assert len({starts[t] for t in batch}) == 1  # one round trip for the six ready tasks
     assert eight.run("h3", "cat /srv/batch/f0 /srv/batch/f4", check=True).stdout == "0\n4\n"
-
-
+@pytest.mark.reliability('faults', 'a task fails', 'exit 1; its dependents skipped, other tasks finish; state records it; --resume runs only what is left')
 def test_failure_skips_dependents_and_resume_runs_only_what_is_left(eight, playbook, tmp_path):
     eight.run("h1", "rm -f /tmp/go", check=True)
     path = playbook(HEADER + """
@@ -173,8 +172,7 @@ def test_fail_fast_starts_nothing_after_a_failure(eight, playbook):
     assert finished["tasks.slow"]["status"] == "changed"  # was already running
     assert finished["tasks.next"]["status"] == "skipped"
     assert "--fail-fast" in finished["tasks.next"]["message"]
-
-
+@pytest.mark.reliability('faults', 'a task runs past its timeout', "exit 1, task failed 'timed out after 0.5 s'; the other host's task finishes")
 def test_task_timeout(eight, playbook):
     path = playbook(HEADER + sleeper("slow", "h1", 5, "timeout = 0.5") + sleeper("fine", "h2", 0))
     result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
@@ -182,8 +180,7 @@ def test_task_timeout(eight, playbook):
     assert result.finished()["tasks.slow"]["status"] == "failed"
     assert "timed out after 0.5 s" in result.finished()["tasks.slow"]["message"]
     assert result.finished()["tasks.fine"]["status"] == "changed"
-
-
+@pytest.mark.reliability('faults', 'a host stops answering before the run reaches it (sshd SIGSTOPped)', 'exit 1, its tasks unreachable, other hosts finish; --resume completes with nothing done twice')
 def test_host_that_stops_answering_is_unreachable_and_resume_completes(eight, playbook):
     """h8's sshd is stopped (SIGSTOP) before the run reaches it: the other hosts finish, h8 is
     unreachable; once sshd runs again (SIGCONT), --resume completes the run."""
@@ -227,8 +224,7 @@ def _cli(*args, env=None, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "fedi_run.engine.cli", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})}, **kwargs)
-
-
+@pytest.mark.reliability('faults', 'two runs started at once on one deployment', "the second exits 3 naming the holder's pid; the first finishes with exit 0")
 def test_two_runs_at_once_the_second_exits_3(eight, playbook):
     path = playbook(HEADER + sleeper("hold", "h1", 2))
     first = _cli("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
@@ -245,6 +241,7 @@ def test_two_runs_at_once_the_second_exits_3(eight, playbook):
     assert first.returncode == 0
 
 
+@pytest.mark.reliability('faults', '{signum} mid-run', "exit 130; the running task finishes in its grace period, the rest skipped 'interrupted'; the state records the interrupted run")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_finishes_running_tasks_records_and_exits_130(eight, playbook, signum):
     path = playbook(HEADER + sleeper("running", "h1", 1) + sleeper("waiting", "h1", 0, 'requires = ["tasks.running"]'))
@@ -279,8 +276,7 @@ def test_apply_runs_last_once_through_nixops4(eight, playbook, standin_nixops4):
     assert call["cwd"] == str(path.parent / ".fedi-run" / "exec")
     finished_at = {e["id"]: e["time"] for e in result.events() if e["event"] == "task_finished"}
     assert call["time"] > max(t for i, t in finished_at.items() if i != "nixops4.apply")
-
-
+@pytest.mark.reliability('faults', 'nixops4 missing on the deployer', 'exit 2 before any host is touched')
 def test_missing_nixops4_stops_before_any_host(eight, playbook, monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     eight.run("h1", "rm -f /srv/untouched", check=True)
