@@ -16,6 +16,7 @@ from fedi_run.engine import __version__
 from fedi_run.engine.history_cli import history, show_run
 from fedi_run.engine.lab.cli import lab
 from fedi_run.engine.verify_cli import verify
+from fedi_run.panel.cli import panel
 
 
 class FediRunGroup(click.Group):
@@ -265,6 +266,7 @@ cli.add_command(history)
 cli.add_command(show_run)
 cli.add_command(verify)
 cli.add_command(lab)
+cli.add_command(panel)
 
 
 

@@ -1,0 +1,166 @@
+"""The live state of the runs this panel process is running, shared by the run threads (which
+write it, through :class:`~fedi_run.panel.sink.PanelSink`) and the web threads (which read it
+for the progress endpoint).
+
+:class:`LiveRun` is one run: its tasks' states, its output as numbered chunks, and, at the end,
+the exit status and recap. :class:`Board` is the registry: at most one live run per deployment
+(:meth:`Board.claim` raises :class:`~fedi_run.panel.errors.DeploymentBusy` for a second one).
+Every method takes the object's lock, so any thread may call any of them.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+
+MAX_LOG = 2 * 1024 * 1024
+"""Characters of log kept per run; beyond, the oldest output is dropped from the stored log."""
+
+PENDING, RUNNING = "pending", "running"
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """A task as the page shows it: ``status`` is ``pending``, ``running``, or how it ended."""
+
+    id: str
+    host: str
+    status: str = PENDING
+    message: str = ""
+    duration: float | None = None
+    changes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a run's output, numbered from 1 in arrival order."""
+
+    number: int
+    task: str
+    stream: str
+    text: str
+
+
+@dataclass
+class LiveRun:
+    """One run in progress (or just ended) in this process."""
+
+    run_pk: int
+    deployment_pk: int
+    kind: str
+    engine_run_id: int | None = None
+    tasks: dict[str, TaskState] = field(default_factory=dict)
+    chunks: list[Chunk] = field(default_factory=list)
+    finished: bool = False
+    exit_status: int | None = None
+    recap: dict[str, dict[str, int]] = field(default_factory=dict)
+    error: str = ""
+    duration: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def started(self, engine_run_id: int, tasks: tuple[str, ...], hosts: tuple[str, ...]) -> None:
+        with self._lock:
+            self.engine_run_id = engine_run_id
+            for task, host in zip(tasks, hosts):
+                self.tasks.setdefault(task, TaskState(task, host))
+
+    def task_started(self, task: str, host: str) -> None:
+        with self._lock:
+            self.tasks[task] = TaskState(task, host, RUNNING)
+            self._add(task, "event", f"[{host}] {task}: started\n")
+
+    def task_finished(self, task: str, host: str, status: str, duration: float, message: str,
+                      changes: tuple[str, ...]) -> None:
+        with self._lock:
+            self.tasks[task] = TaskState(task, host, status, message, round(duration, 3), changes)
+            line = f"[{host}] {task}: {status} ({duration:.2f}s)"
+            if message:
+                line += f" — {message}"
+            self._add(task, "event", line + "\n" + "".join(f"    ~ {c}\n" for c in changes))
+
+    def output(self, task: str, stream: str, text: str) -> None:
+        with self._lock:
+            self._add(task, stream, text)
+
+    def finish(self, exit_status: int, recap: dict, duration: float) -> None:
+        with self._lock:
+            self.exit_status, self.duration = exit_status, duration
+            self.recap = {h: dict(c) for h, c in recap.items()}
+            self.finished = True
+
+    def fail(self, message: str) -> None:
+        """The run could not start or broke off: ``message`` says why (already masked)."""
+        with self._lock:
+            self.error = message
+            self._add("", "event", message + "\n")
+            self.finished = True
+
+    def _add(self, task: str, stream: str, text: str) -> None:
+        self.chunks.append(Chunk(len(self.chunks) + 1, task, stream, text))
+
+    def snapshot(self, after: int = 0) -> dict:
+        """The run as JSON-ready data, with the output chunks numbered above ``after``."""
+        with self._lock:
+            return {
+                "tasks": [asdict(t) for t in self.tasks.values()],
+                "chunks": [asdict(c) for c in self.chunks[max(after, 0):]],
+                "next": len(self.chunks),
+                "finished": self.finished,
+                "exit_status": self.exit_status,
+                "recap": self.recap,
+                "error": self.error,
+                "duration": self.duration,
+                "engine_run_id": self.engine_run_id,
+            }
+
+    def log(self) -> str:
+        """The whole output as text (the newest :data:`MAX_LOG` characters)."""
+        with self._lock:
+            text = "".join(c.text for c in self.chunks)
+        if len(text) > MAX_LOG:
+            text = "[… earlier output dropped …]\n" + text[-MAX_LOG:]
+        return text
+
+
+class Board:
+    """The live runs of this process, by run; at most one per deployment."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[int, LiveRun] = {}
+        self._active: dict[int, int] = {}  # deployment pk → run pk
+
+    def active_run(self, deployment_pk: int) -> int | None:
+        """The pk of the deployment's run in progress, if any."""
+        with self._lock:
+            return self._active.get(deployment_pk)
+
+    def claim(self, deployment_pk: int, deployment: str) -> None:
+        """Reserve the deployment for a run about to start; DeploymentBusy if one is running."""
+        from fedi_run.panel.errors import DeploymentBusy
+
+        with self._lock:
+            if deployment_pk in self._active:
+                raise DeploymentBusy(deployment, self._active[deployment_pk])
+            self._active[deployment_pk] = 0
+
+    def register(self, live: LiveRun) -> None:
+        """Attach the claimed deployment's live run."""
+        with self._lock:
+            self._runs[live.run_pk] = live
+            self._active[live.deployment_pk] = live.run_pk
+
+    def release(self, deployment_pk: int, run_pk: int | None = None) -> None:
+        """The deployment's run ended (its record is stored); forget the live state."""
+        with self._lock:
+            self._active.pop(deployment_pk, None)
+            if run_pk is not None:
+                self._runs.pop(run_pk, None)
+
+    def get(self, run_pk: int) -> LiveRun | None:
+        with self._lock:
+            return self._runs.get(run_pk)
+
+
+BOARD = Board()
+"""The process's board (the panel serves one data directory per process)."""

@@ -1,0 +1,112 @@
+"""Where the panel keeps its files, and how they are created.
+
+The data directory (``--data-dir``, else ``$FEDI_RUN_PANEL_DIR``, else
+``~/.local/share/fedi-run/panel``) is mode 0700 and holds:
+
+================================  ==============================================================
+``secret-key``                    Django's SECRET_KEY, generated once (0600)
+``panel.sqlite3``                 the panel's database: users, sessions, deployments, runs (0600)
+``deployments/<key>/``            one directory per deployment (0700):
+``  playbook.toml``               the playbook the panel writes from the deployment's form
+``  initial-user-password``       the initial user's password, as typed once (0600)
+``  .fedi-run/state.db``          the engine's state database (and its lock, its rendering)
+================================  ==============================================================
+
+Every function here creates directories 0700 and files 0600 whatever the umask, and raises
+:class:`~fedi_run.panel.errors.DataDirError` naming the path when it cannot.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from fedi_run.panel.errors import DataDirError
+
+ENVIRONMENT = "FEDI_RUN_PANEL_DIR"
+SECRET_KEY_FILE = "secret-key"
+DATABASE_FILE = "panel.sqlite3"
+DEPLOYMENTS = "deployments"
+PLAYBOOK_FILE = "playbook.toml"
+PASSWORD_FILE = "initial-user-password"
+
+
+def default_data_dir() -> Path:
+    """``$FEDI_RUN_PANEL_DIR``, else ``$XDG_DATA_HOME/fedi-run/panel`` (default
+    ``~/.local/share/fedi-run/panel``)."""
+    if os.environ.get(ENVIRONMENT):
+        return Path(os.environ[ENVIRONMENT]).expanduser().absolute()
+    base = os.environ.get("XDG_DATA_HOME") or Path("~/.local/share").expanduser()
+    return Path(base).absolute() / "fedi-run" / "panel"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) with mode 0700, or make an existing one 0700."""
+    path = Path(path).absolute()
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_mode & 0o777 != 0o700:
+            path.chmod(0o700)
+    except OSError as error:
+        raise DataDirError(f"error: cannot create the panel's directory {path}: "
+                           f"{error.strerror or error}; pass --data-dir DIR (or set "
+                           f"{ENVIRONMENT}) to keep the panel's files elsewhere") from None
+    if not path.is_dir():
+        raise DataDirError(f"error: {path} is not a directory; pass --data-dir DIR")
+    return path
+
+
+def write_private(path: Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` with mode 0600 (a new file renamed into place: never half
+    written, never readable by others even for a moment)."""
+    path = Path(path)
+    payload = data.encode() if isinstance(data, str) else data
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, payload)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise DataDirError(f"error: cannot write {path}: {error.strerror or error}") from None
+    return path
+
+
+def touch_private(path: Path) -> Path:
+    """Create ``path`` empty with mode 0600 when absent (for SQLite, before it opens it)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError as error:
+        raise DataDirError(f"error: cannot create {path}: {error.strerror or error}") from None
+    return path
+
+
+def secret_key(data_dir: Path) -> str:
+    """Django's SECRET_KEY: read from ``<data dir>/secret-key``, generated there (0600) the
+    first time."""
+    path = Path(data_dir) / SECRET_KEY_FILE
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    except OSError as error:
+        raise DataDirError(f"error: cannot read {path}: {error.strerror or error}") from None
+    if len(existing) >= 50:
+        return existing
+    key = secrets.token_urlsafe(64)
+    write_private(path, key + "\n")
+    return key
+
+
+def deployment_dir(data_dir: Path, key: str) -> Path:
+    """``<data dir>/deployments/<key>``, created 0700."""
+    private_dir(Path(data_dir) / DEPLOYMENTS)
+    return private_dir(Path(data_dir) / DEPLOYMENTS / key)

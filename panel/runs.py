@@ -1,0 +1,164 @@
+"""Starting a deploy or teardown in the background, through the engine's Python API.
+
+:func:`start` writes the deployment's playbook, claims the deployment on the process's
+:data:`~fedi_run.panel.live.BOARD` (a second start while one runs:
+:class:`~fedi_run.panel.errors.DeploymentBusy`), records a :class:`~fedi_run.panel.models.Run`
+and starts a thread that loads the project (:func:`fedi_run.engine.project.load_project`)
+and calls :func:`fedi_run.engine.runner.execute` with a :class:`~fedi_run.panel.sink.PanelSink`
+— the CLI is never called. The engine's own deployment lock still applies: a run of the same
+deployment from the command line makes the panel's run fail with the engine's ``LockHeld``
+message. When the run ends, its tasks, recap and masked log are stored in the Run row, then the
+live state is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from fedi_run.engine.errors import FediRunError
+from fedi_run.panel import paths, site
+from fedi_run.panel.catalog import catalog
+from fedi_run.panel.live import BOARD, LiveRun
+from fedi_run.panel.models import Deployment, Run
+from fedi_run.panel.playbooks import DeploymentSpec, InitialUser, render_playbook
+from fedi_run.panel.sink import PanelSink
+
+_log = logging.getLogger("fedi_run.panel")
+KINDS = ("run", "teardown")
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """What the run thread needs: plain values, no model instances."""
+
+    run_pk: int
+    deployment_pk: int
+    deployment: str
+    kind: str
+    playbook: Path
+    inventory: Path
+    apply: bool
+    password_file: Path
+
+
+def directory(deployment: Deployment) -> Path:
+    """The deployment's directory in the data directory (created 0700)."""
+    return paths.deployment_dir(site.current().data_dir, deployment.key)
+
+
+def password_file(deployment: Deployment) -> Path:
+    """Where the deployment's initial user password is kept (0600)."""
+    return directory(deployment) / paths.PASSWORD_FILE
+
+
+def playbook_file(deployment: Deployment) -> Path:
+    return directory(deployment) / paths.PLAYBOOK_FILE
+
+
+def spec_of(deployment: Deployment, password: Path | None = None) -> DeploymentSpec:
+    """The deployment as a :class:`DeploymentSpec`."""
+    known = catalog()
+    return DeploymentSpec(
+        name=deployment.name, domain=deployment.domain,
+        services=tuple(s for s in deployment.services if s in known.service_names()),
+        known=known.service_names(),
+        initial_user=InitialUser(deployment.initial_username, deployment.initial_display_name,
+                                 deployment.initial_email, password or password_file(deployment)),
+        acme_email=deployment.acme_email, acme_accept_terms=deployment.acme_accept_terms,
+        acme=known.acme,
+    )
+
+
+def write_playbook(deployment: Deployment) -> Path:
+    """(Re)write the deployment's ``playbook.toml`` (0600) from its current values."""
+    return paths.write_private(playbook_file(deployment), render_playbook(spec_of(deployment)))
+
+
+def write_password(deployment: Deployment, password: str) -> Path:
+    """Keep the initial user's password in its 0600 file — the only place it is stored."""
+    return paths.write_private(password_file(deployment), password + "\n")
+
+
+def start(deployment: Deployment, kind: str) -> Run:
+    """Start a ``kind`` ("run" or "teardown") of ``deployment`` in a background thread; the
+    :class:`Run` row. DeploymentBusy when one of its runs is in progress in this panel."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}")
+    BOARD.claim(deployment.pk, deployment.name)
+    try:
+        playbook = write_playbook(deployment)
+        run = Run.objects.create(deployment=deployment, kind=kind, apply=deployment.apply)
+        live = LiveRun(run.pk, deployment.pk, kind)
+        BOARD.register(live)
+        job = RunJob(run.pk, deployment.pk, deployment.name, kind, playbook,
+                     Path(deployment.inventory), deployment.apply, password_file(deployment))
+        threading.Thread(target=_work, args=(job, live), daemon=True,
+                         name=f"fedi-run panel {kind} {run.pk}").start()
+    except BaseException:
+        BOARD.release(deployment.pk)
+        raise
+    return run
+
+
+def _work(job: RunJob, live: LiveRun) -> None:
+    """The run thread: load, execute, store, release."""
+    from fedi_run.engine.executor import ExecutionOptions
+    from fedi_run.engine.project import load_project
+    from fedi_run.engine.runner import RunRequest, execute
+
+    secrets = []
+    try:
+        secrets.append(job.password_file.read_text().rstrip("\n"))
+    except OSError:
+        pass
+    sink = PanelSink(live, secrets)
+    try:
+        project = load_project(job.playbook, [job.inventory], apply=job.apply)
+        options = ExecutionOptions(kind=job.kind, forks=project.playbook.run.forks)
+        request = RunRequest(options=options, argv=("panel", "deploy" if job.kind == "run"
+                                                    else job.kind, job.deployment))
+        outcome = execute(project, request, [sink])
+        if not live.finished:
+            live.finish(outcome.exit_status, outcome.recap, 0.0)
+    except FediRunError as error:
+        live.fail(sink.mask(str(error)))
+    except Exception as error:  # noqa: BLE001 - a bug; shown on the page and logged
+        _log.exception("panel run %s broke off", job.run_pk)
+        live.fail(sink.mask(f"error: the run broke off: {type(error).__name__}: {error}"))
+    finally:
+        try:
+            _store(job, live)
+        finally:
+            BOARD.release(job.deployment_pk, job.run_pk)
+            connection.close()
+
+
+def _store(job: RunJob, live: LiveRun) -> None:
+    """Write the ended run's record into its Run row."""
+    close_old_connections()
+    data = live.snapshot()
+    Run.objects.filter(pk=job.run_pk).update(
+        state=Run.ERROR if data["error"] else Run.FINISHED,
+        engine_run_id=data["engine_run_id"],
+        finished_at=timezone.now(),
+        exit_status=data["exit_status"],
+        error=data["error"],
+        tasks=data["tasks"],
+        recap=data["recap"],
+        log=live.log(),
+    )
+
+
+def recover_orphans() -> int:
+    """Runs recorded as running by a panel process that is gone: marked as broken off.
+    Called when a panel starts serving; returns how many."""
+    return Run.objects.filter(state=Run.RUNNING).update(
+        state=Run.ERROR, finished_at=timezone.now(),
+        error="error: the panel stopped while this run was in progress; its record in the "
+              "engine's state database says how far it got (a new deploy picks up from there)")
