@@ -24,6 +24,7 @@ from typing import Any
 from fedi_run.engine import scripts, secrets
 from fedi_run.engine.connection import HostConnection
 from fedi_run.engine.masking import Masker
+from fedi_run.engine.output_log import TaskOutput
 from fedi_run.engine.operations import (
     Call, Command, Directory, Fetch, File, LocalCommand, Operation, Restore, Secret, Template,
 )
@@ -68,6 +69,16 @@ class Context:
     pool: Any = None
     state_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    log: Any = None
+    """The run's :class:`~fedi_run.engine.output_log.OutputLog` (None: tails only, no file)."""
+
+    def task_output(self, task_id: str | None = None) -> TaskOutput:
+        """A :class:`TaskOutput` for ``task_id`` (default: this context's task): the task's
+        output goes through it — to the run's log whole, to the report as a bounded tail."""
+        task_id = task_id or getattr(self.task, "id", None) or "task"
+        if self.log is None:
+            return TaskOutput(None, self.masker)
+        return self.log.task(task_id)
 
 
 @dataclass(frozen=True)
@@ -157,44 +168,62 @@ def _part(pid: str, op: Operation, context: Context) -> scripts.Part:
     return scripts.command_part(pid, op.run, op.creates, op.unless)
 
 
+STDERR_TAIL = 4096
+"""Bytes of a script's own stderr (outside its segments, which merge theirs) kept."""
+
+
 def _run_segments(segments: Sequence[Sequence[scripts.Part]], context: Context, connection: HostConnection,
-                  timeout: float | None) -> list[tuple[list[str], str, str | None]]:
-    """Run the segments as one script; per segment ``(changes, output, failure or None)``."""
+                  timeout: float | None, outputs: Sequence[TaskOutput]) -> list[tuple[list[str], str | None]]:
+    """Run the segments as one script, each segment's output streamed into ``outputs[i]``;
+    per segment ``(changes, failure or None)``."""
     script = scripts.compile_script(segments, context.check)
-    result = connection.run(script.text, input=script.payload or None, timeout=timeout)
-    stdout = result.stdout.decode("utf-8", "replace")
-    reports = scripts.read_report(stdout, script.marker, len(segments))
-    stderr = context.masker.mask(result.stderr.decode("utf-8", "replace"))
+    reader = scripts.ReportReader(script.marker, [output.write for output in outputs])
+    errors = bytearray()
+
+    def stderr(data: bytes) -> None:
+        errors.extend(data)
+        if len(errors) > 2 * STDERR_TAIL:
+            del errors[:-STDERR_TAIL]
+
+    try:
+        result = connection.run(script.text, input=script.payload or None, timeout=timeout,
+                                stdout=reader.feed, stderr=stderr)
+    finally:
+        reader.close()
+        for output in outputs:
+            output.close()
+    stderr_text = context.masker.mask(bytes(errors[-STDERR_TAIL:]).decode("utf-8", "replace"))
     outcomes = []
-    for parts, report in zip(segments, reports):
+    for parts, states in zip(segments, reader.states):
         changes: list[str] = []
         failure = None
         for j, part in enumerate(parts):
-            state, detail = report.states.get(j, ("F", f"the script stopped before it (exit status {result.exit_status}) {stderr.strip()}".strip()))
+            state, detail = states.get(j, ("F", f"the script stopped before it (exit status {result.exit_status}) {stderr_text.strip()}".strip()))
             if state == "F":
                 failure = context.masker.mask(f"{part.summary}: {detail}")
                 break
             if state == "1":
                 changes.append(part.summary)
-        outcomes.append((changes, context.masker.mask(report.output), failure))
+        outcomes.append((changes, failure))
     return outcomes
 
 
 def _run_parts(parts: Sequence[scripts.Part], context: Context, connection: HostConnection) -> list[str]:
-    [(changes, output, failure)] = _run_segments([parts], context, connection, context.timeout)
+    output = context.task_output()
+    [(changes, failure)] = _run_segments([parts], context, connection, context.timeout, [output])
     if failure:
-        raise _Failed(failure, changes, output)
+        raise _Failed(failure, changes, output.text())
     return changes
 
 
-def _run_script(ops: Sequence[tuple[int, Operation]], context: Context) -> tuple[list[str], str]:
-    """Run the scriptable ``ops`` in one round trip; the changes and the output."""
+def _run_script(ops: Sequence[tuple[int, Operation]], context: Context, output: TaskOutput) -> list[str]:
+    """Run the scriptable ``ops`` in one round trip, their output into ``output``; the changes."""
     assert context.connection is not None
     parts = [_part(f"0.{j}", op, context) for j, (_, op) in enumerate(ops)]
-    [(changes, output, failure)] = _run_segments([parts], context, context.connection, context.timeout)
+    [(changes, failure)] = _run_segments([parts], context, context.connection, context.timeout, [output])
     if failure:
-        raise _Failed(failure, changes, output)
-    return changes, output
+        raise _Failed(failure, changes, "")
+    return changes
 
 
 class _Failed(ActionFailed):
@@ -227,30 +256,23 @@ def _fetch(op: Fetch, context: Context) -> list[str]:
     return [f"fetched {op.remote} -> {op.local}"]
 
 
-def _local_command(op: LocalCommand, context: Context) -> tuple[list[str], str]:
+def _local_command(op: LocalCommand, context: Context, output: TaskOutput) -> list[str]:
     if context.check:
-        return [f"would run: {' '.join(op.argv)}"], ""
+        return [f"would run: {' '.join(op.argv)}"]
     if op.cwd:
         Path(op.cwd).mkdir(mode=0o700, parents=True, exist_ok=True)
-    tail: list[str] = []
-    size = 0
     try:
         process = subprocess.Popen(op.argv, cwd=op.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace")
     except OSError as error:
         raise _Failed(f"cannot run {op.argv[0]}: {error.strerror or error}", [], "") from None
     assert process.stdout is not None
     for line in process.stdout:
-        line = context.masker.mask(line)
-        context.output("stdout", line)
-        tail.append(line)
-        size += len(line)
-        while size > OUTPUT_LIMIT and len(tail) > 1:
-            size -= len(tail.pop(0))
+        output.write_text(line)
+        context.output("stdout", context.masker.mask(line))
     status = process.wait()
-    output = "".join(tail)
     if status != 0:
-        raise _Failed(f"{' '.join(op.argv)} exited with status {status}", [], output)
-    return [f"ran: {' '.join(op.argv)}"], output
+        raise _Failed(f"{' '.join(op.argv)} exited with status {status}", [], "")
+    return [f"ran: {' '.join(op.argv)}"]
 
 
 def _call(op: Call, context: Context) -> CallResult:
@@ -269,18 +291,17 @@ def _call(op: Call, context: Context) -> CallResult:
 
 def perform(operations: Sequence[Operation], context: Context) -> Outcome:
     """Carry out ``operations`` in order; raises :class:`ActionFailed` (with what changed
-    before the failure as ``.changes``) when one fails."""
+    before the failure as ``.changes``, and the output's tail as ``.output``) when one fails.
+    The whole output goes to the run's log (:meth:`Context.task_output`)."""
     changes: list[str] = []
-    outputs: list[str] = []
     diffs: list[str] = []
     warnings: list[str] = []
     batch: list[tuple[int, Operation]] = []
+    output = context.task_output()
 
     def flush() -> None:
         if batch:
-            done, output = _run_script(batch, context)
-            changes.extend(done)
-            outputs.append(output)
+            changes.extend(_run_script(batch, context, output))
             batch.clear()
 
     try:
@@ -295,9 +316,7 @@ def perform(operations: Sequence[Operation], context: Context) -> Outcome:
             if isinstance(op, Fetch):
                 changes.extend(_fetch(op, context))
             elif isinstance(op, LocalCommand):
-                done, output = _local_command(op, context)
-                changes.extend(done)
-                outputs.append(output)
+                changes.extend(_local_command(op, context, output))
             elif isinstance(op, Call):
                 result = _call(op, context)
                 changes.extend(result.changes)
@@ -307,9 +326,11 @@ def perform(operations: Sequence[Operation], context: Context) -> Outcome:
         flush()
     except _Failed as failure:
         failure.changes = changes + failure.changes
-        failure.output = "".join(outputs) + failure.output
+        failure.output = output.text()
         raise
-    return Outcome(tuple(changes), "".join(outputs)[-OUTPUT_LIMIT:], "".join(diffs), tuple(warnings))
+    finally:
+        output.close()
+    return Outcome(tuple(changes), output.text(), "".join(diffs), tuple(warnings))
 
 
 def batchable(operations: Sequence[Operation]) -> bool:
@@ -318,13 +339,17 @@ def batchable(operations: Sequence[Operation]) -> bool:
     return all(isinstance(op, SCRIPTABLE) for op in operations)
 
 
-def perform_batch(tasks: Sequence[Sequence[Operation]], context: Context) -> list[Outcome | ActionFailed]:
+def perform_batch(tasks: Sequence[Sequence[Operation]], context: Context,
+                  task_ids: Sequence[str] | None = None) -> list[Outcome | ActionFailed]:
     """Carry out several tasks' operations (each :func:`batchable`) on one host in ONE round
     trip, one segment per task: a task's failure ends that task only. Returns, per task, its
-    :class:`Outcome` or the :class:`ActionFailed` that ended it."""
+    :class:`Outcome` or the :class:`ActionFailed` that ended it. ``task_ids`` name each task's
+    output log."""
     assert context.connection is not None
     segments = [[_part(f"{i}.{j}", op, context) for j, op in enumerate(ops)] for i, ops in enumerate(tasks)]
+    ids = list(task_ids) if task_ids is not None else [f"task-{i}" for i in range(len(tasks))]
+    outputs = [context.task_output(task_id) for task_id in ids]
     results: list[Outcome | ActionFailed] = []
-    for changes, output, failure in _run_segments(segments, context, context.connection, context.timeout):
-        results.append(_Failed(failure, changes, output) if failure else Outcome(tuple(changes), output[-OUTPUT_LIMIT:]))
+    for (changes, failure), output in zip(_run_segments(segments, context, context.connection, context.timeout, outputs), outputs):
+        results.append(_Failed(failure, changes, output.text()) if failure else Outcome(tuple(changes), output.text()))
     return results

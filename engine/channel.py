@@ -4,12 +4,20 @@ Fabric's ``run`` drives every command with Invoke's runner: a thread per stream 
 wake up every ``input_sleep``, which, with many hosts in parallel on two cores, costs more CPU
 than the commands. :func:`execute` opens a session channel on the connection's transport, sends
 the input, and waits in ``select`` for output or the end — the cheapest way paramiko offers.
+
+Output is either collected (small commands: the default) or handed, chunk by chunk, to
+``on_stdout``/``on_stderr`` as it arrives, so a command that prints 50 MB never makes the
+deployer hold 50 MB. A peer that stops answering cannot hang it: opening the channel waits at
+most ``open_timeout``, the command at most ``timeout``, and a connection that dies while the
+command runs raises :class:`ConnectionLost` instead of looking like a command without an exit
+status.
 """
 
 from __future__ import annotations
 
 import select
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -17,9 +25,14 @@ class ChannelTimeout(Exception):
     """The command did not end within its timeout (its channel was closed)."""
 
 
+class ConnectionLost(EOFError):
+    """The connection closed while the command ran (the host's sshd died, the network broke)."""
+
+
 @dataclass(frozen=True)
 class Finished:
-    """A command's exit status (-1 when the channel closed without one) and its output."""
+    """A command's exit status (-1 when the channel closed without one) and its output (empty
+    for a stream handed to a callback)."""
 
     exit_status: int
     stdout: bytes
@@ -29,35 +42,46 @@ class Finished:
 CHUNK = 65536
 
 
-def execute(transport, command: str, input: bytes | None, timeout: float | None) -> Finished:
+def execute(transport, command: str, input: bytes | None, timeout: float | None,
+            on_stdout: Callable[[bytes], None] | None = None,
+            on_stderr: Callable[[bytes], None] | None = None,
+            open_timeout: float | None = None) -> Finished:
     """Run ``command`` on a new session channel of ``transport``; ``input`` is sent to its
-    stdin followed by EOF. Raises :class:`ChannelTimeout`, or paramiko's/the socket's errors
-    when the connection breaks."""
+    stdin followed by EOF. Raises :class:`ChannelTimeout`, :class:`ConnectionLost`, or
+    paramiko's/the socket's errors when the connection breaks."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    channel = transport.open_session(timeout=timeout)
+    if open_timeout is None or (timeout is not None and timeout < open_timeout):
+        open_timeout = timeout
+    channel = transport.open_session(timeout=open_timeout)
     try:
         channel.exec_command(command)
         if input is not None:
             channel.sendall(input)
             channel.shutdown_write()
         stdout, stderr = bytearray(), bytearray()
+        out = stdout.extend if on_stdout is None else on_stdout
+        err = stderr.extend if on_stderr is None else on_stderr
         out_open = err_open = True
         while out_open or err_open or not channel.exit_status_ready():
             progressed = False
             if channel.recv_ready() or (out_open and channel.eof_received and not channel.recv_ready()):
                 data = channel.recv(CHUNK)
-                stdout += data
+                if data:
+                    out(data)
                 out_open = bool(data)
                 progressed = True
             if channel.recv_stderr_ready() or (err_open and channel.eof_received and not channel.recv_stderr_ready()):
                 data = channel.recv_stderr(CHUNK)
-                stderr += data
+                if data:
+                    err(data)
                 err_open = bool(data)
                 progressed = True
             if progressed:
                 continue
             if channel.closed and not channel.recv_ready() and not channel.recv_stderr_ready():
                 break
+            if not transport.is_active():
+                raise ConnectionLost("the connection closed while the command ran")
             wait = 1.0
             if deadline is not None:
                 wait = deadline - time.monotonic()
@@ -65,7 +89,12 @@ def execute(transport, command: str, input: bytes | None, timeout: float | None)
                     raise ChannelTimeout()
                 wait = min(wait, 1.0)
             select.select([channel], [], [], wait)
-        status = channel.recv_exit_status() if channel.exit_status_ready() else -1
+        if not channel.exit_status_ready():
+            if not transport.is_active():
+                raise ConnectionLost("the connection closed while the command ran")
+            status = -1
+        else:
+            status = channel.recv_exit_status()
         return Finished(status, bytes(stdout), bytes(stderr))
     finally:
         channel.close()

@@ -93,20 +93,46 @@ def _runner():
     return _RUNNER
 
 
-class _RecordNewHostKey:
-    """Accept an unknown host's key and append it to the known_hosts file."""
+class _NewHostKey(Exception):
+    """Raised by :class:`_CheckNewHostKey` for a key it does not accept: ``key`` what the host
+    presented, ``recorded`` the keys of other types already recorded for it (a changed key)."""
 
-    def __init__(self, path: Path, lock: threading.Lock):
-        self.path = path
+    def __init__(self, key, recorded: list):
+        super().__init__("host key not accepted")
+        self.key = key
+        self.recorded = recorded
+
+
+class _CheckNewHostKey:
+    """paramiko's policy for a key not recorded for the host: refused — unless ``record`` (a
+    known_hosts file) is given, then accepted and appended there (0600; missing directories
+    0700). A host that has a key of another type recorded is refused even then: that is a
+    changed key, not a new host."""
+
+    def __init__(self, record: Path | None, lock: threading.Lock):
+        self.record = record
         self.lock = lock
 
     def missing_host_key(self, client, hostname, key) -> None:  # paramiko's policy API
+        recorded = client.get_host_keys().lookup(hostname)
+        if recorded or self.record is None:
+            raise _NewHostKey(key, list(recorded.values()) if recorded else [])
         client.get_host_keys().add(hostname, key.get_name(), key)
         with self.lock:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            missing, parent = [], self.record.parent
+            while not parent.exists() and parent != parent.parent:
+                missing.append(parent)
+                parent = parent.parent
+            for directory in reversed(missing):
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+                os.chmod(directory, 0o700)
+            descriptor = os.open(self.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(descriptor, "a") as handle:
                 handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def _describe_key(key) -> str:
+    return f"{key.get_name()} {key.fingerprint}"
 
 
 class HostConnection:
@@ -149,17 +175,15 @@ class HostConnection:
             import base64
 
             keys.add(name, key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(blob)))
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            client.set_missing_host_key_policy(_CheckNewHostKey(None, self._known_hosts_lock))
         else:
             if self.policy.known_hosts.exists():
                 try:
                     client.load_host_keys(str(self.policy.known_hosts))
                 except (OSError, paramiko.SSHException) as error:
                     raise HostKeyRejected(f"cannot read known_hosts {self.policy.known_hosts}: {error}") from None
-            if self.policy.accept_new:
-                client.set_missing_host_key_policy(_RecordNewHostKey(self.policy.known_hosts, self._known_hosts_lock))
-            else:
-                client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            record = self.policy.known_hosts if self.policy.accept_new else None
+            client.set_missing_host_key_policy(_CheckNewHostKey(record, self._known_hosts_lock))
         return connection
 
     def _open_once(self):
@@ -167,14 +191,26 @@ class HostConnection:
 
         connection = self._new_connection()
         where = f"{self.name} ({self.host.user}@{self.host.address}:{self.host.port})"
+        pinned = bool(self.host.host_key)
+        source = "its host_key in the inventory" if pinned else f"{self.policy.known_hosts}"
         try:
             connection.open()
-        except paramiko.BadHostKeyException as error:
+        except (paramiko.BadHostKeyException, _NewHostKey) as error:
+            connection.close()
+            if isinstance(error, _NewHostKey) and not error.recorded:
+                raise HostKeyRejected(
+                    f"host {where} has an unknown host key ({_describe_key(error.key)}): pin it "
+                    f"with host_key in the inventory, add it to {self.policy.known_hosts}, or "
+                    "pass --accept-new-host-keys — after checking that fingerprint on the host "
+                    "itself"
+                ) from None
+            expected = (error.recorded if isinstance(error, _NewHostKey)
+                        else [error.expected_key])
             raise HostKeyRejected(
-                f"host {where} presented a different host key: {error.key.get_name()} "
-                f"{error.key.fingerprint}, expected {error.expected_key.fingerprint}. Refusing to "
-                "connect: this is what a man-in-the-middle looks like. If the host was "
-                "reinstalled, update its host_key (or known_hosts entry)."
+                f"host {where} presented a different host key: {_describe_key(error.key)}, "
+                f"expected {', '.join(_describe_key(k) for k in expected)} ({source}). Refusing "
+                "to connect: this is what a man-in-the-middle looks like. If the host was "
+                f"reinstalled, update {source if pinned else 'its entry in ' + source}."
             ) from None
         except paramiko.SSHException as error:
             if "not found in known_hosts" in str(error):
@@ -210,11 +246,16 @@ class HostConnection:
         )
         return retrying(self._open_once)
 
-    def run(self, command: str, input: bytes | None = None, timeout: float | None = None) -> CommandResult:
+    def run(self, command: str, input: bytes | None = None, timeout: float | None = None,
+            stdout=None, stderr=None) -> CommandResult:
         """Run ``command`` with ``sh -c`` semantics on the host; ``input`` goes to its stdin.
 
-        Raises :class:`CommandTimedOut` after ``timeout`` seconds and :class:`HostUnreachable`
-        if the connection breaks; a failing command is a result, not an exception.
+        ``stdout``/``stderr``, when given, are called with each chunk of that stream as it
+        arrives (and the result's field stays empty): memory stays bounded whatever the
+        command prints. Raises :class:`CommandTimedOut` after ``timeout`` seconds and
+        :class:`HostUnreachable` if the connection breaks (or the host stops answering for
+        ``connect_timeout`` seconds when asked for a new channel); a failing command is a
+        result, not an exception.
         """
         import paramiko
 
@@ -230,7 +271,8 @@ class HostConnection:
             # our EOF arrives.
             line = f"( {command}\n); __rc=$?; cat >/dev/null; exit $__rc"
         try:
-            finished = execute(connection.transport, line, input, timeout)
+            finished = execute(connection.transport, line, input, timeout, on_stdout=stdout,
+                               on_stderr=stderr, open_timeout=self.policy.connect_timeout)
         except ChannelTimeout:
             raise CommandTimedOut(f"timed out after {timeout:g} s on {self.name}") from None
         except (paramiko.SSHException, OSError, EOFError) as error:

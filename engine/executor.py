@@ -63,7 +63,7 @@ class Executor:
 
     def __init__(self, graph: TaskGraph, order: Sequence[str], pool: ConnectionPool, masker: Masker,
                  emit: Callable[[Event], None], options: ExecutionOptions, run_id: int,
-                 playbook=None, state_dir=None):
+                 playbook=None, state_dir=None, log=None):
         self.graph = graph
         self.order = list(order)
         self.pool = pool
@@ -76,6 +76,7 @@ class Executor:
         self._stopped_at: float | None = None
         self._playbook = playbook
         self._state_dir = state_dir
+        self._log = log
         self.statuses: dict[str, Status] = {}
         self.interrupted = False
         self._secret_paths = _secret_paths(graph)
@@ -258,6 +259,7 @@ class Executor:
             diff=self.options.diff, rotate_secrets=self.options.rotate_secrets, timeout=timeout,
             output=lambda stream, text: self.emit(OutputChunk(self.run_id, task.id, task.where, stream, text)),
             playbook=self._playbook, task=task, pool=self.pool, state_dir=self._state_dir,
+            log=self._log,
         )
 
     def _run_job(self, batch: list[Task]) -> list[tuple[str, Status, str, bool]]:
@@ -270,16 +272,20 @@ class Executor:
         for task in batch:
             self.emit(TaskStarted(self.run_id, task.id, task.where, started))
         timeout = sum(task.timeout or self.options.timeout for task in batch)
+        lost = ""
         for attempt in (1, 2):
             connection = self.pool[batch[0].host]
             try:
                 self._prime_masker(batch[0].host)
-                outcomes = perform_batch([self._operations(t) for t in batch], self._context(batch[0], connection, timeout))
+                outcomes = perform_batch([self._operations(t) for t in batch], self._context(batch[0], connection, timeout),
+                                         [t.id for t in batch])
                 break
             except HostUnreachable as error:
                 if attempt == 1 and not isinstance(error, HostKeyRejected) and "lost the connection" in str(error) and not self._stop.is_set():
+                    lost = str(error)
                     continue
-                return [(t.id, self._done(t, started, Status.UNREACHABLE, str(error)), str(error), True) for t in batch]
+                message = _unreachable_message(error, lost if attempt == 2 else None)
+                return [(t.id, self._done(t, started, Status.UNREACHABLE, message), message, True) for t in batch]
             except CommandTimedOut as error:
                 return [(t.id, self._done(t, started, Status.FAILED, str(error)), str(error), False) for t in batch]
             except Exception as error:  # noqa: BLE001 - a bug here, reported on every task
@@ -303,6 +309,7 @@ class Executor:
         started = time.time()
         self.emit(TaskStarted(self.run_id, task.id, task.where, started))
         operations = self._operations(task)
+        lost = ""
         for attempt in (1, 2):
             connection = self.pool[task.host] if task.host is not None else None
             context = self._context(task, connection, task.timeout or self.options.timeout)
@@ -314,8 +321,10 @@ class Executor:
                 return self._done(task, started, Status.UNREACHABLE, str(error)), str(error), True
             except HostUnreachable as error:
                 if attempt == 1 and "lost the connection" in str(error) and not self._stop.is_set():
+                    lost = str(error)
                     continue
-                return self._done(task, started, Status.UNREACHABLE, str(error)), str(error), True
+                message = _unreachable_message(error, lost if attempt == 2 else None)
+                return self._done(task, started, Status.UNREACHABLE, message), message, True
             except CommandTimedOut as error:
                 return self._done(task, started, Status.FAILED, str(error)), str(error), False
             except ActionFailed as error:
@@ -336,6 +345,14 @@ class Executor:
     def _done(self, task: Task, started: float, status: Status, message: str, **fields) -> Status:
         self._finish(task, status, time.time() - started, message, **fields)
         return status
+
+
+def _unreachable_message(error: Exception, lost: str | None) -> str:
+    """Why a task's host is unreachable: ``error``, after the connection ``lost`` during the
+    task (then the reconnection failed too)."""
+    if not lost or str(error) == lost:
+        return str(error)
+    return f"{lost} while the task ran; reconnecting failed: {error}"
 
 
 def _secret_paths(graph: TaskGraph) -> dict[str, tuple[str, ...]]:

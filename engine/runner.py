@@ -25,6 +25,7 @@ from fedi_run.engine.errors import FediRunError, PlaybookError, Problem
 from fedi_run.engine.events import EventSink, RunFinished, RunStarted, Status, TaskFinished
 from fedi_run.engine.executor import ExecutionOptions, Executor
 from fedi_run.engine.masking import Masker
+from fedi_run.engine.output_log import OutputLog
 from fedi_run.engine.project import Project
 from fedi_run.engine.selection import Selection, Selector
 
@@ -155,9 +156,10 @@ def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOu
             sink.handle(event)
 
     masker = Masker()
+    log = OutputLog.create(store.path.parent, run_id, masker)  # before any host is touched
     pool = ConnectionPool(playbook.hosts, request.host_keys, request.retries)
     executor = Executor(project.graph, order, pool, masker, emit, request.options, run_id,
-                        playbook=playbook, state_dir=store.path.parent)
+                        playbook=playbook, state_dir=store.path.parent, log=log)
     started = time.time()
     executor.emit(RunStarted(run_id, playbook.name, request.options.kind, order, hosts,
                              request.options.check, started, tuple(request.argv)))

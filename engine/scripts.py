@@ -19,7 +19,7 @@ import hashlib
 import re
 import secrets
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 ORIGINALS = "/var/lib/fedi-run/originals"
@@ -34,6 +34,8 @@ class Part:
     shell: str
     payload: bytes
     summary: str
+    needs_dir: bool = False
+    """Whether the part writes the error file ``$E`` in the private directory (file writes)."""
 
 
 def mode_text(mode: int) -> str:
@@ -62,13 +64,14 @@ def file_part(pid: str, path: str, content: bytes, mode: int, owner: str | None,
         f'cur=$(sha256sum "$f" 2>/dev/null); cur=${{cur%% *}}; '
         f'if [ "$cur" != {digest} ]; then c=1; elif [ "$(stat -c %a "$f")" != {m} ]{owner_differs}; then c=2; fi; '
         f'if [ $c != 0 ] && [ "$k" != 1 ]; then '
-        f'if [ -e "$f" ] && [ ! -e "$o" ]; then mkdir -p "${{o%/*}}" && cp -p "$f" "$o" || fail {pid} "cannot keep the original of $f"; fi; '
-        f'if [ $c = 1 ]; then {{ cat {src} >"$t" && chmod {m} "$t" {chown}&& mv -f "$t" "$f"; }} '
-        f'|| {{ rm -f "$t"; fail {pid} "cannot write $f"; }}; '
-        f'else chmod {m} "$f" {chown_in_place}|| fail {pid} "cannot set the mode or owner of $f"; fi; fi; '
+        f'if [ -e "$f" ] && [ ! -e "$o" ]; then {{ mkdir -p "${{o%/*}}" && cp -p "$f" "$o.fedi-run.$$" && mv -f "$o.fedi-run.$$" "$o"; }} 2>"$E" '
+        f'|| {{ rm -f "$o.fedi-run.$$"; why; fail {pid} "cannot keep the original of $f in $o: $e"; }}; fi; '
+        f'if [ $c = 1 ]; then {{ cat {src} >"$t" && chmod {m} "$t" {chown}&& mv -f "$t" "$f"; }} 2>"$E" '
+        f'|| {{ rm -f "$t"; why; fail {pid} "cannot write $f: $e"; }}; '
+        f'else chmod {m} "$f" {chown_in_place}2>"$E" || {{ why; fail {pid} "cannot set the mode or owner of $f: $e"; }}; fi; fi; '
         f"[ $c = 0 ] || c=1; done_ {pid} $c"
     )
-    return Part(shell, content, summary)
+    return Part(shell, content, summary, needs_dir=True)
 
 
 def restore_part(pid: str, path: str) -> Part:
@@ -78,7 +81,7 @@ def restore_part(pid: str, path: str) -> Part:
         f"f={q}; o={shlex.quote(ORIGINALS)}{q}; c=0; "
         f'if [ -e "$o" ]; then c=1; [ "$k" = 1 ] || {{ mv -f "$o" "$f" && '
         f'rmdir -p --ignore-fail-on-non-empty "${{o%/*}}" 2>/dev/null; true; }}; '
-        f'elif [ -e "$f" ] || [ -L "$f" ]; then c=1; [ "$k" = 1 ] || rm -f -- "$f" || fail {pid} "cannot remove $f"; fi; '
+        f'elif [ -e "$f" ] || [ -L "$f" ]; then c=1; [ "$k" = 1 ] || rm -f -- "$f" 2>/dev/null || {{ e=$(rm -f -- "$f" 2>&1); fail {pid} "cannot remove $f: ${{e##*: }}"; }}; fi; '
         f"done_ {pid} $c"
     )
     return Part(shell, b"", f"restored {path}")
@@ -89,7 +92,7 @@ def absent_part(pid: str, path: str, summary: str) -> Part:
     q = shlex.quote(path)
     shell = (
         f"c=0; if [ -e {q} ] || [ -L {q} ]; then c=1; "
-        f"[ \"$k\" = 1 ] || rm -rf -- {q} || fail {pid} 'cannot remove {path}'; fi; done_ {pid} $c"
+        f"[ \"$k\" = 1 ] || rm -rf -- {q} 2>/dev/null || {{ e=$(rm -rf -- {q} 2>&1); fail {pid} \"cannot remove \"{q}\": ${{e##*: }}\"; }}; fi; done_ {pid} $c"
     )
     return Part(shell, b"", summary)
 
@@ -99,7 +102,7 @@ def empty_directory_absent_part(pid: str, path: str) -> Part:
     q = shlex.quote(path)
     shell = (
         f"c=0; if [ -d {q} ] && [ -z \"$(ls -A {q})\" ]; then c=1; "
-        f"[ \"$k\" = 1 ] || rmdir {q} || fail {pid} 'cannot remove {path}'; fi; done_ {pid} $c"
+        f"[ \"$k\" = 1 ] || rmdir {q} 2>/dev/null || {{ e=$(rmdir {q} 2>&1); fail {pid} \"cannot remove \"{q}\": ${{e##*: }}\"; }}; fi; done_ {pid} $c"
     )
     return Part(shell, b"", f"removed empty directory {path}")
 
@@ -109,8 +112,10 @@ def directory_part(pid: str, path: str, mode: int, owner: str | None) -> Part:
     q = shlex.quote(path)
     m = mode_text(mode)
     shell = (
-        f"c=0; if [ ! -d {q} ]; then c=1; [ \"$k\" = 1 ] || mkdir -p -m {m} {q} || fail {pid} 'cannot create {path}'; fi; "
-        f"if [ -d {q} ] && [ \"$(stat -c %a {q})\" != {m} ]; then c=1; [ \"$k\" = 1 ] || chmod {m} {q}; fi; "
+        f"c=0; if [ ! -d {q} ]; then c=1; [ \"$k\" = 1 ] || mkdir -p -m {m} {q} 2>/dev/null || "
+        f"{{ e=$(mkdir -p -m {m} {q} 2>&1); fail {pid} \"cannot create \"{q}\": ${{e##*: }}\"; }}; fi; "
+        f"if [ -d {q} ] && [ \"$(stat -c %a {q})\" != {m} ]; then c=1; [ \"$k\" = 1 ] || chmod {m} {q} 2>/dev/null || "
+        f"{{ e=$(chmod {m} {q} 2>&1); fail {pid} \"cannot set the mode of \"{q}\": ${{e##*: }}\"; }}; fi; "
     )
     if owner:
         o = shlex.quote(owner)
@@ -129,12 +134,12 @@ def secret_part(pid: str, path: str, value: bytes, mode: int, keep: bool, summar
         f"f={q}; t=\"$f.fedi-run.$$\"; c=0; "
         f'cur=$(sha256sum "$f" 2>/dev/null); cur=${{cur%% *}}; '
         f'if {differs}; then c=1; if [ "$k" != 1 ]; then '
-        f'mkdir -p -m 700 "${{f%/*}}" && (umask 077; cat {_src(pid)} >"$t") && chmod {m} "$t" && mv -f "$t" "$f" '
-        f'|| {{ rm -f "$t"; fail {pid} "cannot write the secret $f"; }}; fi; fi; '
+        f'{{ mkdir -p -m 700 "${{f%/*}}" && (umask 077; cat {_src(pid)} >"$t") && chmod {m} "$t" && mv -f "$t" "$f"; }} 2>"$E" '
+        f'|| {{ rm -f "$t"; why; fail {pid} "cannot write the secret $f: $e"; }}; fi; fi; '
         f'if [ -e "$f" ] && [ "$(stat -c %a "$f")" != {m} ]; then c=1; [ "$k" = 1 ] || chmod {m} "$f"; fi; '
         f"done_ {pid} $c"
     )
-    return Part(shell, value, summary)
+    return Part(shell, value, summary, needs_dir=True)
 
 
 def command_part(pid: str, run: str, creates: str | None, unless: str | None) -> Part:
@@ -155,13 +160,15 @@ def command_part(pid: str, run: str, creates: str | None, unless: str | None) ->
 
 
 PRELUDE = (
-    "M={marker}; k={check}\n"
+    "M={marker}; k={check}; E=/dev/null\n"
     "done_() {{ printf '\\n%s %s %s\\n' \"$M\" \"$1\" \"$2\"; }}\n"
     "fail() {{ printf '\\n%s %s F %s\\n' \"$M\" \"$1\" \"$2\"; exit 1; }}\n"
+    # why: $e is the reason in the first line of $E ("No space left on device"), no fork
+    "why() {{ e=; [ -s \"$E\" ] && IFS= read -r e <\"$E\"; e=${{e##*: }}; e=${{e:-failed}}; }}\n"
 )
 SPLIT = (
     'd=$(mktemp -d /dev/shm/fedi-run.XXXXXX 2>/dev/null || mktemp -d) || exit 1\n'
-    "trap 'rm -rf \"$d\"' EXIT\n"
+    "trap 'rm -rf \"$d\"' EXIT; E=\"$d/e\"\n"
 )
 
 
@@ -186,7 +193,7 @@ def compile_script(segments: Sequence[Sequence[Part]], check: bool) -> Script:
             if part.payload:
                 splits.append(f'head -c {len(part.payload)} > "$d/{i}_{j}"')
                 payload += part.payload
-    if splits:
+    if splits or any(part.needs_dir for parts in segments for part in parts):
         lines.append(SPLIT + "\n".join(splits) + "\n")
     for i, parts in enumerate(segments):
         body = "\n".join(p.shell for p in parts) or ":"
@@ -203,22 +210,83 @@ class SegmentReport:
     output: str
 
 
-def read_report(stdout: str, marker: str, segments: int) -> list[SegmentReport]:
-    """Split a script's stdout into one :class:`SegmentReport` per segment."""
-    pattern = re.compile(r"\n" + re.escape(marker) + r" (\d+)(?:\.(\d+))? (\S+)(?: (.*))?\n")
-    states: list[dict[int, tuple[str, str]]] = [{} for _ in range(segments)]
-    outputs: list[list[str]] = [[] for _ in range(segments)]
-    current = None
-    position = 0
-    for match in pattern.finditer(stdout):
-        if current is not None:
-            outputs[current].append(stdout[position:match.start()])
-        segment = int(match[1])
-        if match[2] is None:
-            current = segment
+MAX_MARKER_LINE = 16384
+"""A marker line longer than this is not one (it is output): the reader's buffer stays small."""
+
+
+class ReportReader:
+    """Reads a script's stdout as it arrives, chunk by chunk (:meth:`feed`): the marker lines
+    become each part's state in :attr:`states`; everything else goes, as it comes, to the
+    ``outputs[i]`` callable of the segment that printed it. Memory stays bounded: only a
+    possible marker line not yet complete is held back. Output printed before the first
+    segment begins (the script's own preparations) is dropped.
+
+    A marker line is ``\\n<marker> <segment>[.<part>] <state>[ <message>]\\n``, both newlines
+    part of the marker (the script prints the first so that a marker always starts a line).
+    """
+
+    def __init__(self, marker: str, outputs: Sequence[Callable[[bytes], None]]):
+        self._marker = b"\n" + marker.encode()
+        self._line = re.compile(re.escape(marker.encode()) + rb" (\d+)(?:\.(\d+))? (\S+)(?: (.*))?")
+        self._outputs = list(outputs)
+        self.states: list[dict[int, tuple[str, str]]] = [{} for _ in self._outputs]
+        self._current: int | None = None
+        self._carry = b""
+
+    def _out(self, data: bytes) -> None:
+        if data and self._current is not None:
+            self._outputs[self._current](data)
+
+    def feed(self, data: bytes) -> None:
+        """Take the next chunk of the script's stdout."""
+        buffer = self._carry + data if self._carry else data
+        self._carry = b""
+        marker, size = self._marker, len(self._marker)
+        position = 0
+        while True:
+            start = buffer.find(marker, position)
+            if start < 0:
+                break
+            end = buffer.find(b"\n", start + size)
+            if end < 0:
+                if len(buffer) - start <= MAX_MARKER_LINE:
+                    self._out(buffer[position:start])
+                    self._carry = buffer[start:]
+                    return
+                end = len(buffer)  # too long to be a marker line: output
+            match = self._line.fullmatch(buffer, start + 1, end)
+            if match is None or int(match[1]) >= len(self.states):
+                self._out(buffer[position:start + 1])
+                position = start + 1
+                continue
+            self._out(buffer[position:start])
+            segment = int(match[1])
+            if match[2] is None:
+                self._current = segment
+            else:
+                self.states[segment][int(match[2])] = (match[3].decode("utf-8", "replace"),
+                                                       (match[4] or b"").decode("utf-8", "replace"))
+            position = end + 1
+        rest = buffer[position:] if position else buffer
+        # hold back an end that may be the beginning of a marker ("\n@@fe")
+        newline = rest.rfind(b"\n", max(0, len(rest) - size + 1))
+        if newline >= 0 and marker.startswith(rest[newline:]):
+            self._out(rest[:newline])
+            self._carry = rest[newline:]
         else:
-            states[segment][int(match[2])] = (match[3], match[4] or "")
-        position = match.end()
-    if current is not None:
-        outputs[current].append(stdout[position:])
-    return [SegmentReport(states[i], "".join(outputs[i])) for i in range(segments)]
+            self._out(rest)
+
+    def close(self) -> None:
+        """The stdout ended: what was held back is output."""
+        carry, self._carry = self._carry, b""
+        self._out(carry)
+
+
+def read_report(stdout: str, marker: str, segments: int) -> list[SegmentReport]:
+    """Split a whole script's stdout into one :class:`SegmentReport` per segment (the output
+    kept whole: for small outputs and tests; runs use :class:`ReportReader`)."""
+    collected = [bytearray() for _ in range(segments)]
+    reader = ReportReader(marker, [part.extend for part in collected])
+    reader.feed(stdout.encode())
+    reader.close()
+    return [SegmentReport(reader.states[i], collected[i].decode("utf-8", "replace")) for i in range(segments)]
