@@ -167,7 +167,9 @@ class UserTaskSection(Section):
         None, min_length=1, description="Several hosts: one task per host, '<id>@<host>'."
     )
     run: str | None = Field(None, min_length=1, description="Shell command (a jinja2 template).")
-    creates: str | None = Field(None, description="Skip `run` when this path exists on the host.")
+    creates: TargetPath | None = Field(
+        None, description="Skip `run` when this path (absolute) exists on the host."
+    )
     unless: str | None = Field(None, description="Skip `run` when this command succeeds.")
     file: FileSpec | None = None
     directory: DirectorySpec | None = None

@@ -74,6 +74,9 @@ MANIFEST = ".fedi-run-files.json"
 """The list of files fedi-run wrote into the deployment directory, so a file that is no longer
 rendered is removed — and nothing else ever is (``flake.lock`` stays)."""
 HOST_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+UNSAFE_IN_SSH_OPTIONS = frozenset("'\"`$;&|<>()*?[]{}\\!#\x00")
+"""Characters an identity path may not hold: ``sshOpts`` is one string that NixOps4 (and
+``NIX_SSHOPTS`` users such as nixos-rebuild) split into words, and a shell may see it."""
 PATH_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
@@ -102,6 +105,16 @@ def ssh_options(playbook: Playbook, name: str, host: HostSection) -> str:
                     playbook.origin("hosts", name, "identity"), f"hosts.{name}.identity",
                     f"{host.identity!r} contains whitespace, which NixOps4's ssh options cannot "
                     "carry; move the key to a path without spaces",
+                )
+            ])
+        unsafe = sorted(set(host.identity) & UNSAFE_IN_SSH_OPTIONS)
+        if unsafe:
+            raise PlaybookError([
+                Problem(
+                    playbook.origin("hosts", name, "identity"), f"hosts.{name}.identity",
+                    f"{host.identity!r} contains {' '.join(unsafe)}, which NixOps4's ssh options "
+                    "would hand to a shell; move the key to a path of letters, digits and "
+                    "'/._-+@,:=~%'",
                 )
             ])
         options += ["-i", host.identity]
@@ -270,7 +283,19 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def _directory(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """``path`` is a directory of mode 0700; missing parents are created 0700 too (never with
+    the umask's mode, which ``mkdir(parents=True)`` would give them)."""
+    missing = []
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        new.chmod(0o700)  # mkdir's mode passes through the umask
     if stat.S_IMODE(path.stat().st_mode) != 0o700:
         path.chmod(0o700)
 

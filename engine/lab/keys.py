@@ -39,15 +39,17 @@ def generate_ed25519() -> KeyPair:
 
 def write_private(path: Path, content: bytes) -> None:
     """Write ``content`` to ``path`` with mode 0600 from the start (never briefly readable)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # an existing file keeps its mode: narrow it before writing
         f.write(content)
-    os.chmod(path, 0o600)
 
 
 def write_pair(pair: KeyPair, private_path: Path, comment: str) -> None:
     """Write ``private_path`` (0600) and ``private_path.pub`` (0644, with ``comment``)."""
     write_private(private_path, pair.private_openssh)
     public_path = Path(f"{private_path}.pub")
-    public_path.write_text(f"{pair.public} {comment}\n")
-    os.chmod(public_path, 0o644)
+    fd = os.open(public_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o644)  # public, but exactly 0644 whatever the umask
+        f.write(f"{pair.public} {comment}\n")
