@@ -40,6 +40,8 @@ class Finished:
 
 
 CHUNK = 65536
+LOST_GRACE = 1.0
+"""Seconds to wait, after a channel closed without an exit status, for the connection to end."""
 
 
 def execute(transport, command: str, input: bytes | None, timeout: float | None,
@@ -81,7 +83,7 @@ def execute(transport, command: str, input: bytes | None, timeout: float | None,
             if channel.closed and not channel.recv_ready() and not channel.recv_stderr_ready():
                 break
             if not transport.is_active():
-                raise ConnectionLost("the connection closed while the command ran")
+                raise ConnectionLost("the host closed it")
             wait = 1.0
             if deadline is not None:
                 wait = deadline - time.monotonic()
@@ -89,12 +91,18 @@ def execute(transport, command: str, input: bytes | None, timeout: float | None,
                     raise ChannelTimeout()
                 wait = min(wait, 1.0)
             select.select([channel], [], [], wait)
-        if not channel.exit_status_ready():
+        if channel.exit_status == -1:  # paramiko's value until an exit status arrives
+            # No exit status: the command was killed by a signal, or its sshd went away — a
+            # dying sshd may still close the channel properly just before the connection
+            # ends, so give the connection a moment to show which.
+            if not channel.eof_received or not transport.is_active():
+                raise ConnectionLost("the host closed it")
+            transport.join(LOST_GRACE)
             if not transport.is_active():
-                raise ConnectionLost("the connection closed while the command ran")
+                raise ConnectionLost("the host closed it")
             status = -1
         else:
-            status = channel.recv_exit_status()
+            status = channel.exit_status
         return Finished(status, bytes(stdout), bytes(stderr))
     finally:
         channel.close()

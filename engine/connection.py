@@ -220,7 +220,7 @@ class HostConnection:
                 ) from None
             raise HostUnreachable(f"cannot connect to {where}: {error}") from None
         except (OSError, EOFError) as error:
-            raise HostUnreachable(f"cannot connect to {where}: {error}") from None
+            raise HostUnreachable(f"cannot connect to {where}: {_reason(error)}") from None
         sock = connection.transport.sock
         if hasattr(sock, "setsockopt"):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -302,6 +302,15 @@ class HostConnection:
     def close(self) -> None:
         """Close the connection if open."""
         self._forget()
+
+
+def _reason(error: BaseException) -> str:
+    """Why a connection failed, in words: paramiko's ``NoValidConnectionsError`` (``[Errno
+    None] Unable to connect to port 22``) says what each address answered instead."""
+    causes = getattr(error, "errors", None)
+    if isinstance(causes, dict) and causes:
+        return "; ".join(sorted({getattr(c, "strerror", None) or str(c) for c in causes.values()}))
+    return str(error) or type(error).__name__
 
 
 class ConnectionPool:

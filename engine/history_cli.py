@@ -107,13 +107,18 @@ def show_run(playbook: Path, run_id: int, state_file: Path | None, as_json: bool
         raise RunNotFound(f"error: run {run_id} in {path} is of deployment '{run.deployment}', "
                           f"not '{name}' (the deployment of {playbook})")
     if as_json:
-        click.echo(json.dumps(_run_json(run, tasks=True), indent=2))
+        click.echo(json.dumps(_run_json(run, tasks=True, state_dir=path.parent), indent=2))
         return
     click.echo(f"run {run.id} of deployment '{run.deployment}': {_kind(run)}, started "
                f"{_local(run.started_at)}, took {_seconds(run.duration)}, {_result(run)}")
     click.echo(f"command: {' '.join(run.argv)}")
     if run.selection:
         click.echo(f"selection: {run.selection}")
+    from fedi_run.engine.output_log import log_directory, log_path
+
+    logs = log_directory(path.parent, run.id)
+    if logs.is_dir():
+        click.echo(f"output log: {logs}/")
     rows = [("#", "TASK", "HOST", "STATUS", "DURATION")]
     notes: dict[int, list[str]] = {}
     for number, task in enumerate(run.tasks, 1):
@@ -122,6 +127,9 @@ def show_run(playbook: Path, run_id: int, state_file: Path | None, as_json: bool
         if task.output_tail:
             notes[number] += ["output (end):", *(f"  {line}" for line in
                                                  task.output_tail.splitlines())]
+        log = log_path(path.parent, run.id, task.task_id)
+        if log.is_file():
+            notes[number].append(f"whole output: {log}")
     _table(rows, notes)
     click.echo("recap:")
     _table([(host, *(f"{outcome}={count}" for outcome, count in _ordered(counts)))
@@ -180,8 +188,9 @@ def _iso(timestamp: float | None) -> str | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp).astimezone().isoformat()
 
 
-def _run_json(run: Any, tasks: bool = False) -> dict[str, Any]:
-    """A run as JSON: times in ISO 8601 with the local offset, durations in seconds."""
+def _run_json(run: Any, tasks: bool = False, state_dir: Path | None = None) -> dict[str, Any]:
+    """A run as JSON: times in ISO 8601 with the local offset, durations in seconds; with
+    ``state_dir``, each task's ``output_log`` (the file with its whole output, or null)."""
     data: dict[str, Any] = {
         "id": run.id, "deployment": run.deployment, "kind": run.kind, "check": run.check,
         "argv": list(run.argv), "selection": run.selection,
@@ -197,5 +206,13 @@ def _run_json(run: Any, tasks: bool = False) -> dict[str, Any]:
             "duration": t.duration, "message": t.message, "changes": list(t.changes),
             "started_at": _iso(t.started_at), "finished_at": _iso(t.finished_at),
             "output_tail": t.output_tail,
+            **({"output_log": _log_file(state_dir, run.id, t.task_id)} if state_dir else {}),
         } for t in run.tasks]
     return data
+
+
+def _log_file(state_dir: Path, run_id: int, task_id: str) -> str | None:
+    from fedi_run.engine.output_log import log_path
+
+    log = log_path(state_dir, run_id, task_id)
+    return str(log) if log.is_file() else None

@@ -11,7 +11,8 @@ Every line is one JSON object with an ``"event"`` key and the ``run_id``:
   ``unreachable``), ``duration`` (seconds), ``message``, ``changes`` (list), ``time`` (or
   ``null``); and
   ``diff`` when there is one, ``output`` when non-empty (its last 64 KiB, with
-  ``"truncated": true`` when cut);
+  ``"truncated": true`` when cut; a task's output longer than that starts with a line
+  ``[… 49.9 MiB more in <log file>]`` naming the run's log, which keeps it whole);
 * ``run_finished``: ``status`` (``ok``, ``failed``, ``interrupted``), ``exit_status``,
   ``duration``, ``recap`` (host → status → count, all five statuses per host).
 
@@ -28,7 +29,7 @@ from typing import Any, TextIO
 from fedi_run.engine.events import (
     Event, OutputChunk, RunFinished, RunStarted, TaskFinished, TaskStarted,
 )
-from fedi_run.engine.recap import MAX_CHARS, Recap, empty_counts, host_order, tail
+from fedi_run.engine.recap import MAX_CHARS, Recap, empty_counts, host_order, split_log_note, tail
 
 
 class JsonLinesSink:
@@ -97,9 +98,10 @@ class JsonLinesSink:
         if event.diff:
             record["diff"] = event.diff
         if event.output:
-            clip = tail(event.output, None, MAX_CHARS)
-            record["output"] = clip.text
-            if clip.truncated:
+            note, output = split_log_note(event.output)
+            clip = tail(output, None, MAX_CHARS)
+            record["output"] = f"{note}\n{clip.text}" if note else clip.text
+            if clip.truncated or note:
                 record["truncated"] = True
         return record
 

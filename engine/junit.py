@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedi_run.engine.events import Event, RunFinished, RunStarted, Status, TaskFinished
-from fedi_run.engine.recap import MAX_CHARS, host_order, tail
+from fedi_run.engine.recap import MAX_CHARS, host_order, split_log_note, tail
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -73,9 +73,12 @@ class JUnitSink:
     def handle(self, event: Event) -> None:
         """Collect ``event``; write the report on :class:`RunFinished`."""
         if isinstance(event, TaskFinished):
-            clip = tail(event.output, None, MAX_CHARS)
+            note, output = split_log_note(event.output)
+            clip = tail(output, None, MAX_CHARS)
             output = clip.text
-            if clip.truncated:
+            if note:
+                output = f"{note}\n{output}"
+            elif clip.truncated:
                 output = f"… {clip.cut_lines} lines cut\n{output}"
             order = self._order.get(event.task_id, len(self._order) + len(self._cases))
             self._cases.append(_Case(event.task_id, event.host, Status(event.status),

@@ -167,6 +167,20 @@ def tail(text: str, max_lines: int | None = MAX_LINES, max_chars: int = MAX_CHAR
     return Clip(text[start:], cut_lines, start)
 
 
+_LOG_NOTE = re.compile(r"\[… \d+(?:\.\d)? (?:B|KiB|MiB) more (?:in |not kept)[^\n]*\]\n")
+
+
+def split_log_note(output: str) -> tuple[str, str]:
+    """A task's output as the engine reports a long one — ``[… 49.9 MiB more in <log>]`` on
+    its first line, then the tail (see ``engine.output_log``) — as ``(note, tail)``; the note
+    is ``""`` when the output was not cut."""
+    if output.startswith("[… "):
+        match = _LOG_NOTE.match(output)
+        if match:
+            return match.group()[:-1], output[match.end():]
+    return "", output
+
+
 def head(text: str, max_lines: int = MAX_LINES, max_chars: int = MAX_CHARS) -> Clip:
     """The beginning of ``text``: at most ``max_lines`` lines and ``max_chars`` characters."""
     end = min(len(text), max_chars)
@@ -257,11 +271,14 @@ def task_lines(event: TaskFinished, check: bool, verbose: bool, diff: bool,
         if clip.truncated:
             lines.append([(f"    … {clip.cut_lines:,} more diff lines cut", "dim")])
     if verbose or status == "failed":
-        output, cut = event.output, 0
+        note, output = split_log_note(event.output)
+        cut = 0
         if not output and streamed is not None:
             output, cut = streamed.text(), streamed.cut_lines
         clip = tail(output, MAX_LINES if verbose else FAILED_TAIL, MAX_CHARS)
-        if cut + clip.cut_lines:
+        if note:
+            lines.append([("    " + plain(note), "dim")])
+        elif cut + clip.cut_lines:
             lines.append([("    " + CUT_NOTE.format(lines=cut + clip.cut_lines), "dim")])
         lines += _block(plain(clip.text), "")
     return lines

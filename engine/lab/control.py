@@ -257,3 +257,44 @@ def down(directory: Path | str) -> LabState | None:
         (directory / ".lock").unlink()
         directory.rmdir()
     return lab
+
+
+# -- faults, for tests: a host's processes, and a host started again ----------------------------
+
+
+def processes_of_host(lab: LabState, name: str) -> list[Proc]:
+    """Every live process of host ``name``: its recorded sshd (the listener) and every process
+    in its mount namespace — the per-connection sshd processes and the commands they run."""
+    return _victims([replace(lab, hosts=(lab.host(name),), acme=None)])
+
+
+def restart_host(directory: Path | str, name: str) -> LabState:
+    """Start host ``name`` again — after a test killed its sshd, say — over the same files,
+    address, port and host key: whatever is left of it is stopped first, and its sshd starts
+    in a new namespace (its ``/run`` is empty again; its private directories and overlays keep
+    what was written). Returns the updated state (also saved in ``lab.json``)."""
+    directory = Path(directory).absolute()
+    with _dir_lock(directory):
+        lab = state.require(directory)
+        old = lab.host(name)
+        with addresses.machine_lock():
+            survivors = procs.terminate(processes_of_host(lab, name))
+            if survivors:
+                pids = ", ".join(str(p.pid) for p in survivors)
+                raise LabError(f"error: could not stop what is left of {name} (pids {pids})")
+            if not addresses.is_free(old.address, old.port):
+                raise LabError(f"error: cannot start {name} again: {old.address}:{old.port} is taken")
+            plan = host.HostPlan(old.name, old.address, old.port, old.root, old.host_key)
+            proc = procs.spawn(host.launch_argv(plan, prereq.tools().sshd), plan.log_path)
+            pending = addresses.wait_listening([(old.address, old.port)], START_TIMEOUT,
+                                               lambda: procs.is_running(proc))
+            if pending or not procs.is_running(proc):
+                procs.terminate([proc])
+                raise LabError(f"error: lab host {name} failed to start again: {_log_tail(plan.log_path)}")
+            namespace = procs.mount_namespace(proc.pid)
+            if not namespace or namespace in procs.machine_namespaces():
+                raise LabError(f"error: lab host {name} is listening but not in a namespace of its own")
+            new = replace(old, process=proc, mnt_ns=namespace)
+            lab = replace(lab, hosts=tuple(new if h.name == name else h for h in lab.hosts))
+            state.save(lab)
+    return lab

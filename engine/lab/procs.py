@@ -144,3 +144,11 @@ def terminate(procs: list[Proc], timeout: float = 3.0) -> list[Proc]:
         if not alive(procs):
             return []
     return alive(procs)
+
+
+def command_name(pid: int) -> str:
+    """``pid``'s command name (``/proc/PID/comm``), or "" if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""

@@ -107,6 +107,26 @@ class Lab:
         """Create or replace ``path`` on ``host`` (parents created)."""
         self.connection(host).write_file(path, data, mode)
 
+    # -- faults (for tests) ---------------------------------------------------------------
+
+    def host_processes(self, host: str, command: str | None = None) -> list[int]:
+        """PIDs of every live process of ``host`` (its sshd listener, the per-connection sshd
+        processes, what they run), or only those whose command name is ``command``
+        (``"sshd"``)."""
+        found = [p.pid for p in control.processes_of_host(self.state, host)]
+        if command is None:
+            return found
+        return [pid for pid in found if procs.command_name(pid) == command]
+
+    def restart_host(self, host: str) -> None:
+        """Start ``host`` again after its sshd was killed (see :func:`control.restart_host`):
+        same address, port, key and files."""
+        with self._lock:
+            conn = self._connections.pop(host, None)
+        if conn is not None:
+            conn.close()
+        self.state = control.restart_host(self.state.dir, host)
+
     # -- lifetime ------------------------------------------------------------------------
 
     def close(self) -> None:

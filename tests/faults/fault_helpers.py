@@ -1,0 +1,119 @@
+"""Helpers for the fault tests (imported as ``fault_helpers``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from fedi_run.engine.cli import cli
+from fedi_run.engine.state import StateStore, default_state_path
+
+HEADER = '[deployment]\nname = "faults"\ndomain = "faults.example.org"\n'
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+    peak_rss_kib: int = 0
+    duration: float = 0.0
+
+    def events(self) -> list[dict]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
+
+    def finished(self) -> dict[str, dict]:
+        return {e["id"]: e for e in self.events() if e["event"] == "task_finished"}
+
+    def started(self) -> list[str]:
+        return [e["id"] for e in self.events() if e["event"] == "task_started"]
+
+    def statuses(self) -> dict[str, str]:
+        return {task: event["status"] for task, event in self.finished().items()}
+
+
+def fedi(*args: object) -> Result:
+    """The CLI in this process, as a user would type it."""
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
+class Cli:
+    """The CLI as a process of its own (signals, peak memory, faults injected while it runs)."""
+
+    def __init__(self, *args: object, prefix: tuple[str, ...] = ()):
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [*prefix, sys.executable, "-m", "fedi_run.engine.cli", *map(str, args)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+
+    def wait_for(self, event: str, task: str, timeout: float = 30) -> None:
+        """Read the JSON lines until ``event`` of ``task`` (e.g. task_started)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                raise AssertionError(f"the run ended before {event} {task}: {self.process.stderr.read()}")
+            self.lines.append(line)
+            if line.startswith("{"):
+                record = json.loads(line)
+                if record["event"] == event and record.get("id") == task:
+                    return
+        raise AssertionError(f"no {event} of {task} within {timeout} s")
+
+    def finish(self, timeout: float = 120) -> Result:
+        """Wait for the end; the result, with the process's peak RSS (``wait4``)."""
+        out, err, peak = _communicate(self.process, timeout)
+        self.lines.append(out)
+        return Result(self.process.returncode, "".join(self.lines), err, peak,
+                      time.monotonic() - self.started)
+
+
+def _communicate(process: subprocess.Popen, timeout: float) -> tuple[str, str, int]:
+    """Read both streams to their end, then reap the process with ``wait4`` for its rusage."""
+    import threading
+
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()))
+    reader.start()
+    out = process.stdout.read()
+    reader.join(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("the run did not end")
+        time.sleep(0.01)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return out, "".join(errors), usage.ru_maxrss
+
+
+def last_run(path: Path):
+    """The last run of the playbook's deployment, from its state database."""
+    store = StateStore.open(default_state_path(path))
+    try:
+        return store.last_run("faults")
+    finally:
+        store.close()
+
+
+def recorded(path: Path) -> dict[str, str]:
+    """task id → outcome of the last run, as the state database has it."""
+    return {t.task_id: t.outcome for t in last_run(path).tasks}
+
+
+def leftovers(lab, host: str, *directories: str) -> list[str]:
+    """Temporary files fedi-run would have left next to its targets."""
+    found = lab.run(host, "find " + " ".join(directories) + " -name '*.fedi-run.*' 2>/dev/null; true").stdout
+    return found.split()
