@@ -176,7 +176,7 @@ def _run_segments(segments: Sequence[Sequence[scripts.Part]], context: Context, 
                   timeout: float | None, outputs: Sequence[TaskOutput]) -> list[tuple[list[str], str | None]]:
     """Run the segments as one script, each segment's output streamed into ``outputs[i]``;
     per segment ``(changes, failure or None)``."""
-    script = scripts.compile_script(segments, context.check)
+    script = scripts.compile_script(segments, context.check, getattr(connection, "name", ""))
     reader = scripts.ReportReader(script.marker, [output.write for output in outputs])
     errors = bytearray()
 

@@ -61,14 +61,14 @@ def file_part(pid: str, path: str, content: bytes, mode: int, owner: str | None,
     shell = (
         f"f={q}; t=\"$f.fedi-run.$$\"; o={shlex.quote(ORIGINALS)}{q}; c=0; "
         f'if [ -d "$f" ]; then fail {pid} "$f is a directory"; fi; '
-        f'cur=$(sha256sum "$f" 2>/dev/null); cur=${{cur%% *}}; '
+        f'cur=$({{ sha256sum <"$f"; }} 2>/dev/null); cur=${{cur%% *}}; '
         f'if [ "$cur" != {digest} ]; then c=1; elif [ "$(stat -c %a "$f")" != {m} ]{owner_differs}; then c=2; fi; '
         f'if [ $c != 0 ] && [ "$k" != 1 ]; then '
         f'if [ -e "$f" ] && [ ! -e "$o" ]; then {{ mkdir -p "${{o%/*}}" && cp -p "$f" "$o.fedi-run.$$" && mv -f "$o.fedi-run.$$" "$o"; }} 2>"$E" '
-        f'|| {{ rm -f "$o.fedi-run.$$"; why; fail {pid} "cannot keep the original of $f in $o: $e"; }}; fi; '
+        f'|| {{ rm -f "$o.fedi-run.$$"; why; fail {pid} "cannot keep the original of $f in $o on $H: $e"; }}; fi; '
         f'if [ $c = 1 ]; then {{ cat {src} >"$t" && chmod {m} "$t" {chown}&& mv -f "$t" "$f"; }} 2>"$E" '
-        f'|| {{ rm -f "$t"; why; fail {pid} "cannot write $f: $e"; }}; '
-        f'else chmod {m} "$f" {chown_in_place}2>"$E" || {{ why; fail {pid} "cannot set the mode or owner of $f: $e"; }}; fi; fi; '
+        f'|| {{ rm -f "$t"; why; fail {pid} "cannot write $f on $H: $e"; }}; '
+        f'else chmod {m} "$f" {chown_in_place}2>"$E" || {{ why; fail {pid} "cannot set the mode or owner of $f on $H: $e"; }}; fi; fi; '
         f"[ $c = 0 ] || c=1; done_ {pid} $c"
     )
     return Part(shell, content, summary, needs_dir=True)
@@ -81,7 +81,7 @@ def restore_part(pid: str, path: str) -> Part:
         f"f={q}; o={shlex.quote(ORIGINALS)}{q}; c=0; "
         f'if [ -e "$o" ]; then c=1; [ "$k" = 1 ] || {{ mv -f "$o" "$f" && '
         f'rmdir -p --ignore-fail-on-non-empty "${{o%/*}}" 2>/dev/null; true; }}; '
-        f'elif [ -e "$f" ] || [ -L "$f" ]; then c=1; [ "$k" = 1 ] || rm -f -- "$f" 2>/dev/null || {{ e=$(rm -f -- "$f" 2>&1); fail {pid} "cannot remove $f: ${{e##*: }}"; }}; fi; '
+        f'elif [ -e "$f" ] || [ -L "$f" ]; then c=1; [ "$k" = 1 ] || rm -f -- "$f" 2>/dev/null || {{ e=$(rm -f -- "$f" 2>&1); fail {pid} "cannot remove $f on $H: ${{e##*: }}"; }}; fi; '
         f"done_ {pid} $c"
     )
     return Part(shell, b"", f"restored {path}")
@@ -92,7 +92,7 @@ def absent_part(pid: str, path: str, summary: str) -> Part:
     q = shlex.quote(path)
     shell = (
         f"c=0; if [ -e {q} ] || [ -L {q} ]; then c=1; "
-        f"[ \"$k\" = 1 ] || rm -rf -- {q} 2>/dev/null || {{ e=$(rm -rf -- {q} 2>&1); fail {pid} \"cannot remove \"{q}\": ${{e##*: }}\"; }}; fi; done_ {pid} $c"
+        f"[ \"$k\" = 1 ] || rm -rf -- {q} 2>/dev/null || {{ e=$(rm -rf -- {q} 2>&1); fail {pid} \"cannot remove \"{q}\" on $H: ${{e##*: }}\"; }}; fi; done_ {pid} $c"
     )
     return Part(shell, b"", summary)
 
@@ -102,7 +102,7 @@ def empty_directory_absent_part(pid: str, path: str) -> Part:
     q = shlex.quote(path)
     shell = (
         f"c=0; if [ -d {q} ] && [ -z \"$(ls -A {q})\" ]; then c=1; "
-        f"[ \"$k\" = 1 ] || rmdir {q} 2>/dev/null || {{ e=$(rmdir {q} 2>&1); fail {pid} \"cannot remove \"{q}\": ${{e##*: }}\"; }}; fi; done_ {pid} $c"
+        f"[ \"$k\" = 1 ] || rmdir {q} 2>/dev/null || {{ e=$(rmdir {q} 2>&1); fail {pid} \"cannot remove \"{q}\" on $H: ${{e##*: }}\"; }}; fi; done_ {pid} $c"
     )
     return Part(shell, b"", f"removed empty directory {path}")
 
@@ -113,9 +113,9 @@ def directory_part(pid: str, path: str, mode: int, owner: str | None) -> Part:
     m = mode_text(mode)
     shell = (
         f"c=0; if [ ! -d {q} ]; then c=1; [ \"$k\" = 1 ] || mkdir -p -m {m} {q} 2>/dev/null || "
-        f"{{ e=$(mkdir -p -m {m} {q} 2>&1); fail {pid} \"cannot create \"{q}\": ${{e##*: }}\"; }}; fi; "
+        f"{{ e=$(mkdir -p -m {m} {q} 2>&1); fail {pid} \"cannot create \"{q}\" on $H: ${{e##*: }}\"; }}; fi; "
         f"if [ -d {q} ] && [ \"$(stat -c %a {q})\" != {m} ]; then c=1; [ \"$k\" = 1 ] || chmod {m} {q} 2>/dev/null || "
-        f"{{ e=$(chmod {m} {q} 2>&1); fail {pid} \"cannot set the mode of \"{q}\": ${{e##*: }}\"; }}; fi; "
+        f"{{ e=$(chmod {m} {q} 2>&1); fail {pid} \"cannot set the mode of \"{q}\" on $H: ${{e##*: }}\"; }}; fi; "
     )
     if owner:
         o = shlex.quote(owner)
@@ -132,10 +132,10 @@ def secret_part(pid: str, path: str, value: bytes, mode: int, keep: bool, summar
     differs = '[ ! -e "$f" ]' if keep else f'[ "$cur" != {digest} ]'
     shell = (
         f"f={q}; t=\"$f.fedi-run.$$\"; c=0; "
-        f'cur=$(sha256sum "$f" 2>/dev/null); cur=${{cur%% *}}; '
+        f'cur=$({{ sha256sum <"$f"; }} 2>/dev/null); cur=${{cur%% *}}; '
         f'if {differs}; then c=1; if [ "$k" != 1 ]; then '
         f'{{ mkdir -p -m 700 "${{f%/*}}" && (umask 077; cat {_src(pid)} >"$t") && chmod {m} "$t" && mv -f "$t" "$f"; }} 2>"$E" '
-        f'|| {{ rm -f "$t"; why; fail {pid} "cannot write the secret $f: $e"; }}; fi; fi; '
+        f'|| {{ rm -f "$t"; why; fail {pid} "cannot write the secret $f on $H: $e"; }}; fi; fi; '
         f'if [ -e "$f" ] && [ "$(stat -c %a "$f")" != {m} ]; then c=1; [ "$k" = 1 ] || chmod {m} "$f"; fi; '
         f"done_ {pid} $c"
     )
@@ -160,7 +160,7 @@ def command_part(pid: str, run: str, creates: str | None, unless: str | None) ->
 
 
 PRELUDE = (
-    "M={marker}; k={check}; E=/dev/null\n"
+    "M={marker}; k={check}; E=/dev/null; H={host}\n"
     "done_() {{ printf '\\n%s %s %s\\n' \"$M\" \"$1\" \"$2\"; }}\n"
     "fail() {{ printf '\\n%s %s F %s\\n' \"$M\" \"$1\" \"$2\"; exit 1; }}\n"
     # why: $e is the reason in the first line of $E ("No space left on device"), no fork
@@ -181,11 +181,12 @@ class Script:
     marker: str
 
 
-def compile_script(segments: Sequence[Sequence[Part]], check: bool) -> Script:
+def compile_script(segments: Sequence[Sequence[Part]], check: bool, host: str = "") -> Script:
     """One script running each segment's parts in order, segment after segment; part ``j`` of
-    segment ``i`` reports as ``i.j``."""
+    segment ``i`` reports as ``i.j``. ``host`` (its inventory name) is named in the failures
+    of file operations."""
     marker = "@@fedi-" + secrets.token_hex(8)
-    lines = [PRELUDE.format(marker=marker, check=1 if check else 0)]
+    lines = [PRELUDE.format(marker=marker, check=1 if check else 0, host=shlex.quote(host or "the host"))]
     payload = b""
     splits = []
     for i, parts in enumerate(segments):
