@@ -56,6 +56,7 @@ class LiveRun:
     recap: dict[str, dict[str, int]] = field(default_factory=dict)
     error: str = ""
     duration: float | None = None
+    stored: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def started(self, engine_run_id: int, tasks: tuple[str, ...], hosts: tuple[str, ...]) -> None:
@@ -111,19 +112,37 @@ class LiveRun:
                 "error": self.error,
                 "duration": self.duration,
                 "engine_run_id": self.engine_run_id,
+                "stored": self.stored,
             }
 
     def log(self) -> str:
         """The whole output as text (the newest :data:`MAX_LOG` characters)."""
         with self._lock:
-            text = "".join(c.text for c in self.chunks)
-        if len(text) > MAX_LOG:
-            text = "[… earlier output dropped …]\n" + text[-MAX_LOG:]
-        return text
+            return _tail("".join(c.text for c in self.chunks))
+
+    def apply_output(self) -> str:
+        """What the ``nixops4.*`` tasks' programs printed."""
+        with self._lock:
+            return _tail("".join(c.text for c in self.chunks
+                                 if c.task.startswith("nixops4.") and c.stream != "event"))
+
+    def mark_stored(self) -> None:
+        """The run's record is in the database: the page may stop following it."""
+        with self._lock:
+            self.stored = True
+
+
+def _tail(text: str) -> str:
+    if len(text) > MAX_LOG:
+        return "[… earlier output dropped …]\n" + text[-MAX_LOG:]
+    return text
 
 
 class Board:
-    """The live runs of this process, by run; at most one per deployment."""
+    """The live runs of this process, by run; at most one per deployment. A run that ended
+    stays readable here (the :data:`KEEP` newest), so a page following it misses nothing."""
+
+    KEEP = 32
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -150,12 +169,15 @@ class Board:
             self._runs[live.run_pk] = live
             self._active[live.deployment_pk] = live.run_pk
 
-    def release(self, deployment_pk: int, run_pk: int | None = None) -> None:
-        """The deployment's run ended (its record is stored); forget the live state."""
+    def release(self, deployment_pk: int) -> None:
+        """The deployment's run ended (its record is stored): another may start. The oldest
+        ended runs beyond :data:`KEEP` are forgotten (their records are in the database)."""
         with self._lock:
             self._active.pop(deployment_pk, None)
-            if run_pk is not None:
-                self._runs.pop(run_pk, None)
+            running = set(self._active.values())
+            ended = [pk for pk in self._runs if pk not in running]
+            for pk in ended[:max(len(ended) - self.KEEP, 0)]:
+                del self._runs[pk]
 
     def get(self, run_pk: int) -> LiveRun | None:
         with self._lock:

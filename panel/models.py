@@ -67,6 +67,7 @@ class Run(models.Model):
     tasks = models.JSONField(default=list, blank=True)
     recap = models.JSONField(default=dict, blank=True)
     log = models.TextField(blank=True, default="")
+    apply_output = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-id"]

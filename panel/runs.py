@@ -135,7 +135,8 @@ def _work(job: RunJob, live: LiveRun) -> None:
         try:
             _store(job, live)
         finally:
-            BOARD.release(job.deployment_pk, job.run_pk)
+            live.mark_stored()
+            BOARD.release(job.deployment_pk)
             connection.close()
 
 
@@ -152,6 +153,7 @@ def _store(job: RunJob, live: LiveRun) -> None:
         tasks=data["tasks"],
         recap=data["recap"],
         log=live.log(),
+        apply_output=live.apply_output(),
     )
 
 

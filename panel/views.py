@@ -128,11 +128,12 @@ def run(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
     """One run: live while it runs (the script polls :func:`progress`), then its record."""
     deployment, record = _own_run(request, pk, run_pk)
     data = _progress_data(record, 0)
+    chunks = data["chunks"]  # the same snapshot as data["next"]: the script goes on from there
     return render(request, "panel/run.html", {
         "deployment": deployment, "run": record, "data": data,
-        "apply_output": "".join(c["text"] for c in data["chunks"]
-                                if c["task"].startswith("nixops4.") and c["stream"] != "event"),
-        "log": "".join(c["text"] for c in data["chunks"]),
+        "apply_output": data.get("apply_output") or "".join(
+            c["text"] for c in chunks if c["task"].startswith("nixops4.") and c["stream"] != "event"),
+        "log": data.get("log") or "".join(c["text"] for c in chunks),
     })
 
 
@@ -154,16 +155,20 @@ def _progress_data(record: Run, after: int) -> dict:
     live = BOARD.get(record.pk)
     if live is not None:
         data = live.snapshot(after)
-        data["state"] = "running" if not data["finished"] else "storing"
-    else:
+        if not data["finished"]:
+            data["state"] = Run.RUNNING
+        elif not data["stored"]:
+            data["state"] = "storing"
+        else:
+            data["state"] = Run.ERROR if data["error"] else Run.FINISHED
+    else:  # not followed live in this process: the stored record, whole
         record.refresh_from_db()
-        text = record.log
         data = {
-            "tasks": record.tasks, "next": 1 if text else 0, "finished": record.state != Run.RUNNING,
-            "chunks": [{"number": 1, "task": "", "stream": "log", "text": text}]
-            if text and after < 1 else [],
-            "exit_status": record.exit_status, "recap": record.recap, "error": record.error,
-            "duration": None, "engine_run_id": record.engine_run_id, "state": record.state,
+            "tasks": record.tasks, "chunks": [], "next": after,
+            "finished": record.state != Run.RUNNING, "exit_status": record.exit_status,
+            "recap": record.recap, "error": record.error, "duration": None,
+            "engine_run_id": record.engine_run_id, "state": record.state, "stored": True,
+            "log": record.log, "apply_output": record.apply_output,
         }
     data["result"] = _result(data)
     return data

@@ -109,7 +109,8 @@ def wait_for_run(run_pk: int, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = Run.objects.get(pk=run_pk)
-        if run.state != Run.RUNNING and BOARD.get(run_pk) is None:
+        live = BOARD.get(run_pk)
+        if run.state != Run.RUNNING and (live is None or live.stored):
             return run
         time.sleep(0.05)
     raise AssertionError(f"run {run_pk} did not end within {timeout}s")

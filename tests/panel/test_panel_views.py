@@ -265,7 +265,7 @@ def test_a_second_deploy_while_one_runs_is_refused(operator, client_for, form_da
                 in response.content.decode()
         assert deployment.runs.count() == 1
     finally:
-        BOARD.release(deployment.pk, running.pk)
+        BOARD.release(deployment.pk)
 
 
 def test_the_engines_lock_is_respected(operator, client_for, form_data, hostless):

@@ -22,6 +22,8 @@
   function row(task) {
     var tr = tbody.querySelector('tr[data-task="' + CSS.escape(task.id) + '"]');
     if (!tr) {
+      var placeholder = tbody.querySelector("tr.placeholder");
+      if (placeholder) placeholder.remove();
       tr = document.createElement("tr");
       tr.dataset.task = task.id;
       tr.appendChild(cell(task.id, "task-id"));
@@ -42,11 +44,11 @@
     tr.querySelector(".task-duration").textContent =
       task.duration === null || task.duration === undefined ? "" : task.duration.toFixed(2) + "s";
     var idCell = tr.querySelector(".task-id");
-    var old = idCell.querySelector(".message");
+    var old = idCell.querySelector(".task-message");
     if (old) old.remove();
     if (task.message) {
       var div = document.createElement("div");
-      div.className = "message";
+      div.className = "task-message";
       div.textContent = task.message;
       idCell.appendChild(div);
     }
@@ -109,6 +111,10 @@
     if (data.finished) {
       showRecap(data.recap);
       root.dataset.finished = "1";
+    }
+    if (typeof data.log === "string") {  // the stored record, whole (the run ended elsewhere)
+      log.textContent = data.log;
+      applyOutput.textContent = data.apply_output;
     }
     if (data.finished && data.state !== "running" && data.state !== "storing") {
       root.dataset.done = "1";
