@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedi_run.engine.actions import ActionFailed, CallResult, Context, place_secret_files
-from fedi_run.engine.operations import Call, Directory, File, Operation, Secret
+from fedi_run.engine.operations import Call, Directory, File, Operation, Secret, undo_of
 from fedi_run.engine.playbook import Playbook
 from fedi_run.engine.tasks import Task, per_host_id
 
@@ -81,13 +81,18 @@ def absent_task(playbook: Playbook, service: str, why: str) -> list[Task]:
 
 
 def app_tasks(playbook: Playbook, app: str, secrets: tuple[SecretSpec, ...],
-              extra: tuple[Operation, ...] = ()) -> list[Task]:
-    """The tasks of the Fediversity app ``app``."""
+              extra: tuple[Operation, ...] = (), extra_files: tuple[str, ...] = ()) -> list[Task]:
+    """The tasks of the Fediversity app ``app``. ``extra`` operations run after its secrets
+    are placed; ``extra_files`` are the files they place (a :class:`Call` has no undo of its
+    own), removed by the teardown before the directories are."""
     if not playbook.is_enabled(app):
         return absent_task(playbook, app, f"{app} is disabled")
     host = playbook.service_host(app)
     ready = acme_ready(playbook, host)
     actions = [*secrets_root_actions(app), *(spec.operation(app) for spec in secrets), *extra]
+    derived = (undo_of(op) for op in reversed(actions))
+    undo = (*(File(path, present=False) for path in extra_files),
+            *(op for op in derived if op is not None))
     tasks = [
         Task(
             id=f"{app}.secrets",
@@ -96,6 +101,7 @@ def app_tasks(playbook: Playbook, app: str, secrets: tuple[SecretSpec, ...],
             tags=(app, "secrets"),
             description=f"{app}'s secrets, generated once, mode 0400 under {secrets_dir(app)}",
             actions=tuple(actions),
+            undo=undo,
         ),
         Task(
             id=f"{app}.s3",

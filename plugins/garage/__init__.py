@@ -60,7 +60,8 @@ def fedi_run_tasks(playbook: Playbook):
                     Secret(f"{key_dir(app)}/secret", "hex32"),
                     File(f"{key_dir(app)}/bucket", f"{app}\n", mode=0o400),
                 ),
-                undo=(Directory(key_dir(app), present=False),),
+                undo=(Directory(key_dir(app), present=False),
+                      Directory(f"{secrets_dir('garage')}/keys", present=False, recursive=False)),
             ))
         else:
             tasks.append(Task(

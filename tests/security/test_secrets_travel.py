@@ -1,0 +1,109 @@
+"""How secrets travel to a host: every command a run sends is recorded (in this process, as
+the CLI runs), and no secret value is ever in a command's text — each one placed is in the
+stdin payload of some command instead. Also the deployer's files of such a run under umask 022
+(a subprocess), the common default."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from fedi_run.engine.cli import cli as fedi_cli
+from fedi_run.engine.connection import HostConnection
+from security_helpers import SECRETS_ROOT, cli, loose_entries, standin_env, target_secret_modes
+
+pytestmark = pytest.mark.lab
+
+PASSWORD = "the initial user's password, travelling"
+PLAYBOOK = """
+[deployment]
+name = "travel"
+domain = "travel.example.org"
+
+[services.mastodon]
+enable = true
+
+[initial_user]
+username = "admin"
+display_name = "Admin"
+email = "admin@travel.example.org"
+password_file = "password"
+
+[run]
+dns = "off"
+"""
+
+
+def _secrets_on(lab, hosts) -> dict[str, str]:
+    found = {}
+    for host in hosts:
+        for path, kind in target_secret_modes(lab, host).items():
+            if kind.startswith("f") and not path.endswith("/bucket"):
+                found[f"{host}:{path}"] = lab.read_file(host, path).decode()
+    return found
+
+
+@pytest.mark.reliability("security", "secrets on the command line (compiled scripts of a run)",
+                         "no placed secret is in any command's text; each is in a stdin payload; "
+                         "on a second run with --rotate-secrets too")
+def test_secrets_travel_on_stdin_never_in_a_command(lab_factory, tmp_path, monkeypatch):
+    lab = lab_factory(["garage", "mastodon"])
+    (tmp_path / "password").write_text(PASSWORD + "\n")
+    playbook = tmp_path / "travel.toml"
+    playbook.write_text(PLAYBOOK)
+    sent: list[tuple[str, str, bytes]] = []
+    original = HostConnection.run
+
+    def recording(self, command, input=None, *args, **kwargs):
+        sent.append((self.name, command, input or b""))
+        return original(self, command, input, *args, **kwargs)
+
+    monkeypatch.setattr(HostConnection, "run", recording)
+    values: dict[str, str] = {}
+    for extra in ((), ("--rotate-secrets",)):
+        before = len(sent)
+        result = CliRunner().invoke(fedi_cli, ["run", str(playbook), "-i", str(lab.inventory_path),
+                                               "--no-apply", "--json", *extra],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.stdout[-3000:]
+        placed = _secrets_on(lab, ("garage", "mastodon"))
+        assert len(placed) >= 14, placed.keys()
+        commands = [command for _, command, _ in sent[before:]]
+        payloads = b"".join(payload for _, _, payload in sent[before:])
+        assert any("@@fedi-" in command for command in commands), "no compiled script was sent"
+        for name, value in placed.items():
+            for command in commands:
+                assert value not in command, f"{name} in a command: {command[:300]}"
+            if name.endswith("/initial-user"):
+                assert PASSWORD.encode() in payloads
+            assert value.encode() in payloads, f"{name} was not sent on stdin"
+        if extra:  # rotated: new values, sent the same way
+            key = f"mastodon:{SECRETS_ROOT}/mastodon/secret-key-base"
+            assert placed[key] != values[key]
+        values = placed
+    assert PASSWORD not in "".join(command for _, command, _ in sent)
+
+
+@pytest.mark.reliability("security", "deployer files under umask 022",
+                         "the state directory, logs, lock and the rendered deployment: files "
+                         "0600 or stricter, directories 0700; the JUnit report 0600; the "
+                         "teardown leaves no secret file or directory on the hosts")
+def test_the_deployers_files_are_private_under_umask_022(lab_factory, tmp_path):
+    lab = lab_factory(["garage", "mastodon"])
+    (tmp_path / "password").write_text(PASSWORD + "\n")
+    playbook = tmp_path / "travel.toml"
+    playbook.write_text(PLAYBOOK)
+    env = standin_env(tmp_path / "nixops4.log")
+    for command in ("run", "teardown"):
+        result = cli(command, playbook, "-i", lab.inventory_path, "-v", "--json",
+                     "--junit", tmp_path / "reports" / f"{command}.xml", umask=0o022, env=env,
+                     cwd=tmp_path)
+        assert result.exit_code == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert loose_entries(tmp_path / ".fedi-run") == []
+        assert (tmp_path / ".fedi-run" / "travel" / "flake.nix").is_file()
+        report = tmp_path / "reports" / f"{command}.xml"
+        assert os.stat(report).st_mode & 0o777 == 0o600
+    for host in ("garage", "mastodon"):  # the teardown left nothing: VAPID keys included
+        assert lab.run(host, "find /var/lib/fedi-run", check=False).stdout == "", host
