@@ -139,6 +139,9 @@ class TaskOutput:
             kept = kept[-self.limit:]
         if self._chars <= len(kept):
             return kept
+        newline = kept.find("\n", 0, len(kept) - 1)
+        if newline != -1:  # start at a line boundary
+            kept = kept[newline + 1:]
         more = max(0, self.size - len(kept.encode("utf-8", "replace")))
         where = f"in {self.path}" if self.path is not None and self.error is None else (
             f"not kept: {self.error}" if self.error else "not kept")

@@ -81,3 +81,75 @@ def test_restore_puts_back_what_was_there(tmp_path, monkeypatch):
     run([[scripts.file_part("0.0", str(created), b"ours\n", 0o644, None, "new")]])
     run([[scripts.restore_part("0.0", str(created))]])
     assert not created.exists()
+
+
+def test_a_write_failure_says_why_and_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "missing-dir" / "x"
+    script = scripts.compile_script([[scripts.file_part("0.0", str(target), b"data", 0o644, None, "x")]], False, "web")
+    done = subprocess.run(["sh", "-c", script.text], input=script.payload, capture_output=True)
+    [report] = scripts.read_report(done.stdout.decode(), script.marker, 1)
+    assert report.states[0] == ("F", f"cannot write {target} on web: Directory nonexistent")  # dash
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_report_reader_takes_any_chunking():
+    """Markers split anywhere between chunks, output without newlines, text that looks like
+    the start of a marker: the same report as from the whole text."""
+    import random
+
+    marker = "@@fedi-00112233aabbccdd"
+    text = (f"\n{marker} 0 B\nout\n@@fedi-0011\n{marker} 0.0 1\n\n{marker} 1 B\n" + "x" * 70000
+            + f"\n{marker} 1.0 F exited with status 3\n\n{marker} 2 B\nlast\n\n@@fe")
+    whole = scripts.read_report(text, marker, 3)
+    data = text.encode()
+    rng = random.Random(7)
+    for _ in range(200):
+        collected = [bytearray() for _ in range(3)]
+        reader = scripts.ReportReader(marker, [c.extend for c in collected])
+        position = 0
+        while position < len(data):
+            size = rng.choice([1, 2, 5, 17, 4096, 65536])
+            reader.feed(data[position:position + size])
+            position += size
+        reader.close()
+        assert reader.states == [r.states for r in whole]
+        assert [c.decode() for c in collected] == [r.output for r in whole]
+    assert whole[0].output == "out\n@@fedi-0011" and whole[1].states == {0: ("F", "exited with status 3")}
+    assert len(whole[1].output) == 70000 and whole[2].output == "last\n\n@@fe"
+
+
+def test_task_output_keeps_a_tail_logs_everything_and_masks_split_secrets(tmp_path):
+    from fedi_run.engine.masking import Masker
+    from fedi_run.engine.output_log import OutputLog
+
+    masker = Masker()
+    secret = "s3cr3t-value-0123456789"
+    masker.add(secret)
+    (tmp_path / "state").mkdir()
+    log = OutputLog.create(tmp_path / "state", 4, masker)
+    assert oct(os.stat(tmp_path / "state" / "logs").st_mode & 0o777) == "0o700"
+    output = log.task("tasks.noisy@web")
+    data = "".join(f"line {i} {secret} é\n" for i in range(10000)).encode()
+    for start in range(0, len(data), 7):  # the secret (and é) split across chunks
+        output.write(data[start:start + 7])
+    text = output.text()
+    path = tmp_path / "state" / "logs" / "4" / "tasks.noisy@web.log"
+    logged = path.read_text()
+    assert logged == data.decode().replace(secret, "********")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    note, _, tail = text.partition("\n")
+    assert note.startswith("[… ") and note.endswith(f"KiB more in {path}]")
+    assert tail.startswith("line ") and tail.endswith("line 9999 ******** é\n")
+    assert len(tail) <= 64 * 1024 and secret[:8] not in text
+
+
+def test_task_output_without_a_log_and_small_output():
+    from fedi_run.engine.masking import Masker
+    from fedi_run.engine.output_log import TaskOutput
+
+    small = TaskOutput(None, Masker())
+    small.write(b"hello\n")
+    assert small.text() == "hello\n"
+    big = TaskOutput(None, Masker(), limit=100)
+    big.write(b"x\n" * 1000)
+    assert big.text().startswith("[… 1.9 KiB more not kept]\n") and big.text().endswith("x\nx\n")
