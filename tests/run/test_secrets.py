@@ -23,6 +23,10 @@ TOKEN = "/var/lib/fedi-run/secrets/vault/token"
 KEY_ID = "/var/lib/fedi-run/secrets/vault/key-id"
 
 
+@pytest.mark.reliability("security", "secrets masked in every output (a task prints them)",
+                         "placed once, 0400 in 0700, kept unless rotated; ******** in -v, JSON, "
+                         "JUnit, history and show-run, never in the state files; teardown "
+                         "removes them")
 def test_secrets_are_placed_once_and_masked_everywhere(basic_lab, tmp_path):
     lab = basic_lab
     playbook = tmp_path / "p.toml"
