@@ -320,10 +320,13 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
         if "readonly" in str(error) or "unable to open" in str(error):
             hint = ""
         raise StateError.cannot("use the state database", path, error, hint) from None
-    for suffix in ("-wal", "-shm"):  # SQLite gives them the database's mode; make sure
+    for suffix in ("", "-wal", "-shm"):  # SQLite gives them the database's mode; make sure
         companion = path.with_name(path.name + suffix)
-        if companion.exists() and companion.stat().st_mode & 0o077:
-            companion.chmod(0o600)
+        try:
+            if companion.exists() and companion.stat().st_mode & 0o077:
+                companion.chmod(0o600)
+        except OSError:
+            pass  # not ours to change (another user's file)
 
 
 def _make_private_dirs(directory: Path) -> None:
@@ -348,9 +351,15 @@ def _make_private_dirs(directory: Path) -> None:
 def _open_private(path: Path, flags: int, what: str) -> int:
     """``os.open`` creating ``path`` with mode 0600; StateError naming it if that fails."""
     try:
-        return os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        descriptor = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as error:
         raise StateError.cannot(what, path, error) from None
+    try:
+        if os.fstat(descriptor).st_mode & 0o077:  # an existing file keeps its mode: narrow it
+            os.fchmod(descriptor, 0o600)
+    except OSError:
+        pass  # not ours to change; the file is still usable
+    return descriptor
 
 
 def _read_holder(fd: int) -> dict:
