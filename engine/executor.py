@@ -40,6 +40,7 @@ from fedi_run.engine.operations import Secret
 from fedi_run.engine.tasks import Task
 
 
+ABORTED = "interrupted: still running when the grace period ended (its connection was closed)"
 BATCH_LIMIT = 64
 """At most this many ready tasks of one host share one round trip."""
 
@@ -74,6 +75,7 @@ class Executor:
         self._emit_lock = threading.Lock()
         self._stop = threading.Event()
         self._stopped_at: float | None = None
+        self._aborted = False  # the grace period ended: the connections were closed under the tasks
         self._playbook = playbook
         self._state_dir = state_dir
         self._log = log
@@ -225,6 +227,7 @@ class Executor:
                     continue
                 done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
                 if not done and self._stopped_at is not None and time.monotonic() - self._stopped_at > self.options.grace:
+                    self._aborted = True
                     self.pool.close_all()  # the grace period is over: abort what still runs
                     done, _ = wait(list(running), timeout=5)
                 for future in done:
@@ -281,6 +284,8 @@ class Executor:
                                          [t.id for t in batch])
                 break
             except HostUnreachable as error:
+                if self._aborted:
+                    return [(t.id, self._done(t, started, Status.FAILED, ABORTED), ABORTED, False) for t in batch]
                 if attempt == 1 and not isinstance(error, HostKeyRejected) and "lost the connection" in str(error) and not self._stop.is_set():
                     lost = str(error)
                     continue
@@ -320,6 +325,8 @@ class Executor:
             except HostKeyRejected as error:
                 return self._done(task, started, Status.UNREACHABLE, str(error)), str(error), True
             except HostUnreachable as error:
+                if self._aborted:
+                    return self._done(task, started, Status.FAILED, ABORTED), ABORTED, False
                 if attempt == 1 and "lost the connection" in str(error) and not self._stop.is_set():
                     lost = str(error)
                     continue

@@ -302,3 +302,39 @@ def test_fetch_brings_a_file_back_and_check_mode_leaves_it(eight, playbook, tmp_
     missing = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
     assert missing.exit_code == 1
     assert "cannot fetch /srv/report/status from h4" in missing.finished()["tasks.back"]["message"]
+
+
+@pytest.mark.reliability('faults', 'a task still running when the grace period after SIGINT ends', "exit 130; the task failed 'interrupted: still running when the grace period ended', not retried, its host not called unreachable; the rest skipped 'interrupted'")
+def test_a_task_outliving_the_grace_period_is_aborted(eight, playbook):
+    """Through the Python API, with a grace period of 0.5 s: the connection is closed under
+    the running task, which is reported failed (interrupted), not retried on a new one."""
+    import threading
+
+    from fedi_run.engine.events import Status
+    from fedi_run.engine.executor import ExecutionOptions
+    from fedi_run.engine.project import load_project
+    from fedi_run.engine.runner import RunRequest, execute
+
+    eight.run("h5", "rm -f /tmp/aborted.count", check=True)
+    path = playbook(HEADER + '[tasks.long]\nhost = "h5"\nrun = "echo x >> /tmp/aborted.count; sleep 20"\n'
+                    + sleeper("next", "h5", 0, 'requires = ["tasks.long"]'))
+    project = load_project(path, [eight.inventory_path], apply=False)
+    request = RunRequest(options=ExecutionOptions(grace=0.5))
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    try:
+        outcome = execute(project, request, [])
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 10
+    assert outcome.exit_status == 130
+    assert outcome.statuses["tasks.long"] == Status.FAILED
+    assert outcome.statuses["tasks.next"] == Status.SKIPPED
+    store = StateStore.open(default_state_path(path))
+    try:
+        tasks = {t.task_id: t for t in store.last_run("exec").tasks}
+    finally:
+        store.close()
+    assert tasks["tasks.long"].message.startswith("interrupted: still running when the grace period ended")
+    assert eight.read_file("h5", "/tmp/aborted.count") == b"x\n"  # not run again on a new connection
