@@ -156,6 +156,8 @@ def test_hostile_values_reach_the_host_as_data_only(lab_factory, tmp_path):
                                      name.startswith("d-") for name in left.splitlines()), left
 
 
+@pytest.mark.reliability("security", "a target path with a newline; a relative `creates`",
+                         "exit 2 naming the key and 'expected an absolute path on the host'")
 def test_a_path_with_a_newline_is_refused_where_it_enters(tmp_path):
     """The one thing a target path may not hold besides NUL (the fuzz suite covers names)."""
     playbook = tmp_path / "p.toml"
@@ -171,3 +173,21 @@ def test_a_path_with_a_newline_is_refused_where_it_enters(tmp_path):
     assert result.exit_code == 2
     assert "tasks.a.file.path" in result.stderr and "tasks.b.creates" in result.stderr
     assert "expected an absolute path on the host" in result.stderr
+
+
+@pytest.mark.reliability("security", "an identity path with shell characters",
+                         "exit 2 naming hosts.<name>.identity and the characters: NixOps4's ssh "
+                         "options are one string a shell may split; nothing rendered or run")
+def test_an_identity_path_with_shell_characters_is_refused(tmp_path):
+    playbook = tmp_path / "p.toml"
+    for identity in ("keys/$(reboot)", "keys/`reboot`", "keys/a;b", "keys/'q'", "keys/a|b"):
+        playbook.write_text(tomli_w.dumps({
+            "deployment": {"name": "x", "domain": "x.example.org"},
+            "hosts": {"garage": {"address": "127.0.0.1", "port": 1, "identity": identity},
+                      "mastodon": {"address": "127.0.0.1", "port": 1}},
+            "services": {"mastodon": {"enable": True}},
+        }))
+        result = cli("plan", playbook, cwd=tmp_path)
+        assert result.exit_code == 2, (identity, result.stdout, result.stderr)
+        assert "hosts.garage.identity" in result.stderr and "shell" in result.stderr
+        assert not (tmp_path / ".fedi-run").exists()
