@@ -66,8 +66,10 @@ def file_part(pid: str, path: str, content: bytes, mode: int, owner: str | None,
         f'if [ $c != 0 ] && [ "$k" != 1 ]; then '
         f'if [ -e "$f" ] && [ ! -e "$o" ]; then {{ mkdir -p "${{o%/*}}" && cp -p "$f" "$o.fedi-run.$$" && mv -f "$o.fedi-run.$$" "$o"; }} 2>"$E" '
         f'|| {{ rm -f "$o.fedi-run.$$"; why; fail {pid} "cannot keep the original of $f in $o on $H: $e"; }}; fi; '
-        f'if [ $c = 1 ]; then {{ cat {src} >"$t" && chmod {m} "$t" {chown}&& mv -f "$t" "$f"; }} 2>"$E" '
-        f'|| {{ rm -f "$t"; why; fail {pid} "cannot write $f on $H: $e"; }}; '
+        # the temporary file is created 0600 (umask 077): its content is never readable by
+        # others before the chmod, whatever the host's umask
+        f'if [ $c = 1 ]; then {{ umask 077 && cat {src} >"$t" && umask "$U" && chmod {m} "$t" {chown}&& mv -f "$t" "$f"; }} 2>"$E" '
+        f'|| {{ umask "$U"; rm -f "$t"; why; fail {pid} "cannot write $f on $H: $e"; }}; '
         f'else chmod {m} "$f" {chown_in_place}2>"$E" || {{ why; fail {pid} "cannot set the mode or owner of $f on $H: $e"; }}; fi; fi; '
         f"[ $c = 0 ] || c=1; done_ {pid} $c"
     )
@@ -160,7 +162,7 @@ def command_part(pid: str, run: str, creates: str | None, unless: str | None) ->
 
 
 PRELUDE = (
-    "M={marker}; k={check}; E=/dev/null; H={host}\n"
+    "M={marker}; k={check}; E=/dev/null; H={host}; U=$(umask)\n"
     "done_() {{ printf '\\n%s %s %s\\n' \"$M\" \"$1\" \"$2\"; }}\n"
     "fail() {{ printf '\\n%s %s F %s\\n' \"$M\" \"$1\" \"$2\"; exit 1; }}\n"
     # why: $e is the reason in the first line of $E ("No space left on device"), no fork

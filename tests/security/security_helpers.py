@@ -42,11 +42,10 @@ class Result:
 def cli(*args: object, umask: int | None = None, env: dict | None = None, cwd: Path | None = None,
         timeout: float = 300) -> Result:
     """``fedi-run ARGS`` in a subprocess of its own (``umask`` set in it before it starts)."""
-    preexec = (lambda: os.umask(umask)) if umask is not None else None
     done = subprocess.run(
         [sys.executable, "-m", "fedi_run.engine.cli", *(str(a) for a in args)],
         env={**os.environ, **(env or {})}, cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, preexec_fn=preexec, check=False,
+        timeout=timeout, umask=-1 if umask is None else umask, check=False,
     )
     return Result(done.returncode, done.stdout, done.stderr)
 

@@ -8,6 +8,7 @@ test_security_scenario.py (umask 000) and test_secrets_travel.py (umask 022)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -136,3 +137,32 @@ def test_the_labs_keys_are_private(tmp_path):
     assert mode(tmp_path / "id_ed25519") == 0o600
     assert mode(tmp_path / "id_ed25519.pub") == 0o644
     assert (tmp_path / "id_ed25519").read_bytes().startswith(b"-----BEGIN OPENSSH PRIVATE KEY")
+
+
+@pytest.mark.reliability("security", "files and secrets written on a host whose umask is 000",
+                         "the temporary file is 0600 before its chmod (never readable by others "
+                         "while it fills), the result has exactly the asked mode, and the "
+                         "script's umask is the host's again afterwards")
+def test_a_target_file_is_never_readable_by_others_while_it_is_written(tmp_path):
+    from fedi_run.engine import scripts
+
+    record = tmp_path / "modes-before-chmod"
+    watch = (  # every chmod of a temporary file first records the mode the file had
+        f'chmod() {{ case "$2" in *.fedi-run.*) stat -c %a "$2" >>{record};; esac; '
+        'command chmod "$@"; }\n'
+    )
+    parts = [scripts.file_part("0.0", str(tmp_path / "config"), b"password=hunter2\n", 0o600,
+                               None, "file"),
+             scripts.file_part("0.1", str(tmp_path / "public"), b"hello\n", 0o644, None, "file"),
+             scripts.secret_part("0.2", str(tmp_path / "s" / "token"), b"s3cr3t-token", 0o400,
+                                 keep=True, summary="secret"),
+             scripts.command_part("0.3", f"umask >{tmp_path}/umask-after", None, None)]
+    script = scripts.compile_script([parts], False)
+    assert b"hunter2" not in script.text.encode() and b"s3cr3t" not in script.text.encode()
+    done = subprocess.run(["sh", "-c", watch + script.text], input=script.payload,
+                          capture_output=True, umask=0, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert record.read_text().split() == ["600", "600", "600"]
+    assert mode(tmp_path / "config") == 0o600 and mode(tmp_path / "public") == 0o644
+    assert mode(tmp_path / "s" / "token") == 0o400 and mode(tmp_path / "s") == 0o700
+    assert (tmp_path / "umask-after").read_text().strip() == "0000"
