@@ -209,12 +209,11 @@ def test_panel_check(lab, panel, browser, screenshots):
     # Deploy, and follow it live.
     driver.find_element(By.ID, "deploy").click()
     wait(driver, lambda d: d.find_elements(By.ID, "live-run"), 30, "the run page")
-    def mid_run():
-        try:  # a screenshot while tasks are running, if the run is not over before
-            wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#tasks tr[data-status=changed]")
-                 and d.find_elements(By.CSS_SELECTOR, "#tasks tr[data-status=pending]"), 30)
-        finally:
-            shots.append(shot(driver, screenshots, "run-live"))
+    def mid_run():  # a screenshot while tasks run (or at the end, if the run is that quick)
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#live-run[data-done='1']") or (
+            d.find_elements(By.CSS_SELECTOR, "#tasks tr[data-status=changed]")
+            and d.find_elements(By.CSS_SELECTOR, "#tasks tr[data-status=pending]")), 60, "tasks running")
+        shots.append(shot(driver, screenshots, "run-live"))
 
     deployed = follow_run(driver, "deploy", mid_run)
     assert deployed["result"] == "done", driver.find_element(By.ID, "log").text[-3000:]
