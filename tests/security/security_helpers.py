@@ -116,7 +116,7 @@ class Sampler:
     ``cmdlines`` holds each distinct command line seen; ``loose`` each non-private entry
     seen under ``watch``; ``sweeps`` how many passes were made."""
 
-    def __init__(self, watch: Path | None = None, pause: float = 0.002):
+    def __init__(self, watch: Path | None = None, pause: float = 0.004):
         self.watch = watch
         self.pause = pause
         self.cmdlines: set[bytes] = set()
@@ -146,7 +146,7 @@ class Sampler:
                     continue
                 if line:
                     self.cmdlines.add(line)
-            if self.watch is not None and self.watch.exists():
+            if self.watch is not None and self.sweeps % 4 == 0 and self.watch.exists():
                 self.loose.update(loose_entries(self.watch))
             self.sweeps += 1
             self._stop.wait(self.pause)  # leave the run a core of its own

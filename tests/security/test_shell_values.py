@@ -17,7 +17,9 @@ import shlex
 
 import pytest
 import tomli_w
+from click.testing import CliRunner
 
+from fedi_run.engine.cli import cli as fedi_cli
 from security_helpers import cli
 
 pytestmark = pytest.mark.lab
@@ -187,7 +189,7 @@ def test_an_identity_path_with_shell_characters_is_refused(tmp_path):
                       "mastodon": {"address": "127.0.0.1", "port": 1}},
             "services": {"mastodon": {"enable": True}},
         }))
-        result = cli("plan", playbook, cwd=tmp_path)
+        result = CliRunner().invoke(fedi_cli, ["plan", str(playbook)])
         assert result.exit_code == 2, (identity, result.stdout, result.stderr)
         assert "hosts.garage.identity" in result.stderr and "shell" in result.stderr
         assert not (tmp_path / ".fedi-run").exists()
