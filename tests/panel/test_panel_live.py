@@ -1,0 +1,78 @@
+"""The live state of runs: the sink that feeds it (and masks), the snapshot's cursor, and the
+board's one-run-per-deployment rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedi_run.engine.events import OutputChunk, RunFinished, RunStarted, Status, TaskFinished, TaskStarted
+from fedi_run.panel.errors import DeploymentBusy
+from fedi_run.panel.live import Board, LiveRun
+from fedi_run.panel.sink import PanelSink
+
+SECRET = "the initial password"
+
+
+def feed(live: LiveRun) -> None:
+    sink = PanelSink(live, [SECRET])
+    sink.handle(RunStarted(7, "site", "run", ("a.one", "nixops4.apply"), ("web", "local"), False, 0.0))
+    sink.handle(TaskStarted(7, "a.one", "web", 1.0))
+    sink.handle(TaskFinished(7, "a.one", "web", Status.CHANGED, 0.5, message=f"said {SECRET}",
+                             changes=(f"wrote {SECRET}",)))
+    sink.handle(TaskStarted(7, "nixops4.apply", "local", 2.0))
+    sink.handle(OutputChunk(7, "nixops4.apply", "local", "stdout", f"applying, {SECRET}\n"))
+    sink.handle(TaskFinished(7, "nixops4.apply", "local", Status.CHANGED, 0.1))
+    sink.handle(RunFinished(7, 0, 1.5, False, {"web": {"changed": 1}, "local": {"changed": 1}}))
+    sink.close()
+
+
+def test_the_sink_feeds_the_live_run_and_masks_what_it_is_given():
+    live = LiveRun(1, 1, "run")
+    feed(live)
+    data = live.snapshot()
+    assert data["engine_run_id"] == 7 and data["finished"] and data["exit_status"] == 0
+    assert [(t["id"], t["status"]) for t in data["tasks"]] == [("a.one", "changed"), ("nixops4.apply", "changed")]
+    assert data["recap"] == {"web": {"changed": 1}, "local": {"changed": 1}}
+    everything = repr(data) + live.log() + live.apply_output()
+    assert SECRET not in everything and everything.count("********") >= 4
+    assert live.apply_output() == "applying, ********\n"
+
+
+def test_the_snapshot_gives_the_chunks_after_the_cursor():
+    live = LiveRun(1, 1, "run")
+    feed(live)
+    whole = live.snapshot()
+    assert [c["number"] for c in whole["chunks"]] == list(range(1, whole["next"] + 1))
+    later = live.snapshot(after=whole["next"] - 2)
+    assert [c["number"] for c in later["chunks"]] == [whole["next"] - 1, whole["next"]]
+    assert live.snapshot(after=whole["next"])["chunks"] == []
+
+
+def test_a_task_state_is_pending_until_it_starts():
+    live = LiveRun(1, 1, "run")
+    live.started(3, ("a", "b"), ("h1", "h2"))
+    live.task_started("a", "h1")
+    assert [t["status"] for t in live.snapshot()["tasks"]] == ["running", "pending"]
+
+
+def test_one_run_per_deployment_on_the_board():
+    board = Board()
+    board.claim(1, "site")
+    board.register(LiveRun(10, 1, "run"))
+    with pytest.raises(DeploymentBusy) as refused:
+        board.claim(1, "site")
+    assert refused.value.run_pk == 10 and refused.value.exit_status == 3
+    assert "site is already being deployed (run 10 is in progress)" in str(refused.value)
+    board.claim(2, "other")  # another deployment may run meanwhile
+    board.release(1)
+    assert board.active_run(1) is None and board.get(10) is not None  # still readable
+    board.claim(1, "site")
+
+
+def test_the_board_forgets_the_oldest_ended_runs():
+    board = Board()
+    for pk in range(1, Board.KEEP + 6):
+        board.claim(pk, f"d{pk}")
+        board.register(LiveRun(pk, pk, "run"))
+        board.release(pk)
+    assert board.get(1) is None and board.get(Board.KEEP + 5) is not None
