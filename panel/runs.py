@@ -58,7 +58,14 @@ def password_file(deployment: Deployment) -> Path:
 
 
 def playbook_file(deployment: Deployment) -> Path:
+    """The deployment's ``playbook.toml``, written by :func:`write_playbook`."""
     return directory(deployment) / paths.PLAYBOOK_FILE
+
+
+def state_path(deployment_directory: Path) -> Path:
+    """The engine's state database of a deployment (``--state``): in its directory, where the
+    command line would look for it too (``.fedi-run/state.db`` beside the playbook)."""
+    return deployment_directory / ".fedi-run" / "state.db"
 
 
 def spec_of(deployment: Deployment, password: Path | None = None) -> DeploymentSpec:
@@ -121,8 +128,9 @@ def _work(job: RunJob, live: LiveRun) -> None:
     try:
         project = load_project(job.playbook, [job.inventory], apply=job.apply)
         options = ExecutionOptions(kind=job.kind, forks=project.playbook.run.forks)
-        request = RunRequest(options=options, argv=("panel", "deploy" if job.kind == "run"
-                                                    else job.kind, job.deployment))
+        request = RunRequest(options=options, state_path=state_path(job.playbook.parent),
+                             argv=("panel", "deploy" if job.kind == "run" else job.kind,
+                                   job.deployment))
         outcome = execute(project, request, [sink])
         if not live.finished:
             live.finish(outcome.exit_status, outcome.recap, 0.0)
