@@ -22,8 +22,6 @@ from click.testing import CliRunner
 from fedi_run.engine.cli import cli as fedi_cli
 from security_helpers import cli
 
-pytestmark = pytest.mark.lab
-
 HOSTILE = [
     "$(touch pwned-{n})",
     "`touch pwned-{n}`",
@@ -104,6 +102,7 @@ def _markers_on_host(lab) -> list[str]:
     return sorted(found.split())
 
 
+@pytest.mark.lab
 @pytest.mark.reliability("security", "hostile text in free-text fields (file content and src, "
                          "descriptions, file/directory/creates paths, display name)",
                          "nothing runs on the host or the deployer; each value arrives as data "
