@@ -88,7 +88,6 @@ def serve(host: str, port: int, allow_remote: bool, data_dir: Path | None) -> No
     allowed = ("*",) if host in ("0.0.0.0", "::") else (host.strip("[]"),)
     configured = _site(data_dir, allowed)
     from django.core.wsgi import get_wsgi_application
-
     from fedi_run.panel.runs import recover_orphans
 
     recover_orphans()
@@ -105,6 +104,6 @@ def serve(host: str, port: int, allow_remote: bool, data_dir: Path | None) -> No
         server.server_close()
 
 
-def _interrupt(signum, frame) -> None:  # noqa: ARG001
+def _interrupt(signum, frame) -> None:
     """SIGTERM stops ``serve`` as Ctrl-C does."""
     raise KeyboardInterrupt

@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from django import forms
-
 from fedi_run.panel import runs, site
 from fedi_run.panel.catalog import catalog
 from fedi_run.panel.models import Deployment

@@ -41,9 +41,9 @@ class Deployment(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["name", "id"]
-        constraints = [models.UniqueConstraint(fields=["owner", "name"],
-                                               name="one_name_per_operator")]
+        ordering = ("name", "id")
+        constraints = (models.UniqueConstraint(fields=("owner", "name"),
+                                               name="one_name_per_operator"),)
 
     def __str__(self) -> str:
         return self.name
@@ -53,7 +53,7 @@ class Run(models.Model):
     """One deploy (``kind="run"``) or teardown started from the panel."""
 
     RUNNING, FINISHED, ERROR = "running", "finished", "error"
-    STATES = [(RUNNING, "running"), (FINISHED, "finished"), (ERROR, "could not run")]
+    STATES = ((RUNNING, "running"), (FINISHED, "finished"), (ERROR, "could not run"))
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="runs")
     kind = models.CharField(max_length=16, default="run")
@@ -70,7 +70,7 @@ class Run(models.Model):
     apply_output = models.TextField(blank=True, default="")
 
     class Meta:
-        ordering = ["-id"]
+        ordering = ("-id",)
 
     def __str__(self) -> str:
         return f"{self.kind} {self.pk} of {self.deployment}"

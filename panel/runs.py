@@ -20,7 +20,6 @@ from pathlib import Path
 
 from django.db import close_old_connections, connection
 from django.utils import timezone
-
 from fedi_run.engine.errors import FediRunError
 from fedi_run.panel import paths, site
 from fedi_run.panel.catalog import catalog

@@ -31,7 +31,7 @@ class IPv6ThreadingWSGIServer(ThreadingWSGIServer):
 class QuietHandler(WSGIRequestHandler):
     """Logs one short line per request to stderr, none for the progress polls."""
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's API
+    def log_message(self, format: str, *args) -> None:
         if "/progress" in (self.path or ""):
             return
         sys.stderr.write(f"panel: {self.address_string()} {format % args}\n")

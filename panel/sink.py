@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fedi_run.engine.events import Event, OutputChunk, RunFinished, RunStarted, TaskFinished, TaskStarted
+from fedi_run.engine.events import (
+    Event,
+    OutputChunk,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    TaskStarted,
+)
 from fedi_run.panel.live import LiveRun
 
 MASK = "********"

@@ -7,7 +7,6 @@ from pathlib import Path
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from django.views.static import serve
-
 from fedi_run.panel import views
 
 STATIC = Path(__file__).resolve().parent / "static"

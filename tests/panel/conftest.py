@@ -23,7 +23,6 @@ except ImportError as error:  # pragma: no cover - a broken environment
     raise RuntimeError("the panel's tests need Django: pip install -e '.[test,panel]'") from error
 
 from django.test.utils import setup_test_environment
-
 from fedi_run.panel import site
 
 DATA_DIR = Path(tempfile.mkdtemp(prefix="fedi-run-panel-tests-"))
@@ -36,7 +35,7 @@ HOSTS = ("garage", "mastodon", "peertube", "pixelfed")
 PASSWORD = "an initial password 7f3a9c"
 
 
-def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
+def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(DATA_DIR, ignore_errors=True)
 
 

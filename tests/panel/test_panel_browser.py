@@ -15,7 +15,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -27,7 +26,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "services"))
-from test_cli_check import SECRETS, check_step, expected_files, secret_files  # noqa: E402
+from test_cli_check import SECRETS, check_step, expected_files, secret_files
 
 pytestmark = pytest.mark.lab
 

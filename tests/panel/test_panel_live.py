@@ -4,8 +4,14 @@ board's one-run-per-deployment rule."""
 from __future__ import annotations
 
 import pytest
-
-from fedi_run.engine.events import OutputChunk, RunFinished, RunStarted, Status, TaskFinished, TaskStarted
+from fedi_run.engine.events import (
+    OutputChunk,
+    RunFinished,
+    RunStarted,
+    Status,
+    TaskFinished,
+    TaskStarted,
+)
 from fedi_run.panel.errors import DeploymentBusy
 from fedi_run.panel.live import Board, LiveRun
 from fedi_run.panel.sink import PanelSink

@@ -7,10 +7,9 @@ import stat
 from pathlib import Path
 
 import pytest
+from conftest import DATA_DIR, PASSWORD, wait_for_run
 from django.test import Client
 from django.urls import reverse
-
-from conftest import DATA_DIR, PASSWORD, wait_for_run
 from fedi_run.panel import runs
 from fedi_run.panel.live import BOARD
 from fedi_run.panel.models import Deployment, Run
@@ -274,10 +273,10 @@ def test_the_engines_lock_is_respected(operator, client_for, form_data, hostless
 
     client = client_for(operator())
     deployment = create(client, form_data(services=[], apply=None, inventory=hostless))
-    with StateStore.open(runs.directory(deployment) / ".fedi-run" / "state.db") as store:
-        with store.lock(deployment.name):
-            client.post(reverse("panel:deploy", args=[deployment.pk]))
-            run = wait_for_run(deployment.runs.get().pk)
+    with StateStore.open(runs.directory(deployment) / ".fedi-run" / "state.db") as store, \
+            store.lock(deployment.name):
+        client.post(reverse("panel:deploy", args=[deployment.pk]))
+        run = wait_for_run(deployment.runs.get().pk)
     assert run.state == Run.ERROR
     assert f"another run of deployment '{deployment.name}' is in progress" in run.error
     assert "another run" in client.get(reverse("panel:run", args=[deployment.pk, run.pk])).content.decode()
@@ -297,3 +296,9 @@ def test_teardown_asks_for_a_confirmation(operator, client_for, form_data, hostl
     run = wait_for_run(deployment.runs.get().pk)
     assert run.kind == "teardown" and run.state == Run.FINISHED and run.exit_status == 0, run.error
     assert response["Location"] == reverse("panel:run", args=[deployment.pk, run.pk])
+
+
+def test_the_migrations_match_the_models():
+    from django.core.management import call_command
+
+    call_command("makemigrations", "fedi_panel", "--check", "--dry-run", verbosity=0)
