@@ -18,6 +18,7 @@ Contract of :class:`HostConnection`:
 from __future__ import annotations
 
 import io
+import logging
 import os
 import socket
 import threading
@@ -27,6 +28,12 @@ from pathlib import Path
 
 from fedi_run.engine.errors import FediRunError
 from fedi_run.engine.playbook import HostSection
+
+# paramiko logs what its transport thread meets (a reset connection, with a traceback) and,
+# with no logging configured, Python prints that on stderr; the engine reports these errors
+# itself, in words. A handler of paramiko's own stops the printing (records still propagate
+# to the application's handlers, if it has any).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 INPUT_SLEEP = 0.001
 """Seconds between the runner's polls of a running command (Invoke's default is 0.01)."""

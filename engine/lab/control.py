@@ -268,16 +268,20 @@ def processes_of_host(lab: LabState, name: str) -> list[Proc]:
     return _victims([replace(lab, hosts=(lab.host(name),), acme=None)])
 
 
-def restart_host(directory: Path | str, name: str) -> LabState:
+def restart_host(directory: Path | str, name: str, *, holding_addresses: bool = False) -> LabState:
     """Start host ``name`` again — after a test killed its sshd, say — over the same files,
     address, port and host key: whatever is left of it is stopped first, and its sshd starts
     in a new namespace (its ``/run`` is empty again; its private directories and overlays keep
-    what was written). Returns the updated state (also saved in ``lab.json``)."""
+    what was written). Returns the updated state (also saved in ``lab.json``).
+
+    While the host is down, another lab starting may take its address: kill it and restart it
+    inside ``addresses.machine_lock()``, passing ``holding_addresses=True``."""
     directory = Path(directory).absolute()
+    held = contextlib.nullcontext() if holding_addresses else addresses.machine_lock()
     with _dir_lock(directory):
         lab = state.require(directory)
         old = lab.host(name)
-        with addresses.machine_lock():
+        with held:
             survivors = procs.terminate(processes_of_host(lab, name))
             if survivors:
                 pids = ", ".join(str(p.pid) for p in survivors)

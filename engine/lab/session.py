@@ -118,14 +118,23 @@ class Lab:
             return found
         return [pid for pid in found if procs.command_name(pid) == command]
 
-    def restart_host(self, host: str) -> None:
+    def restart_host(self, host: str, *, holding_addresses: bool = False) -> None:
         """Start ``host`` again after its sshd was killed (see :func:`control.restart_host`):
-        same address, port, key and files."""
+        same address, port, key and files. ``holding_addresses``: the caller holds
+        :meth:`addresses_held` (so no other lab took the address meanwhile)."""
         with self._lock:
             conn = self._connections.pop(host, None)
         if conn is not None:
             conn.close()
-        self.state = control.restart_host(self.state.dir, host)
+        self.state = control.restart_host(self.state.dir, host, holding_addresses=holding_addresses)
+
+    @staticmethod
+    def addresses_held():
+        """The machine-wide lock that hands out lab addresses, as a context manager: no lab
+        starts while it is held, so a host that is down keeps its address."""
+        from fedi_run.engine.lab import addresses
+
+        return addresses.machine_lock()
 
     # -- lifetime ------------------------------------------------------------------------
 
