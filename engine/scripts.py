@@ -68,8 +68,9 @@ def file_part(pid: str, path: str, content: bytes, mode: int, owner: str | None,
         f'|| {{ rm -f "$o.fedi-run.$$"; why; fail {pid} "cannot keep the original of $f in $o on $H: $e"; }}; fi; '
         # the temporary file is created 0600 (umask 077): its content is never readable by
         # others before the chmod, whatever the host's umask
-        f'if [ $c = 1 ]; then {{ umask 077 && cat {src} >"$t" && umask "$U" && chmod {m} "$t" {chown}&& mv -f "$t" "$f"; }} 2>"$E" '
-        f'|| {{ umask "$U"; rm -f "$t"; why; fail {pid} "cannot write $f on $H: $e"; }}; '
+        # (a subshell that becomes cat: no process more than a plain cat)
+        f'if [ $c = 1 ]; then {{ (umask 077 && exec cat {src} >"$t") && chmod {m} "$t" {chown}&& mv -f "$t" "$f"; }} 2>"$E" '
+        f'|| {{ rm -f "$t"; why; fail {pid} "cannot write $f on $H: $e"; }}; '
         f'else chmod {m} "$f" {chown_in_place}2>"$E" || {{ why; fail {pid} "cannot set the mode or owner of $f on $H: $e"; }}; fi; fi; '
         f"[ $c = 0 ] || c=1; done_ {pid} $c"
     )
@@ -162,7 +163,7 @@ def command_part(pid: str, run: str, creates: str | None, unless: str | None) ->
 
 
 PRELUDE = (
-    "M={marker}; k={check}; E=/dev/null; H={host}; U=$(umask)\n"
+    "M={marker}; k={check}; E=/dev/null; H={host}\n"
     "done_() {{ printf '\\n%s %s %s\\n' \"$M\" \"$1\" \"$2\"; }}\n"
     "fail() {{ printf '\\n%s %s F %s\\n' \"$M\" \"$1\" \"$2\"; exit 1; }}\n"
     # why: $e is the reason in the first line of $E ("No space left on device"), no fork
