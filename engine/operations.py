@@ -100,10 +100,16 @@ class LocalCommand:
 @dataclass(frozen=True)
 class Call:
     """Call the Python function ``function`` (``"package.module:name"``) on the deployer with
-    ``kwargs``; it returns whether it changed anything."""
+    ``kwargs``; it returns whether it changed anything.
+
+    ``secrets`` declares the paths, on the task's host, of the secret files the function
+    places there (with ``place_secret_files``): like a :class:`Secret`'s path, a path the
+    run's masker must know the value of before any output of that host is shown — also in a
+    run where the call itself does not run."""
 
     function: str
     kwargs: tuple[tuple[str, object], ...] = ()
+    secrets: tuple[str, ...] = ()
 
 
 Operation = Union[Command, File, Restore, Directory, Template, Secret, Fetch, LocalCommand, Call]

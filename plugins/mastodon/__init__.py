@@ -34,7 +34,8 @@ def fedi_run_config_sections():
 
 @hookimpl
 def fedi_run_tasks(playbook: Playbook):
-    vapid = Call("fedi_run.plugins.mastodon.vapid:ensure", (("private", VAPID_PRIVATE), ("public", VAPID_PUBLIC)))
+    vapid = Call("fedi_run.plugins.mastodon.vapid:ensure", (("private", VAPID_PRIVATE), ("public", VAPID_PUBLIC)),
+                 secrets=(VAPID_PRIVATE, VAPID_PUBLIC))
     return app_tasks(playbook, "mastodon", SECRETS, extra=(vapid,),
                      extra_files=(VAPID_PRIVATE, VAPID_PUBLIC))
 from fedi_run.plugins.mastodon.nix import fedi_run_nix_modules  # noqa: E402,F401 - the plugin's part of the NixOS configuration

@@ -107,3 +107,28 @@ def test_the_deployers_files_are_private_under_umask_022(lab_factory, tmp_path):
         assert os.stat(report).st_mode & 0o777 == 0o600
     for host in ("garage", "mastodon"):  # the teardown left nothing: VAPID keys included
         assert lab.run(host, "find /var/lib/fedi-run", check=False).stdout == "", host
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine/executor.py primes the masker with the paths of Secret operations only; the "
+    "secrets plugins place with a Call (declared in Call.secrets: an app's S3 key files, the "
+    "VAPID pair, the initial user) are masked only in a run where that call runs"))
+def test_secrets_placed_by_calls_are_masked_in_a_run_that_does_not_place_them(lab_factory,
+                                                                               tmp_path):
+    lab = lab_factory(["garage", "mastodon"])
+    (tmp_path / "password").write_text(PASSWORD + "\n")
+    playbook = tmp_path / "travel.toml"
+    shown = [f"{SECRETS_ROOT}/mastodon/{name}" for name in
+             ("vapid-private-key", "s3/secret", "initial-user", "secret-key-base")]
+    playbook.write_text(PLAYBOOK)
+    first = cli("run", playbook, "-i", lab.inventory_path, "--no-apply", "--json", cwd=tmp_path)
+    assert first.exit_code == 0, first.stdout[-3000:]
+    # the operator's task that prints them, run on its own: the calls do not run this time
+    playbook.write_text(PLAYBOOK + f'\n[tasks.show]\nhost = "mastodon"\nrun = "cat {" ".join(shown)}"\n')
+    show = cli("run", playbook, "-i", lab.inventory_path, "--no-apply", "--json", "-v",
+               "--only", "tasks.show", cwd=tmp_path)
+    assert show.exit_code == 0 and show.finished()["tasks.show"]["output"]
+    for path in shown:
+        value = lab.read_file("mastodon", path).decode()
+        value = PASSWORD if path.endswith("initial-user") else value
+        assert value not in show.stdout + show.stderr, path
