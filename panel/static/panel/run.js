@@ -110,6 +110,8 @@
     }
     if (data.finished) {
       showRecap(data.recap);
+      document.getElementById("run-elapsed").textContent =
+        typeof data.duration === "number" ? "— took " + data.duration.toFixed(1) + " s" : "";
       root.dataset.finished = "1";
     }
     if (typeof data.log === "string") {  // the stored record, whole (the run ended elsewhere)
@@ -123,6 +125,15 @@
     return false;
   }
 
+  function clock() {  // how long the run has been going, while it goes
+    var started = Number(root.dataset.started || 0);
+    if (!started || root.dataset.finished === "1") return;
+    var seconds = Math.max(0, Math.round(Date.now() / 1000 - started));
+    var text = seconds < 60 ? seconds + " s" : Math.floor(seconds / 60) + " min " + (seconds % 60) + " s";
+    document.getElementById("run-elapsed").textContent = "— running for " + text;
+    setTimeout(clock, 1000);
+  }
+
   function poll() {
     fetch(url + "?after=" + after, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (response) {
@@ -132,5 +143,6 @@
       .then(function (data) { if (!update(data)) setTimeout(poll, 400); })
       .catch(function () { setTimeout(poll, 2000); });
   }
+  clock();
   poll();
 })();
