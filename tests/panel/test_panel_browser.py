@@ -255,11 +255,7 @@ def test_panel_check(lab, panel, browser, screenshots):
     removed = follow_run(driver, "teardown")
     assert removed["result"] == "done", driver.find_element(By.ID, "log").text[-3000:]
     left = {host: secret_files(lab, host) for host in ("garage", "mastodon", "peertube", "pixelfed")}
-    # Known engine-side gap (plugins/mastodon): the VAPID key pair is made by a Call, which has
-    # no derived undo, so a teardown of an enabled mastodon leaves exactly these two files
-    # (switching mastodon off removes them: mastodon.absent). Everything else must be gone.
-    assert set(left.pop("mastodon")) <= {"mastodon/vapid-private-key", "mastodon/vapid-public-key"}
-    assert left == {"garage": {}, "peertube": {}, "pixelfed": {}}
+    assert left == {"garage": {}, "mastodon": {}, "peertube": {}, "pixelfed": {}}
     calls = [json.loads(line) for line in panel.standin_log.read_text().splitlines()]
     assert [c["argv"] for c in calls] == [["apply", "fediversity", "--no-interactive", "--show-trace"]] * 2
     assert ADMIN_PASSWORD not in driver.page_source
