@@ -8,7 +8,7 @@ Contract of :class:`Executor`:
   ``shares_host``; deployer-local tasks have no host limit. A job is one task, or — when several
   tasks of one host are ready at once and consist only of file-like operations and guarded
   commands — up to :data:`BATCH_LIMIT` of them in ONE round trip, each still reported on its
-  own (and failing on its own);
+  own (and failing on its own); a task with a ``timeout`` of its own always runs alone;
 * a failed task makes every task waiting on it, transitively, ``skipped`` with the reason; the
   other branches go on. With ``fail_fast`` nothing new starts after the first failure;
 * a host whose connection cannot be made (after the connection's retries) or whose key is
@@ -254,7 +254,9 @@ class Executor:
         return task.actions if self.options.kind == "run" else task.undo_actions()
 
     def _batchable(self, task: Task) -> bool:
-        return task.host is not None and not self.options.diff and batchable(self._operations(task))
+        # a task with a timeout of its own runs alone, so that its timeout is exactly its own
+        return (task.host is not None and not self.options.diff and task.timeout is None
+                and batchable(self._operations(task)))
 
     def _context(self, task: Task, connection, timeout: float) -> Context:
         return Context(

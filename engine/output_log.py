@@ -23,7 +23,7 @@ import os
 import re
 from pathlib import Path
 
-from fedi_run.engine.masking import MASK, Masker
+from fedi_run.engine.masking import Masker
 from fedi_run.engine.recap import TailBuffer
 
 TAIL = 64 * 1024
@@ -199,5 +199,3 @@ class TaskOutput:
                 pass
             self._file = None
 
-
-__all__ = ["MASK", "OutputLog", "TaskOutput", "TAIL", "log_path", "log_directory", "size_text"]

@@ -23,7 +23,7 @@ class Result:
     exit_code: int
     stdout: str
     stderr: str
-    peak_rss_kib: int = 0
+    peak_rss_kib: int = 0  # VmHWM
     duration: float = 0.0
 
     def events(self) -> list[dict]:
@@ -45,14 +45,33 @@ def fedi(*args: object) -> Result:
     return Result(result.exit_code, result.stdout, result.stderr)
 
 
+# The CLI, reporting its peak RSS (VmHWM: its own, since exec) in the file $FEDI_TEST_HWM as
+# it exits. (The rusage of a child is no good: its maxrss starts at its parent's RSS at fork.)
+MEASURED = """
+import atexit, os, sys
+def _hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            open(os.environ["FEDI_TEST_HWM"], "w").write(line.split()[1])
+atexit.register(_hwm)
+sys.argv = ["fedi-run", *sys.argv[1:]]
+from fedi_run.engine.cli import main
+main()
+"""
+
+
 class Cli:
     """The CLI as a process of its own (signals, peak memory, faults injected while it runs)."""
 
     def __init__(self, *args: object, prefix: tuple[str, ...] = ()):
+        import tempfile
+
         self.started = time.monotonic()
+        self._hwm = Path(tempfile.mkstemp(prefix="fedi-hwm-")[1])
         self.process = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "fedi_run.engine.cli", *map(str, args)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [*prefix, sys.executable, "-c", MEASURED, *map(str, args)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "FEDI_TEST_HWM": str(self._hwm)})
         self.lines: list[str] = []
 
     def wait_for(self, event: str, task: str, timeout: float = 30) -> None:
@@ -71,32 +90,21 @@ class Cli:
 
     def finish(self, timeout: float = 120) -> Result:
         """Wait for the end; the result, with the process's peak RSS (``wait4``)."""
-        out, err, peak = _communicate(self.process, timeout)
+        out, err = _communicate(self.process, timeout)
         self.lines.append(out)
+        peak = int(self._hwm.read_text() or 0)
+        self._hwm.unlink()
         return Result(self.process.returncode, "".join(self.lines), err, peak,
                       time.monotonic() - self.started)
 
 
-def _communicate(process: subprocess.Popen, timeout: float) -> tuple[str, str, int]:
-    """Read both streams to their end, then reap the process with ``wait4`` for its rusage."""
-    import threading
-
-    errors: list[str] = []
-    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()))
-    reader.start()
-    out = process.stdout.read()
-    reader.join(timeout)
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("the run did not end")
-        time.sleep(0.01)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return out, "".join(errors), usage.ru_maxrss
+def _communicate(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError("the run did not end") from None
 
 
 def last_run(path: Path):

@@ -61,7 +61,7 @@ requires = ["tasks.config"]
     assert leftovers(four, "f3", "/var/lib") == []
     state = recorded(path)
     assert state["tasks.config"] == "failed" and state["tasks.elsewhere"] == "changed"
-    assert "No space left on device" in [t for t in _last_messages(path) if "config" in t][0]
+    assert "No space left on device" in next(t for t in _last_messages(path) if "config" in t)
 
     four.run("f3", "rm /var/lib/fill", check=True)
     resumed = fedi("run", path, "-i", four.inventory_path, "--no-apply", "--json", "--resume")

@@ -95,8 +95,9 @@ def test_sshd_killed_mid_task(four, playbook):
 @pytest.mark.reliability(
     "faults", "a host stops answering in the middle of a task (its sshd SIGSTOPped)",
     "the task's timeout fires: exit 1, the task failed 'timed out after 3 s on f1', its "
-    "dependent skipped, other hosts finish, the run does not hang; after SIGCONT, --resume "
-    "completes and the guarded task is not done twice")
+    "dependent skipped, the host's next task unreachable within --connect-timeout, other hosts "
+    "finish, the run does not hang; after SIGCONT, --resume completes and the guarded task is "
+    "not done twice")
 def test_host_stops_answering_mid_task(four, playbook):
     path = playbook(HEADER + """
 [tasks.stuck]
@@ -110,6 +111,11 @@ host = "f1"
 run = "echo next >> /srv/count"
 requires = ["tasks.stuck"]
 
+[tasks.independent]
+host = "f1"
+file = { path = "/srv/independent", content = "x\\n" }
+requires = ["tasks.other"]  # ready while tasks.stuck hangs
+
 [tasks.other]
 host = "f2"
 run = "sleep 1; echo other >> /srv/count"
@@ -119,7 +125,7 @@ host = "f3"
 run = "sleep 2; echo more >> /srv/count"
 """)
     run = Cli("run", path, "-i", four.inventory_path, "--no-apply", "--json",
-              "--connect-timeout", "2", "--retries", "1")
+              "--connect-timeout", "1", "--retries", "1")
     run.wait_for("task_started", "tasks.stuck")
     _wait_started_on_host(four, "f1")
     sshd = four.host_processes("f1", "sshd")
@@ -132,8 +138,13 @@ run = "sleep 2; echo more >> /srv/count"
             os.kill(pid, signal.SIGCONT)
 
     assert result.exit_code == 1, result.stderr
-    assert result.duration < 15  # 3 s of timeout, and closing the stopped connection is bounded
+    # 3 s of timeout, then 1 s for a new channel, 2 connection attempts of 1 s: bounded
+    assert result.duration < 15
     finished = result.finished()
+    independent = finished["tasks.independent"]  # the host's next task: it is unreachable
+    assert independent["status"] == "unreachable", independent
+    assert independent["message"].startswith("lost the connection to f1: Timeout opening channel")
+    assert "reconnecting failed: cannot connect to f1" in independent["message"]
     assert finished["tasks.stuck"]["status"] == "failed"
     assert finished["tasks.stuck"]["message"] == "timed out after 3 s on f1"
     assert finished["tasks.next"]["status"] == "skipped"
@@ -145,7 +156,7 @@ run = "sleep 2; echo more >> /srv/count"
 
     resumed = fedi("run", path, "-i", four.inventory_path, "--no-apply", "--json", "--resume")
     assert resumed.exit_code == 0, resumed.stdout + resumed.stderr
-    assert set(resumed.started()) == {"tasks.stuck", "tasks.next", "nixops4.render"}
+    assert set(resumed.started()) == {"tasks.stuck", "tasks.next", "tasks.independent", "nixops4.render"}
     assert resumed.statuses()["tasks.stuck"] == "ok"  # it had finished on f1: not run again
     assert _count(four, "f1") == ["stuck", "next"]
     assert _count(four, "f2") == ["other"] and _count(four, "f3") == ["more"]
