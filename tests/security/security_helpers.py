@@ -113,13 +113,18 @@ class Sampler:
     (the lab hosts' processes included: they share its process table) and the modes of
     everything under ``watch`` (the deployer's state directory), as fast as it can.
 
-    ``cmdlines`` holds each distinct command line seen; ``loose`` each non-private entry
-    seen under ``watch``; ``sweeps`` how many passes were made."""
+    ``cmdlines`` holds each distinct command line seen (``in_namespaces`` those of processes
+    in the given mount namespaces); ``loose`` each non-private entry seen under ``watch``;
+    ``sweeps`` how many passes were made."""
 
-    def __init__(self, watch: Path | None = None, pause: float = 0.004):
+    def __init__(self, watch: Path | None = None, pause: float = 0.004,
+                 namespaces: frozenset[str] = frozenset()):
         self.watch = watch
         self.pause = pause
+        self.namespaces = namespaces
         self.cmdlines: set[bytes] = set()
+        self.in_namespaces: set[bytes] = set()
+        """The command lines seen of processes in ``namespaces`` (``mnt:[…]``: lab hosts)."""
         self.loose: set[str] = set()
         self.sweeps = 0
         self._stop = threading.Event()
@@ -146,6 +151,12 @@ class Sampler:
                     continue
                 if line:
                     self.cmdlines.add(line)
+                    if self.namespaces:
+                        try:
+                            if os.readlink(f"/proc/{pid}/ns/mnt") in self.namespaces:
+                                self.in_namespaces.add(line)
+                        except OSError:
+                            pass
             if self.watch is not None and self.sweeps % 4 == 0 and self.watch.exists():
                 self.loose.update(loose_entries(self.watch))
             self.sweeps += 1
