@@ -36,7 +36,7 @@ from fedi_run.engine.errors import FediRunError
 from fedi_run.engine.events import Event, OutputChunk, Status, TaskFinished, TaskStarted
 from fedi_run.engine.graph import TaskGraph
 from fedi_run.engine.masking import Masker
-from fedi_run.engine.operations import Secret
+from fedi_run.engine.operations import Call, Secret
 from fedi_run.engine.tasks import Task
 
 
@@ -365,11 +365,16 @@ def _unreachable_message(error: Exception, lost: str | None) -> str:
 
 
 def _secret_paths(graph: TaskGraph) -> dict[str, tuple[str, ...]]:
-    """Per host, the paths of every secret the deployment's tasks place there."""
+    """Per host, the paths of every secret the deployment's tasks place there: each
+    :class:`Secret`'s, and those a :class:`Call` declares in its ``secrets``."""
     paths: dict[str, set[str]] = {}
     for task in graph.tasks.values():
+        if task.host is None:
+            continue
         for op in task.actions:
-            if isinstance(op, Secret) and task.host is not None:
+            if isinstance(op, Secret):
                 paths.setdefault(task.host, set()).add(op.path)
+            elif isinstance(op, Call) and op.secrets:
+                paths.setdefault(task.host, set()).update(op.secrets)
     return {host: tuple(sorted(found)) for host, found in paths.items()}
 
