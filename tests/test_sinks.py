@@ -361,3 +361,24 @@ def test_live_display_closed_without_run_finished(monkeypatch):
     text = stream.getvalue()
     assert "garage.secrets@garage" in text and "RECAP" not in text
     assert not _display_threads()
+
+
+def test_the_log_note_of_a_long_output_is_kept_by_every_sink(tmp_path):
+    """The engine reports a long output as its tail under '[… N MiB more in <log>]': the note
+    survives each sink's own cut, so the display, JSON and JUnit all name the log."""
+    note = "[… 49.9 MiB more in /srv/deploy/.fedi-run/logs/7/mastodon.secrets.log]"
+    events = scenario(output=("z" * 99 + "\n") * 700)
+    for event in events:  # the note first, as the engine reports it
+        if isinstance(event, TaskFinished) and event.status is Status.FAILED:
+            object.__setattr__(event, "output", note + "\n" + event.output.removeprefix("line 1\n"))
+    stream = io.StringIO()
+    drive(JsonLinesSink(stream), events)
+    failed = next(json.loads(line) for line in stream.getvalue().splitlines() if '"failed"' in line)
+    assert failed["output"].startswith(note + "\nz") and failed["truncated"] is True
+    assert len(failed["output"]) <= 64 * 1024 + len(note) + 1
+    shown = io.StringIO()
+    drive(ProgressDisplay(shown, live=False, verbose=True), events)
+    assert f"    {note}\n" in shown.getvalue() and "earlier lines cut" not in shown.getvalue()
+    drive(JUnitSink(tmp_path / "junit.xml"), events)
+    [failure] = ET.parse(tmp_path / "junit.xml").getroot().iter("failure")
+    assert failure.text.startswith(note + "\n")
