@@ -79,6 +79,8 @@ def execute(transport, command: str, input: bytes | None, timeout: float | None,
                 err_open = bool(data)
                 progressed = True
             if progressed:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise ChannelTimeout()  # a command that never stops printing
                 continue
             if channel.closed and not channel.recv_ready() and not channel.recv_stderr_ready():
                 break

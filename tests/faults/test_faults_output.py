@@ -102,3 +102,22 @@ requires = ["vault.secrets"]
     shown = fedi("show-run", path, "1")
     assert f"whole output: {log}" in shown.stdout
     assert token not in result.stdout + result.stderr + shown.stdout
+
+
+@pytest.mark.reliability(
+    "faults", "a command that never stops printing",
+    "its timeout fires although output keeps coming: exit 1, 'timed out after 1 s on f1'; "
+    "memory bounded; the log has what came; another host's task finishes")
+def test_endless_output_times_out(four, playbook):
+    path = playbook(HEADER + '[tasks.endless]\nhost = "f1"\nrun = "yes"\ntimeout = 1\n'
+                    '[tasks.fine]\nhost = "f2"\nrun = "true"\n')
+    result = Cli("run", path, "-i", four.inventory_path, "--no-apply", "--json").finish(timeout=60)
+    assert result.exit_code == 1, result.stderr
+    assert result.duration < 15
+    endless = result.finished()["tasks.endless"]
+    assert endless["status"] == "failed" and endless["message"] == "timed out after 1 s on f1"
+    assert result.finished()["tasks.fine"]["status"] == "changed"
+    assert result.peak_rss_kib < PEAK_LIMIT_KIB
+    log = path.parent / ".fedi-run" / "logs" / str(endless["run_id"]) / "tasks.endless.log"
+    assert log.stat().st_size > 1024 * 1024
+    assert last_run(path).exit_status == 1
