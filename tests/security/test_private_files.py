@@ -8,14 +8,12 @@ test_security_scenario.py (umask 000) and test_secrets_travel.py (umask 022)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-
 from security_helpers import loose_entries
 
 

@@ -9,7 +9,6 @@ import os
 
 import pytest
 from click.testing import CliRunner
-
 from fedi_run.engine.cli import cli as fedi_cli
 from fedi_run.engine.connection import HostConnection
 from security_helpers import SECRETS_ROOT, cli, loose_entries, standin_env, target_secret_modes

@@ -26,9 +26,13 @@ import secrets as random
 from pathlib import Path
 
 import pytest
-
 from security_helpers import (
-    SECRETS_ROOT, LeakScan, Sampler, cli, loose_entries, standin_env, target_secret_modes,
+    LeakScan,
+    Sampler,
+    cli,
+    loose_entries,
+    standin_env,
+    target_secret_modes,
     with_enabled,
 )
 

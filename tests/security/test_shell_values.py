@@ -18,7 +18,6 @@ import shlex
 import pytest
 import tomli_w
 from click.testing import CliRunner
-
 from fedi_run.engine.cli import cli as fedi_cli
 from security_helpers import cli
 
