@@ -24,7 +24,7 @@ from fedi_run.engine.connection import ConnectionPool, HostKeyPolicy
 from fedi_run.engine.errors import FediRunError, PlaybookError, Problem
 from fedi_run.engine.events import EventSink, RunFinished, RunStarted, Status, TaskFinished
 from fedi_run.engine.executor import ExecutionOptions, Executor
-from fedi_run.engine.masking import Masker
+from fedi_run.engine.masking import MIN_LENGTH, Masker
 from fedi_run.engine.output_log import OutputLog
 from fedi_run.engine.project import Project
 from fedi_run.engine.selection import Selection, Selector
@@ -88,7 +88,24 @@ def _missing_files(project: Project, selection: Selection) -> list[Problem]:
         if not os.access(path, os.R_OK) or not os.path.isfile(path):
             problems.append(Problem(playbook.origin(*key), ".".join(key),
                                     f"found {path!r}, which is not a readable file; expected the file to exist"))
+        elif key == ("initial_user", "password_file"):
+            problems += _short_password(playbook.origin(*key), path)
     return problems
+
+
+MIN_PASSWORD = 8
+"""The initial user's password has at least this many characters: the apps' own minimum, and
+long enough for the masker (engine/masking.py) to hide it in every output."""
+
+
+def _short_password(origin: str, path: str) -> list[Problem]:
+    """A problem if the password in ``path`` is too short — its length only, never its text."""
+    length = len(Path(path).read_text(errors="replace").rstrip("\n"))
+    if length >= max(MIN_PASSWORD, MIN_LENGTH):
+        return []
+    return [Problem(origin, "initial_user.password_file",
+                    f"found a password of {length} characters in {path!r}; expected at least "
+                    f"{max(MIN_PASSWORD, MIN_LENGTH)}")]
 
 
 def preflight(project: Project, selection: Selection, options: ExecutionOptions) -> None:

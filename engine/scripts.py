@@ -69,7 +69,8 @@ def file_part(pid: str, path: str, content: bytes, mode: int, owner: str | None,
         # the temporary file is created 0600 (umask 077): its content is never readable by
         # others before the chmod, whatever the host's umask
         # (a subshell that becomes cat: no process more than a plain cat)
-        f'if [ $c = 1 ]; then {{ (umask 077 && exec cat {src} >"$t") && chmod {m} "$t" {chown}&& mv -f "$t" "$f"; }} 2>"$E" '
+        # a temporary file left by a run whose host died between write and rename goes first
+        f'if [ $c = 1 ]; then {{ rm -f -- "$f".fedi-run.[0-9]* && (umask 077 && exec cat {src} >"$t") && chmod {m} "$t" {chown}&& mv -f "$t" "$f"; }} 2>"$E" '
         f'|| {{ rm -f "$t"; why; fail {pid} "cannot write $f on $H: $e"; }}; '
         f'else chmod {m} "$f" {chown_in_place}2>"$E" || {{ why; fail {pid} "cannot set the mode or owner of $f on $H: $e"; }}; fi; fi; '
         f"[ $c = 0 ] || c=1; done_ {pid} $c"
@@ -137,7 +138,7 @@ def secret_part(pid: str, path: str, value: bytes, mode: int, keep: bool, summar
         f"f={q}; t=\"$f.fedi-run.$$\"; c=0; "
         f'cur=$({{ sha256sum <"$f"; }} 2>/dev/null); cur=${{cur%% *}}; '
         f'if {differs}; then c=1; if [ "$k" != 1 ]; then '
-        f'{{ mkdir -p -m 700 "${{f%/*}}" && (umask 077; cat {_src(pid)} >"$t") && chmod {m} "$t" && mv -f "$t" "$f"; }} 2>"$E" '
+        f'{{ mkdir -p -m 700 "${{f%/*}}" && rm -f -- "$f".fedi-run.[0-9]* && (umask 077; cat {_src(pid)} >"$t") && chmod {m} "$t" && mv -f "$t" "$f"; }} 2>"$E" '
         f'|| {{ rm -f "$t"; why; fail {pid} "cannot write the secret $f on $H: $e"; }}; fi; fi; '
         f'if [ -e "$f" ] && [ "$(stat -c %a "$f")" != {m} ]; then c=1; [ "$k" = 1 ] || chmod {m} "$f"; fi; '
         f"done_ {pid} $c"

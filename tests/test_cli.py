@@ -201,3 +201,21 @@ def test_console_script_runs(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["deployment"] == "fediversity"
+
+
+def test_a_short_initial_password_stops_the_run_before_any_host(tmp_path):
+    """Too short for the apps, and for the masker: refused by name and length, never shown."""
+    import tomli_w
+
+    playbook = tomllib.loads((EXAMPLES / "fediversity.toml").read_text())
+    for table in playbook["hosts"].values():
+        table.update(address="127.0.0.1", port=1)  # nothing listens; it must not get that far
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "admin-password").write_text("hunter\n")
+    path = tmp_path / "fediversity.toml"
+    path.write_text(tomli_w.dumps(playbook))
+    result = CliRunner().invoke(cli, ["run", str(path), "--no-apply"])
+    assert result.exit_code == 2, result.output
+    assert "initial_user.password_file" in result.stderr
+    assert "found a password of 6 characters" in result.stderr and "expected at least 8" in result.stderr
+    assert "hunter" not in result.output and "Traceback" not in result.output

@@ -92,6 +92,21 @@ def test_a_write_failure_says_why_and_leaves_no_temporary_file(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_temporary_file_left_by_a_broken_off_run_is_removed_by_the_next_write(tmp_path):
+    """A host that died between writing ``<file>.fedi-run.<pid>`` and renaming it leaves that
+    file; the next write of the file (or secret) removes it, and nothing else."""
+    target, secret = tmp_path / "f", tmp_path / "s" / "key"
+    secret.parent.mkdir()
+    for path in (target, secret):
+        (path.parent / f"{path.name}.fedi-run.4242").write_text("half")
+    (tmp_path / "f.fedi-run.notes").write_text("not ours")  # not a pid: kept
+    _, [report] = run([[scripts.file_part("0.0", str(target), b"new\n", 0o644, None, "file"),
+                        scripts.secret_part("0.1", str(secret), b"s3cr3t-value", 0o400, True, "secret")]])
+    assert report.states == {0: ("1", ""), 1: ("1", "")}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "f.fedi-run.notes", "s"]
+    assert [p.name for p in secret.parent.iterdir()] == ["key"]
+
+
 def test_the_report_reader_takes_any_chunking():
     """Markers split anywhere between chunks, output without newlines, text that looks like
     the start of a marker: the same report as from the whole text."""
