@@ -306,10 +306,9 @@ def test_a_state_directory_under_a_file(tmp_path, below):
 def test_an_immutable_state_directory(tmp_path):
     directory = tmp_path / ".fedi-run"
     directory.mkdir()
-    if shutil.which("chattr") is None:
-        pytest.skip("chattr is not installed")
-    if subprocess.run(["chattr", "+i", str(directory)], capture_output=True).returncode:
-        pytest.skip("this file system does not support chattr +i")
+    assert shutil.which("chattr"), "chattr is missing: apt-get install e2fsprogs"
+    refused = subprocess.run(["chattr", "+i", str(directory)], capture_output=True, text=True)
+    assert refused.returncode == 0, f"chattr +i {directory}: {refused.stderr} (run the tests as root on ext4/tmpfs)"
     try:
         with pytest.raises(StateError) as caught:
             StateStore.open(directory / "state.db")
