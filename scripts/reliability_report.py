@@ -76,7 +76,14 @@ def render(records: list[dict], status: int, elapsed: float) -> str:
         "",
         "Each row is one test marked `@pytest.mark.reliability`; *cases* counts the generated "
         "inputs a fuzz test ran (1 for a scenario on the lab); *outcome* is what the test asserts.",
+        "",
+        "| kind | scenarios | cases | held |",
+        "|---|---:|---:|---:|",
     ]
+    for kind, rows in grouped.items():
+        if rows:
+            lines.append(f"| {kind} | {len(rows)} | {sum(r['cases'] for r in rows)} | "
+                         f"{sum(1 for r in rows if r['passed'])} of {len(rows)} |")
     for kind, rows in grouped.items():
         if not rows:
             continue
