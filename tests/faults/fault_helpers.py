@@ -11,32 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from fedi_run.engine.cli import cli
 from fedi_run.engine.state import StateStore, default_state_path
+from helpers import CliResult
 
 HEADER = '[deployment]\nname = "faults"\ndomain = "faults.example.org"\n'
 
 
 @dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
+class Result(CliResult):
+    """A CLI result, with the process's peak RSS and wall time when it ran as a process."""
+
     peak_rss_kib: int = 0  # VmHWM
     duration: float = 0.0
-
-    def events(self) -> list[dict]:
-        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
-
-    def finished(self) -> dict[str, dict]:
-        return {e["id"]: e for e in self.events() if e["event"] == "task_finished"}
-
-    def started(self) -> list[str]:
-        return [e["id"] for e in self.events() if e["event"] == "task_started"]
-
-    def statuses(self) -> dict[str, str]:
-        return {task: event["status"] for task, event in self.finished().items()}
 
 
 def fedi(*args: object) -> Result:

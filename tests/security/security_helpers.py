@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import re
 import stat
@@ -17,6 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import helpers
+from helpers import CliResult
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fediversity.toml"
 STANDIN = ROOT / "tests" / "standin"
@@ -26,17 +28,7 @@ SECRETS_ROOT = "/var/lib/fedi-run/secrets"
 # --- the command line, as a user runs it --------------------------------------------------------
 
 
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def events(self) -> list[dict]:
-        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
-
-    def finished(self) -> dict[str, dict]:
-        return {e["id"]: e for e in self.events() if e["event"] == "task_finished"}
+Result = CliResult
 
 
 def cli(*args: object, umask: int | None = None, env: dict | None = None, cwd: Path | None = None,
@@ -58,19 +50,7 @@ def standin_env(log: Path) -> dict[str, str]:
 def with_enabled(target: Path, enabled: set[str], source: Path = EXAMPLE,
                  **replacements: str) -> Path:
     """A copy of the playbook ``source`` at ``target`` enabling exactly ``enabled``."""
-    out, table = [], None
-    for line in source.read_text().splitlines():
-        header = re.match(r"\s*\[services\.([a-z0-9-]+)\]", line)
-        if line.lstrip().startswith("["):
-            table = header[1] if header else None
-        if table and re.match(r"\s*enable\s*=", line):
-            line = f"enable = {'true' if table in enabled else 'false'}"
-        out.append(line)
-    text = "\n".join(out) + "\n"
-    for old, new in replacements.items():
-        text = text.replace(old, new)
-    target.write_text(text)
-    return target
+    return helpers.with_enabled(source, target, enabled, **replacements)
 
 
 # --- modes ----------------------------------------------------------------------------------------

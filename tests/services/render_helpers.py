@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from fedi_run.engine.plugins import Plugins
 from fedi_run.engine.project import load_project
+from helpers import with_enabled
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fediversity.toml"
@@ -61,26 +61,6 @@ def write_files(directory: Path, files: dict[str, str]) -> list[Path]:
         path.write_text(text)
         written.append(path)
     return written
-
-
-def with_enabled(source: Path, target: Path, enabled: set[str], **replacements: str) -> Path:
-    """A copy of the playbook ``source`` at ``target`` whose [services.*] tables enable
-    exactly ``enabled`` (every other ``enable = true`` set to false); ``replacements`` are
-    further text substitutions, old → new."""
-    text = source.read_text()
-    out, table = [], None
-    for line in text.splitlines():
-        header = re.match(r"\s*\[services\.([a-z0-9-]+)\]", line)
-        if line.lstrip().startswith("["):
-            table = header[1] if header else None
-        if table and re.match(r"\s*enable\s*=", line):
-            line = f"enable = {'true' if table in enabled else 'false'}"
-        out.append(line)
-    text = "\n".join(out) + "\n"
-    for old, new in replacements.items():
-        text = text.replace(old, new)
-    target.write_text(text)
-    return target
 
 
 def make_ca(directory: Path, name: str = "fedi-run test CA"):
