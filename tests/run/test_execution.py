@@ -241,10 +241,20 @@ def test_two_runs_at_once_the_second_exits_3(eight, playbook):
     assert first.returncode == 0
 
 
-@pytest.mark.reliability('faults', '{signum} mid-run', "exit 130; the running task finishes in its grace period, the rest skipped 'interrupted'; the state records the interrupted run")
+@pytest.mark.reliability('faults', '{signum} mid-run', "exit 130; the running task finishes in its grace period, the rest skipped 'interrupted'; the state records the interrupted run; --resume runs only what was skipped, nothing twice")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_finishes_running_tasks_records_and_exits_130(eight, playbook, signum):
-    path = playbook(HEADER + sleeper("running", "h1", 1) + sleeper("waiting", "h1", 0, 'requires = ["tasks.running"]'))
+    eight.run("h1", "rm -f /srv/interrupted", check=True)
+    path = playbook(HEADER + """
+[tasks.running]
+host = "h1"
+run = "sleep 1; echo running >> /srv/interrupted"
+
+[tasks.waiting]
+host = "h1"
+run = "echo waiting >> /srv/interrupted"
+requires = ["tasks.running"]
+""")
     process = _cli("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
     line = ""
     while "task_started" not in line:
@@ -264,6 +274,10 @@ def test_interrupt_finishes_running_tasks_records_and_exits_130(eight, playbook,
         assert record.interrupted and record.exit_status == 130
     finally:
         store.close()
+    resumed = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--resume")
+    assert resumed.exit_code == 0, resumed.stdout + resumed.stderr
+    assert set(resumed.started()) == {"tasks.waiting", "nixops4.render"}
+    assert eight.read_file("h1", "/srv/interrupted") == b"running\nwaiting\n"
 
 
 def test_apply_runs_last_once_through_nixops4(eight, playbook, standin_nixops4):
