@@ -64,7 +64,9 @@ class Executor:
 
     def __init__(self, graph: TaskGraph, order: Sequence[str], pool: ConnectionPool, masker: Masker,
                  emit: Callable[[Event], None], options: ExecutionOptions, run_id: int,
-                 playbook=None, state_dir=None, log=None):
+                 playbook=None, state_dir=None, log=None, stop_when: threading.Event | None = None):
+        """``stop_when``: an event another thread may set to stop the run as :meth:`stop`
+        does (noticed within 0.2 s) — the panel's Stop button; signals need the main thread."""
         self.graph = graph
         self.order = list(order)
         self.pool = pool
@@ -74,6 +76,7 @@ class Executor:
         self._emit_to_sinks = emit
         self._emit_lock = threading.Lock()
         self._stop = threading.Event()
+        self._stop_when = stop_when
         self._stopped_at: float | None = None
         self._aborted = False  # the grace period ended: the connections were closed under the tasks
         self._playbook = playbook
@@ -193,6 +196,8 @@ class Executor:
             return batch
 
         def stopping() -> bool:
+            if self._stop_when is not None and self._stop_when.is_set() and not self._stop.is_set():
+                self.stop()
             return self._stop.is_set() or bool(self.options.fail_fast and failed_first)
 
         with ThreadPoolExecutor(max_workers=max(1, self.options.forks), thread_name_prefix="fedi-run") as workers:

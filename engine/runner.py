@@ -5,7 +5,7 @@ contract: it takes the deployment's lock (another run holding it: ``LockHeld``, 
 what the run needs before touching any host (``nixops4`` on PATH when the apply is selected),
 records the run in the state database, runs the tasks, and returns the exit status: 0 all done,
 1 a task failed or a host was unreachable, 130 interrupted. SIGINT and SIGTERM stop it
-gracefully when it runs in the main thread.
+gracefully when it runs in the main thread; from any thread, setting ``RunRequest.stop`` does.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ class RunRequest:
     host_keys: HostKeyPolicy = HostKeyPolicy()
     retries: int = 2
     argv: tuple[str, ...] = ()
+    stop: threading.Event | None = None
+    """Set by another thread, it stops the run as SIGINT does (exit status 130): nothing new
+    starts, running tasks get their grace period, the rest is recorded as interrupted."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,7 @@ def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOu
     log = OutputLog.create(store.path.parent, run_id, masker)  # before any host is touched
     pool = ConnectionPool(playbook.hosts, request.host_keys, request.retries)
     executor = Executor(project.graph, order, pool, masker, emit, request.options, run_id,
-                        playbook=playbook, state_dir=store.path.parent, log=log)
+                        playbook=playbook, state_dir=store.path.parent, log=log, stop_when=request.stop)
     started = time.time()
     executor.emit(RunStarted(run_id, playbook.name, request.options.kind, order, hosts,
                              request.options.check, started, tuple(request.argv)))

@@ -57,6 +57,8 @@ class LiveRun:
     error: str = ""
     duration: float | None = None
     stored: bool = False
+    stop_requested: threading.Event = field(default_factory=threading.Event, repr=False)
+    """Set by the Stop button; the run thread passes it to the engine (``RunRequest.stop``)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def started(self, engine_run_id: int, tasks: tuple[str, ...], hosts: tuple[str, ...]) -> None:
@@ -96,6 +98,16 @@ class LiveRun:
             self._add("", "event", message + "\n")
             self.finished = True
 
+    def request_stop(self, by: str) -> bool:
+        """Ask the engine to stop the run (as Ctrl-C would): nothing new starts, running tasks
+        get their grace period. False if the run has ended or a stop was already asked for."""
+        with self._lock:
+            if self.finished or self.stop_requested.is_set():
+                return False
+            self.stop_requested.set()
+            self._add("", "event", f"stop requested by {by}: running tasks finish, nothing new starts\n")
+            return True
+
     def _add(self, task: str, stream: str, text: str) -> None:
         self.chunks.append(Chunk(len(self.chunks) + 1, task, stream, text))
 
@@ -113,6 +125,7 @@ class LiveRun:
                 "duration": self.duration,
                 "engine_run_id": self.engine_run_id,
                 "stored": self.stored,
+                "stopping": self.stop_requested.is_set(),
             }
 
     def log(self) -> str:

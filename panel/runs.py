@@ -129,7 +129,8 @@ def _work(job: RunJob, live: LiveRun) -> None:
         options = ExecutionOptions(kind=job.kind, forks=project.playbook.run.forks)
         request = RunRequest(options=options, state_path=state_path(job.playbook.parent),
                              argv=("panel", "deploy" if job.kind == "run" else job.kind,
-                                   job.deployment))
+                                   job.deployment),
+                             stop=live.stop_requested)
         outcome = execute(project, request, [sink])
         if not live.finished:
             live.finish(outcome.exit_status, outcome.recap, 0.0)

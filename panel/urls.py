@@ -24,6 +24,7 @@ _PAGES = [
     path("deployments/<int:pk>/runs/", views.history, name="history"),
     path("deployments/<int:pk>/runs/<int:run_pk>/", views.run, name="run"),
     path("deployments/<int:pk>/runs/<int:run_pk>/progress", views.progress, name="progress"),
+    path("deployments/<int:pk>/runs/<int:run_pk>/stop/", views.stop, name="stop"),
     re_path(r"^static/(?P<path>.+)$", serve, {"document_root": STATIC}, name="static"),
 ]
 

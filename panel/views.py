@@ -113,6 +113,21 @@ def teardown(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@require_POST
+def stop(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
+    """Stop a run in progress, as Ctrl-C stops the command line: nothing new starts, running
+    tasks finish within their grace period, the rest is recorded as interrupted (exit 130);
+    a later deploy picks up from there."""
+    deployment, record = _own_run(request, pk, run_pk)
+    live = BOARD.get(record.pk)
+    if live is not None and live.request_stop(request.user.get_username()):
+        messages.info(request, "Stopping: the running tasks finish, nothing new starts.")
+    else:
+        messages.error(request, "This run is not in progress, or is already stopping.")
+    return redirect("panel:run", pk=deployment.pk, run_pk=record.pk)
+
+
+@login_required
 @require_GET
 def history(request: HttpRequest, pk: int) -> HttpResponse:
     """Every run of the deployment, newest first, with its recap."""
@@ -164,7 +179,7 @@ def _progress_data(record: Run, after: int) -> dict:
         record.refresh_from_db()
         data = {
             "tasks": record.tasks, "chunks": [], "next": after,
-            "finished": record.state != Run.RUNNING, "exit_status": record.exit_status,
+            "finished": record.state != Run.RUNNING, "exit_status": record.exit_status, "stopping": False,
             "recap": record.recap, "error": record.error, "duration": None,
             "engine_run_id": record.engine_run_id, "state": record.state, "stored": True,
             "log": record.log, "apply_output": record.apply_output,

@@ -158,6 +158,7 @@ def follow_run(driver, what: str, while_running=None) -> dict:
          what=f"the {what} to reach its recap")
     assert driver.current_url == url
     assert driver.execute_script("return window.__panelMarker") == marker  # never reloaded
+    assert not driver.find_element("id", "stop-form").is_displayed()  # nothing left to stop
     return {"changes": driver.execute_script("return window.__statusChanges"),
             "result": driver.find_element("id", "run-result").text,
             "apply_output": driver.execute_script("return document.getElementById('apply-output').textContent"),

@@ -267,6 +267,36 @@ def test_a_second_deploy_while_one_runs_is_refused(operator, client_for, form_da
         BOARD.release(deployment.pk)
 
 
+def test_stop_asks_the_engine_to_stop_a_run_in_progress(operator, client_for, form_data, hostless):
+    """The Stop button sets the event the run thread gave the engine (``RunRequest.stop``; the
+    engine's side is tests/run/test_execution.py::test_a_run_in_a_thread_stops_when_asked)."""
+    from fedi_run.panel.live import LiveRun
+
+    alice, bob = operator("alice"), operator("bob")
+    client = client_for(alice)
+    deployment = create(client, form_data(services=[], apply=None, inventory=hostless))
+    running = Run.objects.create(deployment=deployment, kind="run")
+    live = LiveRun(running.pk, deployment.pk, "run")
+    BOARD.claim(deployment.pk, deployment.name)
+    BOARD.register(live)
+    url = reverse("panel:stop", args=[deployment.pk, running.pk])
+    try:
+        page = client.get(reverse("panel:run", args=[deployment.pk, running.pk])).content.decode()
+        assert 'id="stop"' in page and 'id="stop-form" hidden' not in page
+        assert client.get(url).status_code == 405  # a POST only, with the CSRF token
+        assert client_for(bob).post(url).status_code == 404  # not bob's
+        assert not live.stop_requested.is_set()
+        response = client.post(url, follow=True)
+        assert live.stop_requested.is_set()
+        assert "Stopping: the running tasks finish, nothing new starts." in response.content.decode()
+        assert client.get(reverse("panel:progress", args=[deployment.pk, running.pk])).json()["stopping"]
+        assert "stop requested by alice" in live.log()
+        again = client.post(url, follow=True).content.decode()
+        assert "This run is not in progress, or is already stopping." in again
+    finally:
+        BOARD.release(deployment.pk)
+
+
 def test_the_engines_lock_is_respected(operator, client_for, form_data, hostless):
     """A run of the same deployment outside the panel (the CLI) holds the engine's lock."""
     from fedi_run.engine.state import StateStore

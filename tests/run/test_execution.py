@@ -280,6 +280,42 @@ requires = ["tasks.running"]
     assert eight.read_file("h1", "/srv/interrupted") == b"running\nwaiting\n"
 
 
+@pytest.mark.reliability("faults", "a run stopped from another thread (the panel's Stop)", "exit 130 from the Python API; the running task finishes, the rest skipped 'interrupted'; --resume runs what was skipped")
+def test_a_run_in_a_thread_stops_when_asked(eight, playbook):
+    """``RunRequest.stop``: what the panel's Stop button sets — signals reach only the main thread."""
+    import threading
+
+    from fedi_run.engine.events import TaskStarted
+    from fedi_run.engine.executor import ExecutionOptions
+    from fedi_run.engine.project import load_project
+    from fedi_run.engine.runner import RunRequest, execute
+
+    path = playbook(HEADER + sleeper("first", "h1", 0.5) + sleeper("second", "h1", 0, 'requires = ["tasks.first"]'))
+    stop = threading.Event()
+
+    class StopOnStart:
+        def handle(self, event):
+            if isinstance(event, TaskStarted):
+                stop.set()
+
+        def close(self):
+            pass
+
+    project = load_project(path, [eight.inventory_path], apply=False)
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(
+        result=execute(project, RunRequest(options=ExecutionOptions(), stop=stop), [StopOnStart()])))
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    result = outcome["result"]
+    assert result.exit_status == 130
+    assert result.statuses["tasks.first"] == "changed" and result.statuses["tasks.second"] == "skipped"
+    resumed = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--resume")
+    assert resumed.exit_code == 0, resumed.stdout + resumed.stderr
+    assert set(resumed.started()) == {"tasks.second", "nixops4.render"}
+
+
 def test_apply_runs_last_once_through_nixops4(eight, playbook, standin_nixops4):
     path = playbook(HEADER + sleeper("a", "h1", 0) + sleeper("b", "h2", 0))
     result = fedi("run", path, "-i", eight.inventory_path, "--json")

@@ -108,6 +108,8 @@
       box.textContent = data.error;
       box.hidden = false;
     }
+    var stopForm = document.getElementById("stop-form");
+    if (stopForm && (data.finished || data.stopping)) stopForm.hidden = true;
     if (data.finished) {
       showRecap(data.recap);
       document.getElementById("run-elapsed").textContent =
