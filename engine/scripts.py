@@ -70,7 +70,7 @@ def file_part(pid: str, path: str, content: bytes, mode: int, owner: str | None,
         # others before the chmod, whatever the host's umask
         # (a subshell that becomes cat: no process more than a plain cat)
         # a temporary file left by a run whose host died between write and rename goes first
-        f'if [ $c = 1 ]; then {{ rm -f -- "$f".fedi-run.[0-9]* && (umask 077 && exec cat {src} >"$t") && chmod {m} "$t" {chown}&& mv -f "$t" "$f"; }} 2>"$E" '
+        f'if [ $c = 1 ]; then {{ stale "$f" && (umask 077 && exec cat {src} >"$t") && chmod {m} "$t" {chown}&& mv -f "$t" "$f"; }} 2>"$E" '
         f'|| {{ rm -f "$t"; why; fail {pid} "cannot write $f on $H: $e"; }}; '
         f'else chmod {m} "$f" {chown_in_place}2>"$E" || {{ why; fail {pid} "cannot set the mode or owner of $f on $H: $e"; }}; fi; fi; '
         f"[ $c = 0 ] || c=1; done_ {pid} $c"
@@ -138,7 +138,7 @@ def secret_part(pid: str, path: str, value: bytes, mode: int, keep: bool, summar
         f"f={q}; t=\"$f.fedi-run.$$\"; c=0; "
         f'cur=$({{ sha256sum <"$f"; }} 2>/dev/null); cur=${{cur%% *}}; '
         f'if {differs}; then c=1; if [ "$k" != 1 ]; then '
-        f'{{ mkdir -p -m 700 "${{f%/*}}" && rm -f -- "$f".fedi-run.[0-9]* && (umask 077; cat {_src(pid)} >"$t") && chmod {m} "$t" && mv -f "$t" "$f"; }} 2>"$E" '
+        f'{{ mkdir -p -m 700 "${{f%/*}}" && stale "$f" && (umask 077; cat {_src(pid)} >"$t") && chmod {m} "$t" && mv -f "$t" "$f"; }} 2>"$E" '
         f'|| {{ rm -f "$t"; why; fail {pid} "cannot write the secret $f on $H: $e"; }}; fi; fi; '
         f'if [ -e "$f" ] && [ "$(stat -c %a "$f")" != {m} ]; then c=1; [ "$k" = 1 ] || chmod {m} "$f"; fi; '
         f"done_ {pid} $c"
@@ -169,6 +169,9 @@ PRELUDE = (
     "fail() {{ printf '\\n%s %s F %s\\n' \"$M\" \"$1\" \"$2\"; exit 1; }}\n"
     # why: $e is the reason in the first line of $E ("No space left on device"), no fork
     "why() {{ e=; [ -s \"$E\" ] && IFS= read -r e <\"$E\"; e=${{e##*: }}; e=${{e:-failed}}; }}\n"
+    # stale: remove the temporary files ($1.fedi-run.<pid>) a run whose host died between write
+    # and rename left; forks rm only when there is one
+    "stale() {{ for _s in \"$1\".fedi-run.[0-9]*; do [ ! -e \"$_s\" ] || rm -f -- \"$_s\" || return 1; done; }}\n"
 )
 SPLIT = (
     'd=$(mktemp -d /dev/shm/fedi-run.XXXXXX 2>/dev/null || mktemp -d) || exit 1\n'
