@@ -28,6 +28,7 @@ from pathlib import Path
 
 from fedi_run.engine.errors import FediRunError
 from fedi_run.engine.playbook import HostSection
+from fedi_run.engine.private_files import make_private_dirs
 
 # paramiko logs what its transport thread meets (a reset connection, with a traceback) and,
 # with no logging configured, Python prints that on stderr; the engine reports these errors
@@ -126,13 +127,7 @@ class _CheckNewHostKey:
             raise _NewHostKey(key, list(recorded.values()) if recorded else [])
         client.get_host_keys().add(hostname, key.get_name(), key)
         with self.lock:
-            missing, parent = [], self.record.parent
-            while not parent.exists() and parent != parent.parent:
-                missing.append(parent)
-                parent = parent.parent
-            for directory in reversed(missing):
-                os.makedirs(directory, mode=0o700, exist_ok=True)
-                os.chmod(directory, 0o700)
+            make_private_dirs(self.record.parent)
             descriptor = os.open(self.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(descriptor, "a") as handle:
                 handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")

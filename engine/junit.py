@@ -18,15 +18,14 @@ removed, so the file always parses.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 from fedi_run.engine.events import Event, RunFinished, RunStarted, Status, TaskFinished
+from fedi_run.engine.private_files import write_atomically
 from fedi_run.engine.recap import MAX_CHARS, host_order, split_log_note, tail
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
@@ -106,6 +105,7 @@ class JUnitSink:
         try:
             root = self.tree()
             ET.indent(root)
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # the user's own path: their umask
             write_atomically(self.path, ET.tostring(root, encoding="utf-8",
                                                     xml_declaration=True) + b"\n")
         except OSError as error:
@@ -177,23 +177,3 @@ def _testcase(case: _Case, classname: str) -> ET.Element:
 
 def _seconds(value: float) -> str:
     return f"{value:.3f}"
-
-
-def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` at once: readers see the old file or the new one, never
-    half of it. The new file has ``mode``; parent directories are created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), mode)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise

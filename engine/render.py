@@ -35,10 +35,8 @@ task that carries both renderings.
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -47,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from fedi_run.engine.errors import PlaybookError, Problem
 from fedi_run.engine.nix import NixModule, render_template, to_nix
 from fedi_run.engine.operations import Call
+from fedi_run.engine.private_files import make_private_dirs, write_atomically
 from fedi_run.engine.tasks import Task
 
 if TYPE_CHECKING:
@@ -263,43 +262,6 @@ def _read_manifest(directory: Path) -> set[str]:
     return known
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-
-
-def _directory(path: Path) -> None:
-    """``path`` is a directory of mode 0700; missing parents are created 0700 too (never with
-    the umask's mode, which ``mkdir(parents=True)`` would give them)."""
-    missing = []
-    parent = path
-    while not parent.exists() and parent != parent.parent:
-        missing.append(parent)
-        parent = parent.parent
-    for new in reversed(missing):
-        try:
-            new.mkdir(mode=0o700)
-        except FileExistsError:
-            continue
-        new.chmod(0o700)  # mkdir's mode passes through the umask
-    if stat.S_IMODE(path.stat().st_mode) != 0o700:
-        path.chmod(0o700)
-
-
 def write(context: Context, directory: str, files: Iterable[tuple[str, str]]) -> list[str]:
     """Put the rendered ``files`` (``(relative path, text)`` pairs) into ``directory``.
 
@@ -323,8 +285,8 @@ def write(context: Context, directory: str, files: Iterable[tuple[str, str]]) ->
     changes: list[str] = []
     try:
         if not context.check:
-            _directory(root.parent)
-            _directory(root)
+            make_private_dirs(root.parent, narrow=True)
+            make_private_dirs(root, narrow=True)
         for relative, data in wanted.items():
             path = root / relative
             try:  # a symlink is never the same: lstat's mode of one is 0777
@@ -336,8 +298,8 @@ def write(context: Context, directory: str, files: Iterable[tuple[str, str]]) ->
             changes.append(relative)
             if not context.check:
                 for parent in reversed(path.relative_to(root).parents[:-1]):
-                    _directory(root / parent)
-                _write_atomically(path, data)
+                    make_private_dirs(root / parent, narrow=True)
+                write_atomically(path, data)
         for relative in sorted(previous - wanted.keys()):
             path = root / relative
             if not (path.is_file() or path.is_symlink()):
@@ -351,7 +313,7 @@ def write(context: Context, directory: str, files: Iterable[tuple[str, str]]) ->
                     parent = parent.parent
         if not context.check and (changes or previous != set(wanted)):
             listing = json.dumps(sorted(wanted), indent=1) + "\n"
-            _write_atomically(root / MANIFEST, listing.encode())
+            write_atomically(root / MANIFEST, listing.encode())
     except OSError as error:
         raise ActionFailed(
             f"cannot write the deployment into {directory}: {error.strerror or error}"

@@ -42,6 +42,7 @@ from fedi_run.engine.state_records import (  # noqa: F401 - the records and erro
     StateError,
     TaskRecord,
 )
+from fedi_run.engine.private_files import make_private_dirs
 from fedi_run.engine.events import (
     DONE, Event, OutputChunk, RunFinished, RunStarted, Status, TaskFinished, TaskStarted,
 )
@@ -331,18 +332,10 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
 
 def _make_private_dirs(directory: Path) -> None:
     """Create ``directory`` and its missing parents with mode 0700; StateError if it can't."""
-    missing, parent = [], directory
-    while not parent.exists() and parent != parent.parent:
-        missing.append(parent)
-        parent = parent.parent
-    for new in reversed(missing):
-        try:
-            os.mkdir(new, 0o700)
-            os.chmod(new, 0o700)  # mkdir's mode is filtered by the umask
-        except FileExistsError:
-            pass
-        except OSError as error:
-            raise StateError.cannot("create the state directory", new, error) from None
+    try:
+        make_private_dirs(directory)
+    except OSError as error:
+        raise StateError.cannot("create the state directory", Path(error.filename or directory), error) from None
     if not directory.is_dir():
         raise StateError(f"error: cannot use {directory} as the state directory: it is not a "
                          f"directory; {_ELSEWHERE}")

@@ -22,6 +22,7 @@ import os
 import secrets
 from pathlib import Path
 
+from fedi_run.engine.private_files import make_private_dirs, write_atomically
 from fedi_run.panel.errors import DataDirError
 
 ENVIRONMENT = "FEDI_RUN_PANEL_DIR"
@@ -45,9 +46,7 @@ def private_dir(path: Path) -> Path:
     """Create ``path`` (and missing parents) with mode 0700, or make an existing one 0700."""
     path = Path(path).absolute()
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if path.stat().st_mode & 0o777 != 0o700:
-            path.chmod(0o700)
+        make_private_dirs(path, narrow=True)
     except OSError as error:
         raise DataDirError(f"error: cannot create the panel's directory {path}: "
                            f"{error.strerror or error}; pass --data-dir DIR (or set "
@@ -61,19 +60,9 @@ def write_private(path: Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` with mode 0600 (a new file renamed into place: never half
     written, never readable by others even for a moment)."""
     path = Path(path)
-    payload = data.encode() if isinstance(data, str) else data
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, payload)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
+        write_atomically(path, data.encode() if isinstance(data, str) else data)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise DataDirError(f"error: cannot write {path}: {error.strerror or error}") from None
     return path
 

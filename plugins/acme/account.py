@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from fedi_run.engine.actions import ActionFailed, Context
+from fedi_run.engine.private_files import make_private_dirs, write_atomically
 
 TIMEOUT = 10
 """Seconds before any request to the ACME server gives up."""
@@ -70,22 +71,12 @@ def record_path(context: Context) -> Path:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600 (temporary file, then rename)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.unlink(missing_ok=True)  # a leftover keeps its own mode: never write into it
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(descriptor, 0o600)  # the umask may only have narrowed it; make it exact
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` with mode 0600 (temporary file, then rename) in a 0700
+    directory; temporary files a write that died left there are removed first."""
+    make_private_dirs(path.parent, narrow=True)
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+    write_atomically(path, data)
 
 
 def _read_records(path: Path) -> dict[str, Any]:
