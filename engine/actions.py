@@ -29,8 +29,6 @@ from fedi_run.engine.operations import (
     Call, Command, Directory, Fetch, File, LocalCommand, Operation, Restore, Secret, Template,
 )
 
-OUTPUT_LIMIT = 64 * 1024
-"""Bytes of a task's output kept in memory for its report (the tail)."""
 SCRIPTABLE = (File, Restore, Directory, Secret, Command, Template)
 
 
@@ -49,7 +47,8 @@ class Context:
     * ``check``: change nothing, only report what would change; ``diff``: also return diffs;
     * ``masker``: every secret a function reads or makes must be ``masker.add``-ed before it
       could reach any output;
-    * ``output(stream, text)``: stream a long-running program's output (masked by the caller);
+    * ``output(stream, text)``: stream a long-running program's output (the executor masks
+      it before any sink sees it);
     * ``state_dir``: the deployer's private directory for this deployment's state (0700).
 
     A :class:`Call` function is ``function(context, **kwargs)`` and returns whether it changed
@@ -268,7 +267,7 @@ def _local_command(op: LocalCommand, context: Context, output: TaskOutput) -> li
     assert process.stdout is not None
     for line in process.stdout:
         output.write_text(line)
-        context.output("stdout", context.masker.mask(line))
+        context.output("stdout", line)
     status = process.wait()
     if status != 0:
         raise _Failed(f"{' '.join(op.argv)} exited with status {status}", [], "")

@@ -23,6 +23,7 @@ class Masker:
     def __init__(self) -> None:
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._longest = 0
         self._lock = threading.Lock()
 
     def add(self, value: str | bytes) -> None:
@@ -34,6 +35,7 @@ class Masker:
             self._values.update(p for p in parts if len(p) >= MIN_LENGTH)
             if len(self._values) != before:
                 ordered = sorted(self._values, key=len, reverse=True)
+                self._longest = len(ordered[0])
                 self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
     def mask(self, text: str) -> str:
@@ -42,6 +44,23 @@ class Masker:
         if pattern is None or not text:
             return text
         return pattern.sub(MASK, text)
+
+    def safe_cut(self, text: str) -> int:
+        """Where a stream's ``text`` may be cut so that masking ``text[:cut]`` now and the rest
+        with the next chunk misses no secret: no secret straddles the cut, and the rest is too
+        short to hold the start of one that continues in the next chunk."""
+        pattern, longest = self._pattern, self._longest
+        if pattern is None or longest <= 1:
+            return len(text)
+        cut = len(text) - (longest - 1)
+        if cut <= 0:
+            return 0
+        for match in pattern.finditer(text, max(0, cut - longest)):
+            if match.start() >= cut:
+                break
+            if match.end() > cut:
+                return match.start()
+        return cut
 
     def __len__(self) -> int:
         return len(self._values)

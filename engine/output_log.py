@@ -99,7 +99,6 @@ class TaskOutput:
         self._chars = 0  # characters passed on (masked)
         self._tail = TailBuffer(limit)
         self._file = None
-        self._longest = (-1, 0)  # (number of secrets, longest length) when last computed
 
     # -- input --------------------------------------------------------------------------------
 
@@ -150,34 +149,13 @@ class TaskOutput:
     # -- internals ----------------------------------------------------------------------------
 
     def _take(self, text: str, final: bool) -> None:
-        cut = len(text) if final else self._safe_cut(text)
+        cut = len(text) if final else self.masker.safe_cut(text)
         self._held = text[cut:]
         if cut:
             masked = self.masker.mask(text[:cut])
             self._chars += len(masked)
             self._tail.add(masked)
             self._log(masked)
-
-    def _safe_cut(self, text: str) -> int:
-        """Where ``text`` can be cut so that no secret straddles the cut or starts in the
-        rest while possibly continuing in the next chunk."""
-        pattern = getattr(self.masker, "_pattern", None)
-        if pattern is None:
-            return len(text)
-        count = len(self.masker)
-        if self._longest[0] != count:
-            values = getattr(self.masker, "_values", ())
-            self._longest = (count, max((len(v) for v in values), default=0))
-        longest = self._longest[1]
-        cut = len(text) - (longest - 1) if longest > 1 else len(text)
-        if cut <= 0:
-            return 0
-        for match in pattern.finditer(text, max(0, cut - longest)):
-            if match.start() >= cut:
-                break
-            if match.end() > cut:
-                return match.start()
-        return cut
 
     def _log(self, text: str) -> None:
         if self.path is None or self.error is not None:

@@ -96,7 +96,7 @@ def _missing_files(project: Project, selection: Selection) -> list[Problem]:
     return problems
 
 
-MIN_PASSWORD = 8
+MIN_PASSWORD = max(8, MIN_LENGTH)
 """The initial user's password has at least this many characters: the apps' own minimum, and
 long enough for the masker (engine/masking.py) to hide it in every output."""
 
@@ -104,11 +104,11 @@ long enough for the masker (engine/masking.py) to hide it in every output."""
 def _short_password(origin: str, path: str) -> list[Problem]:
     """A problem if the password in ``path`` is too short — its length only, never its text."""
     length = len(Path(path).read_text(errors="replace").rstrip("\n"))
-    if length >= max(MIN_PASSWORD, MIN_LENGTH):
+    if length >= MIN_PASSWORD:
         return []
     return [Problem(origin, "initial_user.password_file",
                     f"found a password of {length} characters in {path!r}; expected at least "
-                    f"{max(MIN_PASSWORD, MIN_LENGTH)}")]
+                    f"{MIN_PASSWORD}")]
 
 
 def preflight(project: Project, selection: Selection, options: ExecutionOptions) -> None:

@@ -209,15 +209,6 @@ def compile_script(segments: Sequence[Sequence[Part]], check: bool, host: str = 
     return Script("".join(lines), payload, marker)
 
 
-@dataclass(frozen=True)
-class SegmentReport:
-    """What one segment printed: each part's state (``"0"``, ``"1"``, ``"F"``) and message, and
-    the output of its commands (markers removed)."""
-
-    states: dict[int, tuple[str, str]]
-    output: str
-
-
 MAX_MARKER_LINE = 16384
 """A marker line longer than this is not one (it is output): the reader's buffer stays small."""
 
@@ -288,13 +279,3 @@ class ReportReader:
         """The stdout ended: what was held back is output."""
         carry, self._carry = self._carry, b""
         self._out(carry)
-
-
-def read_report(stdout: str, marker: str, segments: int) -> list[SegmentReport]:
-    """Split a whole script's stdout into one :class:`SegmentReport` per segment (the output
-    kept whole: for small outputs and tests; runs use :class:`ReportReader`)."""
-    collected = [bytearray() for _ in range(segments)]
-    reader = ReportReader(marker, [part.extend for part in collected])
-    reader.feed(stdout.encode())
-    reader.close()
-    return [SegmentReport(reader.states[i], collected[i].decode("utf-8", "replace")) for i in range(segments)]

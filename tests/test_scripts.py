@@ -5,15 +5,34 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
 
 from fedi_run.engine import scripts
+
+
+@dataclass(frozen=True)
+class SegmentReport:
+    """What one segment printed: each part's state (``"0"``, ``"1"``, ``"F"``) and message, and
+    the output of its commands (markers removed)."""
+
+    states: dict[int, tuple[str, str]]
+    output: str
+
+
+def read_report(stdout: str, marker: str, segments: int) -> list[SegmentReport]:
+    """A whole script's stdout read at once with :class:`scripts.ReportReader`."""
+    collected = [bytearray() for _ in range(segments)]
+    reader = scripts.ReportReader(marker, [part.extend for part in collected])
+    reader.feed(stdout.encode())
+    reader.close()
+    return [SegmentReport(reader.states[i], collected[i].decode("utf-8", "replace")) for i in range(segments)]
 
 
 def run(segments, check=False):
     script = scripts.compile_script(segments, check)
     assert b"s3cr3t-value" not in script.text.encode()  # contents travel on stdin only
     done = subprocess.run(["sh", "-c", script.text], input=script.payload, capture_output=True)
-    return done, scripts.read_report(done.stdout.decode(), script.marker, len(segments))
+    return done, read_report(done.stdout.decode(), script.marker, len(segments))
 
 
 def test_file_is_written_then_left_alone(tmp_path):
@@ -87,7 +106,7 @@ def test_a_write_failure_says_why_and_leaves_no_temporary_file(tmp_path):
     target = tmp_path / "missing-dir" / "x"
     script = scripts.compile_script([[scripts.file_part("0.0", str(target), b"data", 0o644, None, "x")]], False, "web")
     done = subprocess.run(["sh", "-c", script.text], input=script.payload, capture_output=True)
-    [report] = scripts.read_report(done.stdout.decode(), script.marker, 1)
+    [report] = read_report(done.stdout.decode(), script.marker, 1)
     assert report.states[0] == ("F", f"cannot write {target} on web: Directory nonexistent")  # dash
     assert not list(tmp_path.iterdir())
 
@@ -115,7 +134,7 @@ def test_the_report_reader_takes_any_chunking():
     marker = "@@fedi-00112233aabbccdd"
     text = (f"\n{marker} 0 B\nout\n@@fedi-0011\n{marker} 0.0 1\n\n{marker} 1 B\n" + "x" * 70000
             + f"\n{marker} 1.0 F exited with status 3\n\n{marker} 2 B\nlast\n\n@@fe")
-    whole = scripts.read_report(text, marker, 3)
+    whole = read_report(text, marker, 3)
     data = text.encode()
     rng = random.Random(7)
     for _ in range(200):
