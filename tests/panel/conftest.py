@@ -1,38 +1,14 @@
-"""The panel's tests: Django configured once for this test session, on a data directory of its
-own, with the test environment (test client host, captured templates).
-
-Django's settings are process-wide, so the in-process tests share this one data directory;
-each test makes its own operators (:func:`operator`). The CLI and the browser test run the
-panel in subprocesses with data directories of their own. Django missing is a loud failure
-here, never a skip: `pip install -e '.[test,panel]'`.
-"""
+"""The panel's tests: Django is configured by ``panel_helpers`` (imported here first), on a
+data directory of its own. The CLI and the browser test run the panel in subprocesses with
+data directories of their own."""
 
 from __future__ import annotations
 
-import itertools
 import shutil
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
-try:
-    import django  # noqa: F401
-except ImportError as error:  # pragma: no cover - a broken environment
-    raise RuntimeError("the panel's tests need Django: pip install -e '.[test,panel]'") from error
-
-from django.test.utils import setup_test_environment
-from fedi_run.panel import site
-
-DATA_DIR = Path(tempfile.mkdtemp(prefix="fedi-run-panel-tests-"))
-site.configure(DATA_DIR)
-setup_test_environment()
-site.migrate()
-
-_numbers = itertools.count(1)
-HOSTS = ("garage", "mastodon", "peertube", "pixelfed")
-PASSWORD = "an initial password 7f3a9c"
+from panel_helpers import DATA_DIR, HOSTS, NUMBERS, PASSWORD
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -45,7 +21,7 @@ def operator():
     from django.contrib.auth import get_user_model
 
     def make(name: str | None = None, password: str = "operator password 42"):
-        name = name or f"op{next(_numbers)}"
+        name = name or f"op{next(NUMBERS)}"
         return get_user_model().objects.create_user(name, password=password)
 
     return make
@@ -88,7 +64,7 @@ def form_data(inventory):
 
     def make(**changes):
         data = {
-            "name": f"site{next(_numbers)}", "domain": "fedi-test.org",
+            "name": f"site{next(NUMBERS)}", "domain": "fedi-test.org",
             "inventory": str(inventory), "services": ["mastodon", "pixelfed"],
             "acme_email": "ops@fedi-test.org", "acme_accept_terms": "on",
             "initial_username": "admin", "initial_display_name": "Admin",
@@ -98,18 +74,3 @@ def form_data(inventory):
         return {k: v for k, v in data.items() if v is not None}
 
     return make
-
-
-def wait_for_run(run_pk: int, timeout: float = 60.0):
-    """The Run row once its thread has stored it (fails the test after ``timeout``)."""
-    from fedi_run.panel.live import BOARD
-    from fedi_run.panel.models import Run
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = Run.objects.get(pk=run_pk)
-        live = BOARD.get(run_pk)
-        if run.state != Run.RUNNING and (live is None or live.stored):
-            return run
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_pk} did not end within {timeout}s")

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import DATA_DIR, PASSWORD, wait_for_run
+from panel_helpers import DATA_DIR, PASSWORD, wait_for_run
 from django.test import Client
 from django.urls import reverse
 from fedi_run.panel import runs
