@@ -71,17 +71,24 @@ def _start_hosts(lab: LabState, names: tuple[str, ...], sshd: str) -> LabState:
         hosts.append(HostInfo(plan.name, plan.address, PORT, USER, plan.host_key, plan.root, proc))
     lab = replace(lab, hosts=tuple(hosts))
     state.save(lab)  # from here on, `down` can find them whatever happens next
-    alive = lambda: all(procs.is_running(h.process) for h in lab.hosts)  # noqa: E731
-    pending = addresses.wait_listening([(h.address, PORT) for h in hosts], START_TIMEOUT, alive)
+    return replace(lab, hosts=tuple(_listening(hosts)))
+
+
+def _listening(hosts: list[HostInfo]) -> list[HostInfo]:
+    """Wait until every launched host listens; the hosts with their mount namespaces recorded.
+    LabError (with each failed host's log) if one died or did not listen in time, or is not in
+    a namespace of its own."""
+    alive = lambda: all(procs.is_running(h.process) for h in hosts)  # noqa: E731
+    pending = addresses.wait_listening([(h.address, h.port) for h in hosts], START_TIMEOUT, alive)
     if pending or not alive():
-        failed = [h for h in hosts if (h.address, PORT) in pending or not procs.is_running(h.process)]
+        failed = [h for h in hosts if (h.address, h.port) in pending or not procs.is_running(h.process)]
         details = "\n".join(f"  {h.name}: {_log_tail(h.root / 'sshd.log')}" for h in failed)
         raise LabError(f"error: lab host(s) failed to start:\n{details}")
     machine = procs.machine_namespaces()
     hosts = [replace(h, mnt_ns=procs.mount_namespace(h.process.pid)) for h in hosts]
     if any(h.mnt_ns in machine or not h.mnt_ns for h in hosts):
         raise LabError("error: a lab host is listening but not in a namespace of its own")
-    return replace(lab, hosts=tuple(hosts))
+    return hosts
 
 
 def up(directory: Path | str, hosts: Sequence[str], *, acme: bool = False) -> LabState:
@@ -290,15 +297,11 @@ def restart_host(directory: Path | str, name: str, *, holding_addresses: bool = 
                 raise LabError(f"error: cannot start {name} again: {old.address}:{old.port} is taken")
             plan = host.HostPlan(old.name, old.address, old.port, old.root, old.host_key)
             proc = procs.spawn(host.launch_argv(plan, prereq.tools().sshd), plan.log_path)
-            pending = addresses.wait_listening([(old.address, old.port)], START_TIMEOUT,
-                                               lambda: procs.is_running(proc))
-            if pending or not procs.is_running(proc):
+            try:
+                [new] = _listening([replace(old, process=proc)])
+            except LabError:
                 procs.terminate([proc])
-                raise LabError(f"error: lab host {name} failed to start again: {_log_tail(plan.log_path)}")
-            namespace = procs.mount_namespace(proc.pid)
-            if not namespace or namespace in procs.machine_namespaces():
-                raise LabError(f"error: lab host {name} is listening but not in a namespace of its own")
-            new = replace(old, process=proc, mnt_ns=namespace)
+                raise
             lab = replace(lab, hosts=tuple(new if h.name == name else h for h in lab.hosts))
             state.save(lab)
     return lab
