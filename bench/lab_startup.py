@@ -44,11 +44,27 @@ def time_commands(repeat: int) -> tuple[list[float], list[float]]:
                 lab.run("bench", "true", check=True)
                 paramiko_runs.append(time.perf_counter() - start)
             host = lab.hosts["bench"]
-            ssh = ["ssh", "-F", "/dev/null", "-i", str(lab.identity), "-o", "BatchMode=yes",
-                   "-o", f"UserKnownHostsFile={lab.known_hosts_path}",
-                   "-o", "StrictHostKeyChecking=yes", "-o", "ControlMaster=auto",
-                   "-o", f"ControlPath={base}/cm-%C", "-o", "ControlPersist=30",
-                   f"root@{host.address}", "true"]
+            ssh = [
+                "ssh",
+                "-F",
+                "/dev/null",
+                "-i",
+                str(lab.identity),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                f"UserKnownHostsFile={lab.known_hosts_path}",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                f"ControlPath={base}/cm-%C",
+                "-o",
+                "ControlPersist=30",
+                f"root@{host.address}",
+                "true",
+            ]
             subprocess.run(ssh, check=True)  # opens the master connection
             ssh_runs = []
             for _ in range(repeat // 4 or 1):
@@ -61,10 +77,15 @@ def time_commands(repeat: int) -> tuple[list[float], list[float]]:
 
 def report(label: str, timings: list[float], goal: float | None = None) -> None:
     median = statistics.median(timings)
-    verdict = "" if goal is None else f"  goal < {goal * 1000:.0f} ms: " + (
-        "met" if median < goal else "MISSED")
-    print(f"{label:<34} median {median * 1000:8.1f} ms  min {min(timings) * 1000:8.1f} ms"
-          f"  max {max(timings) * 1000:8.1f} ms  (n={len(timings)}){verdict}")
+    verdict = (
+        ""
+        if goal is None
+        else f"  goal < {goal * 1000:.0f} ms: " + ("met" if median < goal else "MISSED")
+    )
+    print(
+        f"{label:<34} median {median * 1000:8.1f} ms  min {min(timings) * 1000:8.1f} ms"
+        f"  max {max(timings) * 1000:8.1f} ms  (n={len(timings)}){verdict}"
+    )
 
 
 def main() -> None:
@@ -74,8 +95,10 @@ def main() -> None:
     report("lab up, 1 host", time_up(["one"], False, args.repeat), 0.5)
     report("lab up, 16 hosts", time_up([f"h{i:02d}" for i in range(16)], False, args.repeat), 5.0)
     report("lab up, Pebble only (--acme)", time_up([], True, args.repeat))
-    report("lab up, 4 hosts + Pebble", time_up(["garage", "mastodon", "peertube", "pixelfed"],
-                                                True, args.repeat))
+    report(
+        "lab up, 4 hosts + Pebble",
+        time_up(["garage", "mastodon", "peertube", "pixelfed"], True, args.repeat),
+    )
     paramiko_runs, ssh_runs = time_commands(100)
     report("command `true`, lab connection", paramiko_runs)
     report("command `true`, ssh ControlMaster", ssh_runs)

@@ -19,11 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from fedi_run.engine.graph import TaskGraph
-from fedi_run.engine.planning import make_plan
+from fedi_run.engine.planning.graph import TaskGraph
+from fedi_run.engine.planning.plan import make_plan
+from fedi_run.engine.planning.selection import Selector, select
+from fedi_run.engine.planning.tasks import Task
 from fedi_run.engine.project import load_project
-from fedi_run.engine.selection import Selector, select
-from fedi_run.engine.tasks import Task
 
 HOSTS = 100
 TASKS = 10_000
@@ -42,7 +42,14 @@ def synthetic_tasks(hosts: int = HOSTS, count: int = TASKS, seed: int = 1) -> li
         if index > 0 and rng.random() < 1 / 3:
             other = rng.randrange(index)
             requires.append(f"bench.t{other}@h{other % hosts}")
-        tasks.append(Task(f"bench.t{index}@{host}", host, requires=tuple(dict.fromkeys(requires)), tags=(f"g{index % 7}",)))
+        tasks.append(
+            Task(
+                f"bench.t{index}@{host}",
+                host,
+                requires=tuple(dict.fromkeys(requires)),
+                tags=(f"g{index % 7}",),
+            )
+        )
     return tasks
 
 
@@ -57,8 +64,9 @@ def synthetic_playbook(directory: Path, hosts: int = HOSTS, count: int = TASKS) 
     for index in range(count // hosts):
         requires = f'requires = ["tasks.t{index - 1}"]\n' if index else ""
         lines.append(
-            f'[tasks.t{index}]\nhosts = {names!r}\n'.replace("'", '"')
-            + f'run = "echo {index} > /tmp/{{{{ deployment.name }}}}-{{{{ host.name }}}}-{index}"\n{requires}'
+            f"[tasks.t{index}]\nhosts = {names!r}\n".replace("'", '"')
+            + f'run = "echo {index} > /tmp/{{{{ deployment.name }}}}-'
+            f'{{{{ host.name }}}}-{index}"\n{requires}'
         )
     path = directory / "bench.toml"
     path.write_text("\n".join(lines))
@@ -87,17 +95,29 @@ def main() -> None:
     plan_time, (graph, plan) = timed(build_and_plan, args.repeat)
     target = graph.order[len(graph.order) // 2]
     select_time, selection = timed(lambda: select(graph, Selector(only=(target,))), args.repeat)
-    select_plan_time, _ = timed(lambda: make_plan("bench", graph, select(graph, Selector(only=(target,)))), args.repeat)
+    select_plan_time, _ = timed(
+        lambda: make_plan("bench", graph, select(graph, Selector(only=(target,)))), args.repeat
+    )
     with tempfile.TemporaryDirectory() as tmp:
         playbook = synthetic_playbook(Path(tmp))
         toml_time, project = timed(lambda: project_plan(playbook), max(3, args.repeat // 2))
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    help_time, _ = timed(lambda: subprocess.run(["fedi-run", "--help"], capture_output=True, env=env, check=True), args.repeat)
-    python_time, _ = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], capture_output=True, check=True), args.repeat)
+    help_time, _ = timed(
+        lambda: subprocess.run(["fedi-run", "--help"], capture_output=True, env=env, check=True),
+        args.repeat,
+    )
+    python_time, _ = timed(
+        lambda: subprocess.run([sys.executable, "-c", "pass"], capture_output=True, check=True),
+        args.repeat,
+    )
 
     rows = [
         (f"build + validate + plan, {TASKS} tasks / {HOSTS} hosts (Python API)", plan_time, 1.0),
-        (f"the same from a playbook.toml: 100 task tables x {HOSTS} hosts (read, render, plan)", toml_time, 1.0),
+        (
+            f"the same from a playbook.toml: 100 task tables x {HOSTS} hosts (read, render, plan)",
+            toml_time,
+            1.0,
+        ),
         (f"select one task ({len(selection)} with its dependencies)", select_time, 0.2),
         ("select one task and plan it", select_plan_time, 0.2),
         ("fedi-run --help (whole process)", help_time, 0.3),

@@ -52,8 +52,8 @@ NOTES = [
         "closed after each invocation (untimed), so every tool pays its own connections."
     ),
     (
-        "First run: the hosts' /srv/bench was removed just before, so the directory, the K files and "
-        "the command all change. Second run: right after, nothing changes."
+        "First run: the hosts' /srv/bench was removed just before, so the directory, the K files "
+        "and the command all change. Second run: right after, nothing changes."
     ),
     (
         "After every run the harness read every host back over its own SSH connection "
@@ -83,9 +83,10 @@ NOTES = [
         "compiled, files cached); Ansible's byte-code was compiled when pip installed it."
     ),
     (
-        "The Fabric loop is the floor for a Python engine over SSH: one thread and one tuned Fabric "
-        "connection per host (TCP_NODELAY, in_stream=False, Runner.input_sleep = 1 ms), one "
-        "check-then-write command per file, so its second run makes the same round trips as its first."
+        "The Fabric loop is the floor for a Python engine over SSH: one thread and one tuned "
+        "Fabric connection per host (TCP_NODELAY, in_stream=False, Runner.input_sleep = 1 ms), "
+        "one check-then-write command per file, so its second run makes the same round trips as "
+        "its first."
     ),
 ]
 

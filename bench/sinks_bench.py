@@ -19,16 +19,29 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fedi_run.engine.display import ProgressDisplay
-from fedi_run.engine.events import (
-    OutputChunk, RunFinished, RunStarted, Status, TaskFinished, TaskStarted,
+from fedi_run.engine.report.display import ProgressDisplay
+from fedi_run.engine.report.events import (
+    OutputChunk,
+    RunFinished,
+    RunStarted,
+    Status,
+    TaskFinished,
+    TaskStarted,
 )
-from fedi_run.engine.jsonlines import JsonLinesSink
-from fedi_run.engine.junit import JUnitSink
+from fedi_run.engine.report.jsonlines import JsonLinesSink
+from fedi_run.engine.report.junit import JUnitSink
 
 HOSTS = 20
-STATUSES = (Status.OK, Status.CHANGED, Status.OK, Status.CHANGED, Status.OK, Status.FAILED,
-            Status.SKIPPED, Status.UNREACHABLE)
+STATUSES = (
+    Status.OK,
+    Status.CHANGED,
+    Status.OK,
+    Status.CHANGED,
+    Status.OK,
+    Status.FAILED,
+    Status.SKIPPED,
+    Status.UNREACHABLE,
+)
 
 
 def synthetic_events(count: int = 10_000) -> list:
@@ -43,11 +56,19 @@ def synthetic_events(count: int = 10_000) -> list:
         output = f"step {i}: wrote /var/lib/bench/{i} ********\n" * 2
         events.append(TaskStarted(1, task_id, host, time.time()))
         events.append(OutputChunk(1, task_id, host, "stdout", output))
-        events.append(TaskFinished(
-            1, task_id, host, status, 0.01,
-            message="" if status in (Status.OK, Status.CHANGED) else f"{status}: reason",
-            changes=("wrote /var/lib/bench",) if status is Status.CHANGED else (),
-            output=output, at=time.time()))
+        events.append(
+            TaskFinished(
+                1,
+                task_id,
+                host,
+                status,
+                0.01,
+                message="" if status in (Status.OK, Status.CHANGED) else f"{status}: reason",
+                changes=("wrote /var/lib/bench",) if status is Status.CHANGED else (),
+                output=output,
+                at=time.time(),
+            )
+        )
     events.append(RunFinished(1, 1, 1.0, False))
     return events
 
@@ -73,8 +94,9 @@ def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="sinks-bench-"))
     sinks: dict[str, Callable[[], object]] = {
         "display, plain": lambda: ProgressDisplay(io.StringIO(), live=False),
-        "display, plain -v --diff": lambda: ProgressDisplay(io.StringIO(), live=False,
-                                                            verbose=True, diff=True),
+        "display, plain -v --diff": lambda: ProgressDisplay(
+            io.StringIO(), live=False, verbose=True, diff=True
+        ),
         "display, live (forced terminal)": lambda: ProgressDisplay(io.StringIO(), live=True),
         "display, live -v": lambda: ProgressDisplay(io.StringIO(), live=True, verbose=True),
         "json lines": lambda: JsonLinesSink(io.StringIO()),

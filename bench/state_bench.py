@@ -17,10 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from fedi_run.engine.events import (
-    OutputChunk, RunFinished, RunStarted, Status, TaskFinished, TaskStarted,
+from fedi_run.engine.report.events import (
+    OutputChunk,
+    RunFinished,
+    RunStarted,
+    Status,
+    TaskFinished,
+    TaskStarted,
 )
-from fedi_run.engine.state import StateStore
+from fedi_run.engine.report.state import StateStore
 
 HOSTS = ("garage", "mastodon", "peertube", "pixelfed")
 
@@ -37,10 +42,19 @@ def record_one_run(store: StateStore, count: int) -> tuple[float, float]:
         failed = i % 20 == 19
         store.handle(TaskStarted(run_id, task, host, time.time()))
         store.handle(OutputChunk(run_id, task, host, "stdout", "some output\n"))
-        store.handle(TaskFinished(
-            run_id, task, host, Status.FAILED if failed else Status.CHANGED, 0.01,
-            message="exit status 1" if failed else "", changes=("wrote /etc/motd",),
-            output=("x" * 10_240) if failed else "some output\n", at=time.time()))
+        store.handle(
+            TaskFinished(
+                run_id,
+                task,
+                host,
+                Status.FAILED if failed else Status.CHANGED,
+                0.01,
+                message="exit status 1" if failed else "",
+                changes=("wrote /etc/motd",),
+                output=("x" * 10_240) if failed else "some output\n",
+                at=time.time(),
+            )
+        )
     store.handle(RunFinished(run_id, 1, 1.0, False))
     t2 = time.perf_counter()
     return t1 - t0, t2 - t1
@@ -66,10 +80,14 @@ def main() -> None:
     print(f"state database, {args.tasks}-task run, median of {args.repeat}:")
     print(f"  open (new database)          {opened * ms:8.2f} ms")
     print(f"  begin_run                    {statistics.median(begins) * ms:8.2f} ms")
-    print(f"  all events of the run        {statistics.median(events) * ms:8.2f} ms"
-          f"  ({per_event:.1f} µs per event, {args.tasks + 1} commits)")
-    print(f"  total per run                "
-          f"{statistics.median(b + e for b, e in zip(begins, events)) * ms:8.2f} ms")
+    print(
+        f"  all events of the run        {statistics.median(events) * ms:8.2f} ms"
+        f"  ({per_event:.1f} µs per event, {args.tasks + 1} commits)"
+    )
+    print(
+        f"  total per run                "
+        f"{statistics.median(b + e for b, e in zip(begins, events)) * ms:8.2f} ms"
+    )
     print(f"  runs(limit=50), {len(history)} runs read   {read * ms:8.2f} ms")
 
 

@@ -10,17 +10,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedi_run.engine.apply import apply_task, deployment_directory
-from fedi_run.engine.render import render_call, render_task
 from fedi_run.engine.errors import GraphError
-from fedi_run.engine.graph import TaskGraph
-from fedi_run.engine.loading import load_playbook
-from fedi_run.engine.playbook import Playbook
-from fedi_run.engine.plugins import Plugins
-from fedi_run.engine.sections import ConfigSection
-from fedi_run.engine.selection import Selection, Selector, select
-from fedi_run.engine.planning import Plan, make_plan
-from fedi_run.engine.user_tasks import user_tasks
+from fedi_run.engine.model.loading import load_playbook
+from fedi_run.engine.model.playbook import Playbook
+from fedi_run.engine.model.sections import ConfigSection
+from fedi_run.engine.nixops.apply import apply_task, deployment_directory
+from fedi_run.engine.nixops.render import render_call, render_task
+from fedi_run.engine.planning.graph import TaskGraph
+from fedi_run.engine.planning.plan import Plan, make_plan
+from fedi_run.engine.planning.selection import Selection, Selector, select
+from fedi_run.engine.planning.user_tasks import user_tasks
+from fedi_run.engine.plugin.manager import Plugins
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def load_project(
     """
     if plugins is None:
         plugins = Plugins.load(plugin_modules)
-    from fedi_run.engine.plugins import disabled_from_environment
+    from fedi_run.engine.plugin.manager import disabled_from_environment
 
     loaded = load_playbook(
         Path(playbook),
@@ -76,7 +76,9 @@ def load_project(
         raise GraphError(error.problems, source=loaded.source) from None
     directory = deployment_directory(loaded)
     switch_off = render_call(loaded, plugins, directory, switched_off=True)
-    graph = graph.finished_with(lambda sinks: render_task(loaded, plugins, directory, sinks, switch_off))
+    graph = graph.finished_with(
+        lambda sinks: render_task(loaded, plugins, directory, sinks, switch_off)
+    )
     if apply:
         graph = graph.finished_with(lambda sinks: apply_task(loaded, sinks, switch_off))
     return Project(loaded, plugins, graph)

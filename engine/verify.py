@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fedi_run.engine.connection import ConnectionPool
-    from fedi_run.engine.playbook import Playbook
+    from fedi_run.engine.execute.connection import ConnectionPool
+    from fedi_run.engine.model.playbook import Playbook
     from fedi_run.engine.project import Project
 
 UNITS = {
@@ -118,8 +118,12 @@ class ServiceResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "service": self.service, "host": self.host, "address": self.address, "ok": self.ok,
-            "unit": asdict(self.unit), "https": asdict(self.https) if self.https else None,
+            "service": self.service,
+            "host": self.host,
+            "address": self.address,
+            "ok": self.ok,
+            "unit": asdict(self.unit),
+            "https": asdict(self.https) if self.https else None,
             "problems": list(self.problems),
         }
 
@@ -136,7 +140,7 @@ def check_unit(
     pool: ConnectionPool, host: str, unit: str | None, timeout: float = TIMEOUT
 ) -> UnitResult:
     """``systemctl is-active unit`` on ``host``."""
-    from fedi_run.engine.connection import CommandTimedOut, HostUnreachable
+    from fedi_run.engine.execute.connection import CommandTimedOut, HostUnreachable
 
     if unit is None:
         return UnitResult(None, False, "not checked (no systemd unit known for this service)")
@@ -165,8 +169,12 @@ def _name(name: Any) -> str:
     parts = []
     for rdn in name or ():
         for key, value in rdn:
-            short = {"commonName": "CN", "organizationName": "O", "countryName": "C",
-                     "organizationalUnitName": "OU"}.get(key, key)
+            short = {
+                "commonName": "CN",
+                "organizationName": "O",
+                "countryName": "C",
+                "organizationalUnitName": "OU",
+            }.get(key, key)
             parts.append(f"{short}={value}")
     return ", ".join(parts)
 
@@ -214,7 +222,10 @@ def _ask(tls: ssl.SSLSocket, domain: str, timeout: float) -> tuple[int | None, s
 
 
 def check_https(
-    address: str, domain: str, ca_file: str | None = None, port: int = HTTPS_PORT,
+    address: str,
+    domain: str,
+    ca_file: str | None = None,
+    port: int = HTTPS_PORT,
     timeout: float = TIMEOUT,
 ) -> HttpsResult:
     """Connect to ``address:port`` with SNI ``domain``, verify the certificate against
@@ -244,7 +255,8 @@ def check_https(
         reason = error.verify_message or error.reason or str(error)
         against = f"the CA in {ca_file}" if ca_file else "the system CAs"
         return result(
-            "tls-error", f"certificate not verified against {against}: {reason}",
+            "tls-error",
+            f"certificate not verified against {against}: {reason}",
             issuer=_unverified_issuer(address, port, domain, timeout),
         )
     except TimeoutError:
@@ -271,15 +283,23 @@ def declared_units(project: Project) -> dict[str, str | None]:
 
 
 def verify_service(
-    playbook: Playbook, pool: ConnectionPool, service: str, unit: str | None,
-    https_port: int = HTTPS_PORT, timeout: float = TIMEOUT,
+    playbook: Playbook,
+    pool: ConnectionPool,
+    service: str,
+    unit: str | None,
+    https_port: int = HTTPS_PORT,
+    timeout: float = TIMEOUT,
 ) -> ServiceResult:
     """The checks of the enabled ``service``."""
     host = playbook.service_host(service)
     if host not in playbook.hosts:
         return ServiceResult(
-            service, host, None, UnitResult(unit, False, "not checked", f"no host {host!r}"),
-            None, (f"its host {host!r} is not in the playbook or its inventories",),
+            service,
+            host,
+            None,
+            UnitResult(unit, False, "not checked", f"no host {host!r}"),
+            None,
+            (f"its host {host!r} is not in the playbook or its inventories",),
         )
     address = playbook.hosts[host].address
     acme = playbook.section("acme")
@@ -290,7 +310,10 @@ def verify_service(
 
 
 def verify_project(
-    project: Project, pool: ConnectionPool, https_port: int = HTTPS_PORT, timeout: float = TIMEOUT,
+    project: Project,
+    pool: ConnectionPool,
+    https_port: int = HTTPS_PORT,
+    timeout: float = TIMEOUT,
 ) -> list[ServiceResult]:
     """Check every enabled service of ``project``, several at once; in the playbook's order."""
     playbook = project.playbook
@@ -300,8 +323,15 @@ def verify_project(
         return []
     with ThreadPoolExecutor(max_workers=min(8, len(services))) as executor:
         futures = [
-            executor.submit(verify_service, playbook, pool, service, unit_of(service, units),
-                            https_port, timeout)
+            executor.submit(
+                verify_service,
+                playbook,
+                pool,
+                service,
+                unit_of(service, units),
+                https_port,
+                timeout,
+            )
             for service in services
         ]
         return [future.result() for future in futures]

@@ -2,8 +2,8 @@
 
 The services are the ``kind="service"`` sections the loaded plugins declare (the five built-in
 ones and any third party's), with their descriptions and what they need; the help texts are the
-descriptions of the playbook's JSON Schema (:func:`fedi_run.engine.schema.json_schema`), so the
-form says what ``fedi-run schema`` says. Both are computed once per process.
+descriptions of the playbook's JSON Schema (:func:`fedi_run.engine.model.schema.json_schema`),
+so the form says what ``fedi-run schema`` says. Both are computed once per process.
 """
 
 from __future__ import annotations
@@ -67,16 +67,23 @@ def _descriptions(schema: dict[str, Any]) -> dict[str, str]:
 @functools.lru_cache(maxsize=1)
 def catalog() -> Catalog:
     """The catalog of the plugins installed in this environment (computed once)."""
-    from fedi_run.engine.plugins import Plugins
+    from fedi_run.engine.model.schema import json_schema
+    from fedi_run.engine.plugin.manager import Plugins
     from fedi_run.engine.project import config_sections
-    from fedi_run.engine.schema import json_schema
 
     sections = config_sections(Plugins.load(()))
     services = [s for s in sections if s.kind == "service"]
     choices = tuple(
-        ServiceChoice(s.name, s.description, tuple(s.needs),
-                      tuple(sorted(o.name for o in services if s.name in o.needs)))
+        ServiceChoice(
+            s.name,
+            s.description,
+            tuple(s.needs),
+            tuple(sorted(o.name for o in services if s.name in o.needs)),
+        )
         for s in sorted(services, key=lambda s: (bool(s.needs) is False, s.name))
     )
-    return Catalog(choices, any(s.name == "acme" and s.kind == "table" for s in sections),
-                   _descriptions(json_schema(sections)))
+    return Catalog(
+        choices,
+        any(s.name == "acme" and s.kind == "table" for s in sections),
+        _descriptions(json_schema(sections)),
+    )

@@ -17,10 +17,14 @@ from pathlib import Path
 import click
 
 DATA_DIR = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    envvar="FEDI_RUN_PANEL_DIR", show_envvar=True,
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="FEDI_RUN_PANEL_DIR",
+    show_envvar=True,
     help="The panel's files: database, secret key, deployments (default "
-         "~/.local/share/fedi-run/panel).")
+    "~/.local/share/fedi-run/panel).",
+)
 
 
 def _site(data_dir: Path | None, allowed_hosts: tuple[str, ...] = ()):
@@ -40,8 +44,12 @@ def panel() -> None:
 
 @panel.command()
 @click.argument("name")
-@click.option("--password-file", type=click.File("r"), default=None,
-              help="Read the password from this file's first line instead of prompting.")
+@click.option(
+    "--password-file",
+    type=click.File("r"),
+    default=None,
+    help="Read the password from this file's first line instead of prompting.",
+)
 @DATA_DIR
 def createuser(name: str, password_file, data_dir: Path | None) -> None:
     """Create the operator NAME (the password is prompted for twice)."""
@@ -56,7 +64,9 @@ def createuser(name: str, password_file, data_dir: Path | None) -> None:
     try:
         users.username_validator(name)
     except ValidationError as error:
-        raise PanelError(f"error: {name!r} is not a valid user name: {' '.join(error.messages)}") from None
+        raise PanelError(
+            f"error: {name!r} is not a valid user name: {' '.join(error.messages)}"
+        ) from None
     if users.objects.filter(username=name).exists():
         raise PanelError(f"error: the operator {name!r} already exists in {configured.data_dir}")
     if password_file is not None:
@@ -75,10 +85,18 @@ def createuser(name: str, password_file, data_dir: Path | None) -> None:
 
 @panel.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
-              help="Port to listen on (0: any free port).")
-@click.option("--allow-remote", is_flag=True,
-              help="Allow an address other than loopback (put TLS in front of the panel).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow an address other than loopback (put TLS in front of the panel).",
+)
 @DATA_DIR
 def serve(host: str, port: int, allow_remote: bool, data_dir: Path | None) -> None:
     """Serve the panel (127.0.0.1:8000 by default) until interrupted."""
@@ -88,13 +106,17 @@ def serve(host: str, port: int, allow_remote: bool, data_dir: Path | None) -> No
     allowed = ("*",) if host in ("0.0.0.0", "::") else (host.strip("[]"),)
     configured = _site(data_dir, allowed)
     from django.core.wsgi import get_wsgi_application
+
     from fedi_run.panel.runs import recover_orphans
 
     recover_orphans()
     server = make_server(host, port, get_wsgi_application())
     shown = f"[{host.strip('[]')}]" if ":" in host else host
-    click.echo(f"fedi-run panel: serving http://{shown}:{server.server_port}/ "
-               f"(data in {configured.data_dir}); Ctrl-C stops it", err=True)
+    click.echo(
+        f"fedi-run panel: serving http://{shown}:{server.server_port}/ "
+        f"(data in {configured.data_dir}); Ctrl-C stops it",
+        err=True,
+    )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever(poll_interval=0.2)

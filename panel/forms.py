@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django import forms
+
 from fedi_run.panel import runs, site
 from fedi_run.panel.catalog import catalog
 from fedi_run.panel.models import Deployment
@@ -28,22 +29,41 @@ class DeploymentForm(forms.ModelForm):
     """Create (``instance`` None) or edit one of ``owner``'s deployments."""
 
     services = forms.MultipleChoiceField(
-        required=False, widget=forms.CheckboxSelectMultiple, label="Services")
+        required=False, widget=forms.CheckboxSelectMultiple, label="Services"
+    )
     password = forms.CharField(
-        label="Initial user's password", strip=False, required=False,
+        label="Initial user's password",
+        strip=False,
+        required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Typed once, kept only in a file readable by the panel alone (mode 0600), "
-                  "never shown again.")
+        "never shown again.",
+    )
 
     class Meta:
         model = Deployment
-        fields = ["name", "domain", "inventory", "services", "acme_email", "acme_accept_terms",
-                  "initial_username", "initial_display_name", "initial_email", "apply"]
+        fields = [
+            "name",
+            "domain",
+            "inventory",
+            "services",
+            "acme_email",
+            "acme_accept_terms",
+            "initial_username",
+            "initial_display_name",
+            "initial_email",
+            "apply",
+        ]
         labels = {
-            "name": "Name", "domain": "Domain", "inventory": "Inventory file",
-            "acme_email": "ACME contact e-mail", "acme_accept_terms": "Accept the ACME server's terms",
-            "initial_username": "Initial user: name", "initial_display_name": "Initial user: display name",
-            "initial_email": "Initial user: e-mail", "apply": "End with nixops4 apply",
+            "name": "Name",
+            "domain": "Domain",
+            "inventory": "Inventory file",
+            "acme_email": "ACME contact e-mail",
+            "acme_accept_terms": "Accept the ACME server's terms",
+            "initial_username": "Initial user: name",
+            "initial_display_name": "Initial user: display name",
+            "initial_email": "Initial user: e-mail",
+            "apply": "End with nixops4 apply",
         }
 
     def __init__(self, *args, owner, **kwargs):
@@ -51,14 +71,18 @@ class DeploymentForm(forms.ModelForm):
         self.owner = owner
         known = catalog()
         self.fields["services"].choices = [
-            (s.name, f"{s.name} — {s.label}" + (f" (switched on by {', '.join(s.needed_by)})"
-                                               if s.needed_by else ""))
+            (
+                s.name,
+                f"{s.name} — {s.label}"
+                + (f" (switched on by {', '.join(s.needed_by)})" if s.needed_by else ""),
+            )
             for s in known.services
         ]
         if self.instance.pk:
             self.initial.setdefault("services", list(self.instance.services))
-            self.fields["password"].help_text = ("Leave empty to keep the password already "
-                                                 "set. " + self.fields["password"].help_text)
+            self.fields["password"].help_text = (
+                "Leave empty to keep the password already set. " + self.fields["password"].help_text
+            )
         else:
             self.fields["password"].required = True
         schema_help = {
@@ -73,9 +97,12 @@ class DeploymentForm(forms.ModelForm):
         self.fields["inventory"].help_text = (
             "A TOML file on this machine with the [hosts.*] tables (and [acme]) — the file "
             "`fedi-run -i` reads, such as `fedi-run lab inventory` writes. A service runs on "
-            "the host of its own name.")
-        self.fields["apply"].help_text = ("Off: prepare the hosts and render the NixOps4 "
-                                          "deployment, without running nixops4 (--no-apply).")
+            "the host of its own name."
+        )
+        self.fields["apply"].help_text = (
+            "Off: prepare the hosts and render the NixOps4 "
+            "deployment, without running nixops4 (--no-apply)."
+        )
         if not known.acme:
             del self.fields["acme_email"], self.fields["acme_accept_terms"]
         for field in self.fields.values():
@@ -95,11 +122,13 @@ class DeploymentForm(forms.ModelForm):
         value = self.cleaned_data["inventory"].strip()
         path = Path(value).expanduser()
         if not path.is_absolute():
-            raise forms.ValidationError("expected an absolute path, such as "
-                                        "/root/.fedi-lab/inventory.toml")
+            raise forms.ValidationError(
+                "expected an absolute path, such as /root/.fedi-lab/inventory.toml"
+            )
         if not path.is_file():
-            raise forms.ValidationError(f"found {value!r}, which is not a file; expected an "
-                                        "inventory file on this machine")
+            raise forms.ValidationError(
+                f"found {value!r}, which is not a file; expected an inventory file on this machine"
+            )
         return str(path)
 
     def clean_password(self) -> str:
@@ -115,8 +144,11 @@ class DeploymentForm(forms.ModelForm):
         if self.errors:
             return cleaned  # the engine's check needs every field; fix these first
         candidate = Deployment(
-            owner=self.owner, name=cleaned["name"], domain=cleaned["domain"],
-            inventory=cleaned["inventory"], services=list(cleaned.get("services") or ()),
+            owner=self.owner,
+            name=cleaned["name"],
+            domain=cleaned["domain"],
+            inventory=cleaned["inventory"],
+            services=list(cleaned.get("services") or ()),
             acme_email=cleaned.get("acme_email", ""),
             acme_accept_terms=cleaned.get("acme_accept_terms", False),
             initial_username=cleaned["initial_username"],

@@ -72,8 +72,15 @@ class LiveRun:
             self.tasks[task] = TaskState(task, host, RUNNING)
             self._add(task, "event", f"[{host}] {task}: started\n")
 
-    def task_finished(self, task: str, host: str, status: str, duration: float, message: str,
-                      changes: tuple[str, ...]) -> None:
+    def task_finished(
+        self,
+        task: str,
+        host: str,
+        status: str,
+        duration: float,
+        message: str,
+        changes: tuple[str, ...],
+    ) -> None:
         with self._lock:
             self.tasks[task] = TaskState(task, host, status, message, round(duration, 3), changes)
             line = f"[{host}] {task}: {status} ({duration:.2f}s)"
@@ -105,7 +112,9 @@ class LiveRun:
             if self.finished or self.stop_requested.is_set():
                 return False
             self.stop_requested.set()
-            self._add("", "event", f"stop requested by {by}: running tasks finish, nothing new starts\n")
+            self._add(
+                "", "event", f"stop requested by {by}: running tasks finish, nothing new starts\n"
+            )
             return True
 
     def _add(self, task: str, stream: str, text: str) -> None:
@@ -116,7 +125,7 @@ class LiveRun:
         with self._lock:
             return {
                 "tasks": [asdict(t) for t in self.tasks.values()],
-                "chunks": [asdict(c) for c in self.chunks[max(after, 0):]],
+                "chunks": [asdict(c) for c in self.chunks[max(after, 0) :]],
                 "next": len(self.chunks),
                 "finished": self.finished,
                 "exit_status": self.exit_status,
@@ -136,8 +145,13 @@ class LiveRun:
     def apply_output(self) -> str:
         """What the ``nixops4.*`` tasks' programs printed."""
         with self._lock:
-            return _tail("".join(c.text for c in self.chunks
-                                 if c.task.startswith("nixops4.") and c.stream != "event"))
+            return _tail(
+                "".join(
+                    c.text
+                    for c in self.chunks
+                    if c.task.startswith("nixops4.") and c.stream != "event"
+                )
+            )
 
     def mark_stored(self) -> None:
         """The run's record is in the database: the page may stop following it."""
@@ -189,7 +203,7 @@ class Board:
             self._active.pop(deployment_pk, None)
             running = set(self._active.values())
             ended = [pk for pk in self._runs if pk not in running]
-            for pk in ended[:max(len(ended) - self.KEEP, 0)]:
+            for pk in ended[: max(len(ended) - self.KEEP, 0)]:
                 del self._runs[pk]
 
     def get(self, run_pk: int) -> LiveRun | None:

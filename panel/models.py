@@ -24,8 +24,9 @@ def new_key() -> str:
 class Deployment(models.Model):
     """One deployment of one operator: the values its playbook is written from."""
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                              related_name="deployments")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="deployments"
+    )
     key = models.CharField(max_length=32, unique=True, editable=False, default=new_key)
     name = models.CharField(max_length=63)
     domain = models.CharField(max_length=253)
@@ -42,8 +43,9 @@ class Deployment(models.Model):
 
     class Meta:
         ordering = ("name", "id")
-        constraints = (models.UniqueConstraint(fields=("owner", "name"),
-                                               name="one_name_per_operator"),)
+        constraints = (
+            models.UniqueConstraint(fields=("owner", "name"), name="one_name_per_operator"),
+        )
 
     def __str__(self) -> str:
         return self.name

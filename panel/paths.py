@@ -48,9 +48,11 @@ def private_dir(path: Path) -> Path:
     try:
         make_private_dirs(path, narrow=True)
     except OSError as error:
-        raise DataDirError(f"error: cannot create the panel's directory {path}: "
-                           f"{error.strerror or error}; pass --data-dir DIR (or set "
-                           f"{ENVIRONMENT}) to keep the panel's files elsewhere") from None
+        raise DataDirError(
+            f"error: cannot create the panel's directory {path}: "
+            f"{error.strerror or error}; pass --data-dir DIR (or set "
+            f"{ENVIRONMENT}) to keep the panel's files elsewhere"
+        ) from None
     if not path.is_dir():
         raise DataDirError(f"error: {path} is not a directory; pass --data-dir DIR")
     return path

@@ -77,8 +77,11 @@ def render_playbook(spec: DeploymentSpec) -> str:
         f"domain = {toml_string(spec.domain)}",
     ]
     for service in spec.known:
-        lines += ["", f"[services.{service}]",
-                  f"enable = {'true' if service in spec.services else 'false'}"]
+        lines += [
+            "",
+            f"[services.{service}]",
+            f"enable = {'true' if service in spec.services else 'false'}",
+        ]
     if spec.acme and (spec.acme_email or spec.acme_accept_terms):
         lines += ["", "[acme]"]
         if spec.acme_email:
@@ -86,7 +89,8 @@ def render_playbook(spec: DeploymentSpec) -> str:
         lines.append(f"accept_terms = {'true' if spec.acme_accept_terms else 'false'}")
     user = spec.initial_user
     lines += [
-        "", "[initial_user]",
+        "",
+        "[initial_user]",
         f"username = {toml_string(user.username)}",
         f"display_name = {toml_string(user.display_name)}",
         f"email = {toml_string(user.email)}",
@@ -148,5 +152,6 @@ def hosts_of(inventory: Path) -> dict[str, str]:
         return {}
     return {
         str(name): f"{h.get('user', 'root')}@{h.get('address', '?')}:{h.get('port', 22)}"
-        for name, h in hosts.items() if isinstance(h, dict)
+        for name, h in hosts.items()
+        if isinstance(h, dict)
     }

@@ -4,7 +4,7 @@
 :data:`~fedi_run.panel.live.BOARD` (a second start while one runs:
 :class:`~fedi_run.panel.errors.DeploymentBusy`), records a :class:`~fedi_run.panel.models.Run`
 and starts a thread that loads the project (:func:`fedi_run.engine.project.load_project`)
-and calls :func:`fedi_run.engine.runner.execute` with a :class:`~fedi_run.panel.sink.PanelSink`
+and calls :func:`fedi_run.engine.run.run_project` with a :class:`~fedi_run.panel.sink.PanelSink`
 — the CLI is never called. The engine's own deployment lock still applies: a run of the same
 deployment from the command line makes the panel's run fail with the engine's ``LockHeld``
 message. When the run ends, its tasks, recap and masked log are stored in the Run row, then the
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from django.db import close_old_connections, connection
 from django.utils import timezone
+
 from fedi_run.engine.errors import FediRunError
 from fedi_run.panel import paths, site
 from fedi_run.panel.catalog import catalog
@@ -71,12 +72,18 @@ def spec_of(deployment: Deployment, password: Path | None = None) -> DeploymentS
     """The deployment as a :class:`DeploymentSpec`."""
     known = catalog()
     return DeploymentSpec(
-        name=deployment.name, domain=deployment.domain,
+        name=deployment.name,
+        domain=deployment.domain,
         services=tuple(s for s in deployment.services if s in known.service_names()),
         known=known.service_names(),
-        initial_user=InitialUser(deployment.initial_username, deployment.initial_display_name,
-                                 deployment.initial_email, password or password_file(deployment)),
-        acme_email=deployment.acme_email, acme_accept_terms=deployment.acme_accept_terms,
+        initial_user=InitialUser(
+            deployment.initial_username,
+            deployment.initial_display_name,
+            deployment.initial_email,
+            password or password_file(deployment),
+        ),
+        acme_email=deployment.acme_email,
+        acme_accept_terms=deployment.acme_accept_terms,
         acme=known.acme,
     )
 
@@ -102,10 +109,19 @@ def start(deployment: Deployment, kind: str) -> Run:
         run = Run.objects.create(deployment=deployment, kind=kind, apply=deployment.apply)
         live = LiveRun(run.pk, deployment.pk, kind)
         BOARD.register(live)
-        job = RunJob(run.pk, deployment.pk, deployment.name, kind, playbook,
-                     Path(deployment.inventory), deployment.apply, password_file(deployment))
-        threading.Thread(target=_work, args=(job, live), daemon=True,
-                         name=f"fedi-run panel {kind} {run.pk}").start()
+        job = RunJob(
+            run.pk,
+            deployment.pk,
+            deployment.name,
+            kind,
+            playbook,
+            Path(deployment.inventory),
+            deployment.apply,
+            password_file(deployment),
+        )
+        threading.Thread(
+            target=_work, args=(job, live), daemon=True, name=f"fedi-run panel {kind} {run.pk}"
+        ).start()
     except BaseException:
         BOARD.release(deployment.pk)
         raise
@@ -113,10 +129,10 @@ def start(deployment: Deployment, kind: str) -> Run:
 
 
 def _work(job: RunJob, live: LiveRun) -> None:
-    """The run thread: load, execute, store, release."""
-    from fedi_run.engine.executor import ExecutionOptions
+    """The run thread: load, run, store, release."""
+    from fedi_run.engine.execute.scheduler import ExecutionOptions
     from fedi_run.engine.project import load_project
-    from fedi_run.engine.runner import RunRequest, execute
+    from fedi_run.engine.run import RunRequest, run_project
 
     secrets = []
     try:
@@ -127,11 +143,13 @@ def _work(job: RunJob, live: LiveRun) -> None:
     try:
         project = load_project(job.playbook, [job.inventory], apply=job.apply)
         options = ExecutionOptions(kind=job.kind, forks=project.playbook.run.forks)
-        request = RunRequest(options=options, state_path=state_path(job.playbook.parent),
-                             argv=("panel", "deploy" if job.kind == "run" else job.kind,
-                                   job.deployment),
-                             stop=live.stop_requested)
-        outcome = execute(project, request, [sink])
+        request = RunRequest(
+            options=options,
+            state_path=state_path(job.playbook.parent),
+            argv=("panel", "deploy" if job.kind == "run" else job.kind, job.deployment),
+            stop=live.stop_requested,
+        )
+        outcome = run_project(project, request, [sink])
         if not live.finished:
             live.finish(outcome.exit_status, outcome.recap, 0.0)
     except FediRunError as error:
@@ -169,6 +187,8 @@ def recover_orphans() -> int:
     """Runs recorded as running by a panel process that is gone: marked as broken off.
     Called when a panel starts serving; returns how many."""
     return Run.objects.filter(state=Run.RUNNING).update(
-        state=Run.ERROR, finished_at=timezone.now(),
+        state=Run.ERROR,
+        finished_at=timezone.now(),
         error="error: the panel stopped while this run was in progress; its record in the "
-              "engine's state database says how far it got (a new deploy picks up from there)")
+        "engine's state database says how far it got (a new deploy picks up from there)",
+    )

@@ -54,7 +54,8 @@ def check_address(host: str, allow_remote: bool) -> None:
             f"error: --host {host} is not a loopback address: the panel speaks plain HTTP and "
             "would be reachable from other machines. Reach it through an SSH tunnel "
             "(`ssh -L 8000:127.0.0.1:8000 deployer`), or put a TLS proxy in front of it and "
-            "pass --allow-remote.")
+            "pass --allow-remote."
+        )
 
 
 def make_server(host: str, port: int, application) -> ThreadingWSGIServer:
@@ -63,7 +64,8 @@ def make_server(host: str, port: int, application) -> ThreadingWSGIServer:
     try:
         server = server_class((host.strip("[]"), port), QuietHandler)
     except OSError as error:
-        raise PanelError(f"error: cannot listen on {host}:{port}: "
-                         f"{error.strerror or error}; pick another --port") from None
+        raise PanelError(
+            f"error: cannot listen on {host}:{port}: {error.strerror or error}; pick another --port"
+        ) from None
     server.set_app(application)
     return server

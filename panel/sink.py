@@ -1,6 +1,6 @@
 """The panel's event sink: a run's events, as the engine emits them, into a :class:`LiveRun`.
 
-Events reach a sink already masked (see :mod:`fedi_run.engine.events`); the sink also masks
+Events reach a sink already masked (see :mod:`fedi_run.engine.report.events`); the sink also masks
 the values it is given (the initial user's password), so nothing the panel shows or stores can
 hold them even if the engine's masking missed one.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fedi_run.engine.events import (
+from fedi_run.engine.report.events import (
     Event,
     OutputChunk,
     RunFinished,
@@ -23,7 +23,7 @@ MASK = "********"
 
 
 class PanelSink:
-    """An :class:`~fedi_run.engine.events.EventSink` writing into ``live``."""
+    """An :class:`~fedi_run.engine.report.events.EventSink` writing into ``live``."""
 
     def __init__(self, live: LiveRun, secrets: Iterable[str] = ()):
         self.live = live
@@ -42,13 +42,20 @@ class PanelSink:
         elif isinstance(event, TaskStarted):
             live.task_started(event.task_id, event.host)
         elif isinstance(event, TaskFinished):
-            live.task_finished(event.task_id, event.host, event.status.value, event.duration,
-                               self.mask(event.message), tuple(self.mask(c) for c in event.changes))
+            live.task_finished(
+                event.task_id,
+                event.host,
+                event.status.value,
+                event.duration,
+                self.mask(event.message),
+                tuple(self.mask(c) for c in event.changes),
+            )
         elif isinstance(event, RunStarted):
             live.started(event.run_id, event.tasks, event.hosts)
         elif isinstance(event, RunFinished):
-            live.finish(event.exit_status, {h: dict(c) for h, c in event.recap.items()},
-                        event.duration)
+            live.finish(
+                event.exit_status, {h: dict(c) for h, c in event.recap.items()}, event.duration
+            )
 
     def close(self) -> None:
-        """Nothing to release: the run thread stores the live run when ``execute`` returns."""
+        """Nothing to release: the run thread stores the live run when ``run_project`` returns."""

@@ -65,28 +65,36 @@ def settings_for(data_dir: Path, allowed_hosts: tuple[str, ...] = ()) -> dict:
             "django.contrib.messages.middleware.MessageMiddleware",
             "django.middleware.clickjacking.XFrameOptionsMiddleware",
         ],
-        "DATABASES": {"default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(database),
-            "OPTIONS": {
-                "timeout": 30,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
-        }},
-        "TEMPLATES": [{
-            "BACKEND": "django.template.backends.django.DjangoTemplates",
-            "APP_DIRS": True,
-            "OPTIONS": {"context_processors": [
-                "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
-            ]},
-        }],
+        "DATABASES": {
+            "default": {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": str(database),
+                "OPTIONS": {
+                    "timeout": 30,
+                    "transaction_mode": "IMMEDIATE",
+                    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                },
+            }
+        },
+        "TEMPLATES": [
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
         "AUTH_PASSWORD_VALIDATORS": [
             {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-            {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-             "OPTIONS": {"min_length": 10}},
+            {
+                "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+                "OPTIONS": {"min_length": 10},
+            },
             {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
             {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
         ],
@@ -128,15 +136,18 @@ def configure(data_dir: Path | None = None, allowed_hosts: tuple[str, ...] = ())
     data_dir = paths.private_dir(Path(data_dir) if data_dir else paths.default_data_dir())
     if _configured is not None:
         if _configured.data_dir != data_dir:
-            raise PanelError(f"error: this process already serves the panel of "
-                             f"{_configured.data_dir}, not {data_dir}")
+            raise PanelError(
+                f"error: this process already serves the panel of "
+                f"{_configured.data_dir}, not {data_dir}"
+            )
         return _configured
     import django
     from django.conf import settings
 
     if settings.configured:
-        raise PanelError("error: Django is already configured in this process by something "
-                         "other than the panel")
+        raise PanelError(
+            "error: Django is already configured in this process by something other than the panel"
+        )
     database = paths.touch_private(data_dir / paths.DATABASE_FILE)
     settings.configure(**settings_for(data_dir, allowed_hosts))
     django.setup()

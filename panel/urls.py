@@ -7,13 +7,19 @@ from pathlib import Path
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from django.views.static import serve
+
 from fedi_run.panel import views
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 _PAGES = [
-    path("login/", auth_views.LoginView.as_view(template_name="panel/login.html",
-                                                redirect_authenticated_user=True), name="login"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            template_name="panel/login.html", redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.deployments, name="deployments"),
     path("deployments/new/", views.create, name="create"),

@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
 from fedi_run.panel import runs
 from fedi_run.panel.errors import DeploymentBusy
 from fedi_run.panel.forms import DeploymentForm
@@ -71,12 +72,16 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
 def deployment(request: HttpRequest, pk: int) -> HttpResponse:
     """A deployment: its settings, its hosts, deploy and teardown, its last runs."""
     deployment = _own(request, pk)
-    return render(request, "panel/deployment.html", {
-        "deployment": deployment,
-        "hosts": hosts_of(deployment.inventory),
-        "runs": deployment.runs.all()[:5],
-        "active": BOARD.active_run(deployment.pk),
-    })
+    return render(
+        request,
+        "panel/deployment.html",
+        {
+            "deployment": deployment,
+            "hosts": hosts_of(deployment.inventory),
+            "runs": deployment.runs.all()[:5],
+            "active": BOARD.active_run(deployment.pk),
+        },
+    )
 
 
 def _start(request: HttpRequest, deployment: Deployment, kind: str) -> HttpResponse:
@@ -107,9 +112,15 @@ def teardown(request: HttpRequest, pk: int) -> HttpResponse:
             messages.error(request, "Type the deployment's name to confirm the teardown.")
             return redirect("panel:teardown", pk=deployment.pk)
         return _start(request, deployment, "teardown")
-    return render(request, "panel/teardown.html", {
-        "deployment": deployment, "hosts": hosts_of(deployment.inventory),
-        "active": BOARD.active_run(deployment.pk)})
+    return render(
+        request,
+        "panel/teardown.html",
+        {
+            "deployment": deployment,
+            "hosts": hosts_of(deployment.inventory),
+            "active": BOARD.active_run(deployment.pk),
+        },
+    )
 
 
 @login_required
@@ -132,8 +143,9 @@ def stop(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
 def history(request: HttpRequest, pk: int) -> HttpResponse:
     """Every run of the deployment, newest first, with its recap."""
     deployment = _own(request, pk)
-    return render(request, "panel/history.html", {
-        "deployment": deployment, "runs": deployment.runs.all()})
+    return render(
+        request, "panel/history.html", {"deployment": deployment, "runs": deployment.runs.all()}
+    )
 
 
 @login_required
@@ -143,12 +155,22 @@ def run(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
     deployment, record = _own_run(request, pk, run_pk)
     data = _progress_data(record, 0)
     chunks = data["chunks"]  # the same snapshot as data["next"]: the script goes on from there
-    return render(request, "panel/run.html", {
-        "deployment": deployment, "run": record, "data": data,
-        "apply_output": data.get("apply_output") or "".join(
-            c["text"] for c in chunks if c["task"].startswith("nixops4.") and c["stream"] != "event"),
-        "log": data.get("log") or "".join(c["text"] for c in chunks),
-    })
+    return render(
+        request,
+        "panel/run.html",
+        {
+            "deployment": deployment,
+            "run": record,
+            "data": data,
+            "apply_output": data.get("apply_output")
+            or "".join(
+                c["text"]
+                for c in chunks
+                if c["task"].startswith("nixops4.") and c["stream"] != "event"
+            ),
+            "log": data.get("log") or "".join(c["text"] for c in chunks),
+        },
+    )
 
 
 @never_cache
@@ -178,11 +200,20 @@ def _progress_data(record: Run, after: int) -> dict:
     else:  # not followed live in this process: the stored record, whole
         record.refresh_from_db()
         data = {
-            "tasks": record.tasks, "chunks": [], "next": after,
-            "finished": record.state != Run.RUNNING, "exit_status": record.exit_status, "stopping": False,
-            "recap": record.recap, "error": record.error, "duration": None,
-            "engine_run_id": record.engine_run_id, "state": record.state, "stored": True,
-            "log": record.log, "apply_output": record.apply_output,
+            "tasks": record.tasks,
+            "chunks": [],
+            "next": after,
+            "finished": record.state != Run.RUNNING,
+            "exit_status": record.exit_status,
+            "stopping": False,
+            "recap": record.recap,
+            "error": record.error,
+            "duration": None,
+            "engine_run_id": record.engine_run_id,
+            "state": record.state,
+            "stored": True,
+            "log": record.log,
+            "apply_output": record.apply_output,
         }
     data["result"] = _result(data)
     return data
@@ -193,5 +224,6 @@ def _result(data: dict) -> str:
         return "could not run"
     if not data["finished"] or data["exit_status"] is None:
         return "running"
-    return {0: "done", 130: "interrupted"}.get(data["exit_status"],
-                                                f"failed (exit {data['exit_status']})")
+    return {0: "done", 130: "interrupted"}.get(
+        data["exit_status"], f"failed (exit {data['exit_status']})"
+    )

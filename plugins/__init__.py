@@ -1,1 +1,2 @@
-"""fedi-run's built-in service plugins, each registered through the ``fedi_run`` entry-point group."""
+"""fedi-run's built-in service plugins, each registered through the ``fedi_run`` entry-point
+group."""

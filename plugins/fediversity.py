@@ -14,10 +14,10 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedi_run.engine.actions import ActionFailed, CallResult, Context, place_secret_files
-from fedi_run.engine.operations import Call, Directory, File, Operation, Secret, undo_of
-from fedi_run.engine.playbook import Playbook
-from fedi_run.engine.tasks import Task, per_host_id
+from fedi_run.engine.execute.perform import ActionFailed, CallResult, Context, place_secret_files
+from fedi_run.engine.model.playbook import Playbook
+from fedi_run.engine.planning.operations import Call, Directory, File, Operation, Secret, undo_of
+from fedi_run.engine.planning.tasks import Task, per_host_id
 
 SECRETS_ROOT = "/var/lib/fedi-run/secrets"
 """The one root-owned directory (0700) that holds every secret fedi-run places on a host."""
@@ -70,18 +70,25 @@ def absent_task(playbook: Playbook, service: str, why: str) -> list[Task]:
     host = playbook.service_host(service)
     if host not in playbook.hosts:
         return []
-    return [Task(
-        id=f"{service}.absent",
-        host=host,
-        tags=(service, "cleanup"),
-        description=f"remove {service}'s secrets and key files ({why})",
-        actions=(Directory(secrets_dir(service), present=False),),
-        undo=(),
-    )]
+    return [
+        Task(
+            id=f"{service}.absent",
+            host=host,
+            tags=(service, "cleanup"),
+            description=f"remove {service}'s secrets and key files ({why})",
+            actions=(Directory(secrets_dir(service), present=False),),
+            undo=(),
+        )
+    ]
 
 
-def app_tasks(playbook: Playbook, app: str, secrets: tuple[SecretSpec, ...],
-              extra: tuple[Operation, ...] = (), extra_files: tuple[str, ...] = ()) -> list[Task]:
+def app_tasks(
+    playbook: Playbook,
+    app: str,
+    secrets: tuple[SecretSpec, ...],
+    extra: tuple[Operation, ...] = (),
+    extra_files: tuple[str, ...] = (),
+) -> list[Task]:
     """The tasks of the Fediversity app ``app``. ``extra`` operations run after its secrets
     are placed; ``extra_files`` are the files they place (a :class:`Call` has no undo of its
     own), removed by the teardown before the directories are."""
@@ -91,8 +98,10 @@ def app_tasks(playbook: Playbook, app: str, secrets: tuple[SecretSpec, ...],
     ready = acme_ready(playbook, host)
     actions = [*secrets_root_actions(app), *(spec.operation(app) for spec in secrets), *extra]
     derived = (undo_of(op) for op in reversed(actions))
-    undo = (*(File(path, present=False) for path in extra_files),
-            *(op for op in derived if op is not None))
+    undo = (
+        *(File(path, present=False) for path in extra_files),
+        *(op for op in derived if op is not None),
+    )
     tasks = [
         Task(
             id=f"{app}.secrets",
@@ -109,8 +118,13 @@ def app_tasks(playbook: Playbook, app: str, secrets: tuple[SecretSpec, ...],
             requires=(f"garage.key.{app}", f"{app}.secrets"),
             tags=(app, "s3", "garage"),
             description=f"{app}'s Garage S3 key files, copied from the garage host",
-            actions=(Call("fedi_run.plugins.garage.keys:copy_key", (("app", app), ("to", s3_dir(app))),
-                          secrets=(f"{s3_dir(app)}/key-id", f"{s3_dir(app)}/secret")),),
+            actions=(
+                Call(
+                    "fedi_run.plugins.garage.keys:copy_key",
+                    (("app", app), ("to", s3_dir(app))),
+                    secrets=(f"{s3_dir(app)}/key-id", f"{s3_dir(app)}/secret"),
+                ),
+            ),
             undo=(Directory(s3_dir(app), present=False),),
         ),
         Task(
@@ -123,17 +137,25 @@ def app_tasks(playbook: Playbook, app: str, secrets: tuple[SecretSpec, ...],
         ),
     ]
     if playbook.initial_user is not None:
-        tasks.append(Task(
-            id=f"{app}.initial-user",
-            host=host,
-            requires=(f"{app}.secrets",),
-            tags=(app, "initial-user"),
-            description=f"the initial user {playbook.initial_user.username!r} as a file for {app}",
-            actions=(Call("fedi_run.plugins.fediversity:place_initial_user",
-                          (("service", app), ("to", initial_user_file(app))),
-                          secrets=(initial_user_file(app),)),),
-            undo=(File(initial_user_file(app), present=False),),
-        ))
+        tasks.append(
+            Task(
+                id=f"{app}.initial-user",
+                host=host,
+                requires=(f"{app}.secrets",),
+                tags=(app, "initial-user"),
+                description=(
+                    f"the initial user {playbook.initial_user.username!r} as a file for {app}"
+                ),
+                actions=(
+                    Call(
+                        "fedi_run.plugins.fediversity:place_initial_user",
+                        (("service", app), ("to", initial_user_file(app))),
+                        secrets=(initial_user_file(app),),
+                    ),
+                ),
+                undo=(File(initial_user_file(app), present=False),),
+            )
+        )
     return tasks
 
 
@@ -145,13 +167,18 @@ def place_initial_user(context: Context, service: str, to: str) -> list[str]:
         password = Path(user.password_file).read_text().rstrip("\n")
     except OSError as error:
         raise ActionFailed(
-            f"cannot read initial_user.password_file {user.password_file}: {error.strerror or error}"
+            f"cannot read initial_user.password_file {user.password_file}: "
+            f"{error.strerror or error}"
         ) from None
     context.masker.add(password)
-    document = json.dumps({
-        "username": user.username, "displayName": user.display_name,
-        "email": user.email, "password": password,
-    })
+    document = json.dumps(
+        {
+            "username": user.username,
+            "displayName": user.display_name,
+            "email": user.email,
+            "password": password,
+        }
+    )
     assert context.connection is not None
     return place_secret_files(context, context.connection, {to: document})
 
@@ -185,8 +212,12 @@ def check_dns(context: Context, service: str) -> CallResult:
     return CallResult(warnings=(problem,))
 
 
-def app_secret_files(playbook: Playbook, app: str, secrets: tuple[SecretSpec, ...],
-                     extra: dict[str, str] | None = None) -> dict[str, str]:
+def app_secret_files(
+    playbook: Playbook,
+    app: str,
+    secrets: tuple[SecretSpec, ...],
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
     """Name → path on the host of every secret file the app's tasks place: its generated
     secrets, ``extra`` ones, its S3 key files and the initial user — what its Nix module names."""
     files = {spec.name: f"{secrets_dir(app)}/{spec.name}" for spec in secrets}

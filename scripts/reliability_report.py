@@ -36,8 +36,19 @@ def run_tests(extra: list[str]) -> tuple[int, list[dict], float]:
         env = {**os.environ, "FEDI_RUN_RELIABILITY_JSON": str(records)}
         started = time.monotonic()
         status = subprocess.call(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "reliability", *extra],
-            cwd=ROOT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-m",
+                "reliability",
+                *extra,
+            ],
+            cwd=ROOT,
+            env=env,
         )
         elapsed = time.monotonic() - started
         data = json.loads(records.read_text()) if records.exists() else []
@@ -46,8 +57,13 @@ def run_tests(extra: list[str]) -> tuple[int, list[dict], float]:
 
 def commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -82,16 +98,25 @@ def render(records: list[dict], status: int, elapsed: float) -> str:
     ]
     for kind, rows in grouped.items():
         if rows:
-            lines.append(f"| {kind} | {len(rows)} | {sum(r['cases'] for r in rows)} | "
-                         f"{sum(1 for r in rows if r['passed'])} of {len(rows)} |")
+            lines.append(
+                f"| {kind} | {len(rows)} | {sum(r['cases'] for r in rows)} | "
+                f"{sum(1 for r in rows if r['passed'])} of {len(rows)} |"
+            )
     for kind, rows in grouped.items():
         if not rows:
             continue
-        lines += ["", f"## {kind.capitalize()}", "", "| case | cases | outcome (asserted) | held | s | test |",
-                  "|---|---:|---|:-:|---:|---|"]
+        lines += [
+            "",
+            f"## {kind.capitalize()}",
+            "",
+            "| case | cases | outcome (asserted) | held | s | test |",
+            "|---|---:|---|:-:|---:|---|",
+        ]
         for r in rows:
-            lines.append(f"| {cell(r['case'])} | {r['cases']} | {cell(r['outcome'])} | "
-                         f"{'yes' if r['passed'] else '**no**'} | {r['seconds']} | `{cell(r['test'])}` |")
+            lines.append(
+                f"| {cell(r['case'])} | {r['cases']} | {cell(r['outcome'])} | "
+                f"{'yes' if r['passed'] else '**no**'} | {r['seconds']} | `{cell(r['test'])}` |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -104,7 +129,9 @@ def main() -> int:
         print("error: the test run recorded no reliability cases", file=sys.stderr)
         return status or 1
     args.output.write_text(render(records, status, elapsed))
-    print(f"wrote {args.output} ({len(records)} scenarios, {sum(r['cases'] for r in records)} cases)")
+    print(
+        f"wrote {args.output} ({len(records)} scenarios, {sum(r['cases'] for r in records)} cases)"
+    )
     return status
 
 

@@ -7,7 +7,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from helpers import SUPPORT
 
 
@@ -73,15 +72,17 @@ def pytest_runtest_makereport(item, call):
         return  # recorded after the call
     params = getattr(getattr(item, "callspec", None), "params", {})
     kind, case, expected = marker.args
-    _RELIABILITY.append({
-        "kind": kind,
-        "case": case.format(**{k: getattr(v, "name", v) for k, v in params.items()}),
-        "outcome": expected,
-        "test": item.nodeid,
-        "cases": item.stash.get(_CASES_RUN, 1),
-        "passed": report.passed,
-        "seconds": round(report.duration, 2),
-    })
+    _RELIABILITY.append(
+        {
+            "kind": kind,
+            "case": case.format(**{k: getattr(v, "name", v) for k, v in params.items()}),
+            "outcome": expected,
+            "test": item.nodeid,
+            "cases": item.stash.get(_CASES_RUN, 1),
+            "passed": report.passed,
+            "seconds": round(report.duration, 2),
+        }
+    )
 
 
 def pytest_sessionfinish(session):

@@ -10,9 +10,9 @@ import tomllib
 
 import jsonschema
 from click.testing import CliRunner
-
 from helpers import EXAMPLES, MINIMAL
-from fedi_run.engine.cli import cli
+
+from fedi_run.engine.cli.main import cli
 
 FEDIVERSITY = str(EXAMPLES / "fediversity.toml")
 BASIC = str(EXAMPLES / "basic.toml")
@@ -35,19 +35,25 @@ def test_help_imports_nothing_heavy():
     """`fedi-run --help` must stay fast: the heavy libraries load only when a command runs."""
     code = (
         "import sys\n"
-        "from fedi_run.engine.cli import main\n"
+        "from fedi_run.engine.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('pydantic', 'networkx', 'jinja2', 'pluggy', 'fabric', 'paramiko') if m in sys.modules]\n"
+        "heavy = [m for m in ('pydantic', 'networkx', 'jinja2', 'pluggy', 'fabric', 'paramiko') "
+        "if m in sys.modules]\n"
         "print(heavy, file=sys.stderr)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stderr.strip() == "[]"
 
 
 def test_validate_ok():
     result = invoke("validate", FEDIVERSITY)
     assert result.exit_code == 0
-    assert "valid" in result.output and "garage (needed by mastodon, peertube, pixelfed)" in result.output
+    assert (
+        "valid" in result.output
+        and "garage (needed by mastodon, peertube, pixelfed)" in result.output
+    )
 
 
 def test_validate_prints_every_error_with_exit_2(write):
@@ -57,7 +63,11 @@ def test_validate_prints_every_error_with_exit_2(write):
     assert "2 problems found" in result.output
     assert f"{path}: deployment.domain: found 'bad domain'" in result.output
     assert f"{path}: hosts.web.port: found 0" in result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert (
+        "Traceback" not in result.output
+        and result.exception is None
+        or isinstance(result.exception, SystemExit)
+    )
 
 
 def test_a_missing_playbook_is_exit_2(tmp_path):
@@ -92,12 +102,33 @@ def test_plan_json_is_in_execution_order_with_reasons():
 
 
 def test_plan_selection_flags():
-    data = json.loads(invoke("plan", FEDIVERSITY, "--json", "--tags", "secrets,s3", "--skip-tags", "garage", "--no-deps").output)
-    assert {t["id"] for t in data["tasks"]} == {"mastodon.secrets", "peertube.secrets", "pixelfed.secrets"}
+    data = json.loads(
+        invoke(
+            "plan",
+            FEDIVERSITY,
+            "--json",
+            "--tags",
+            "secrets,s3",
+            "--skip-tags",
+            "garage",
+            "--no-deps",
+        ).output
+    )
+    assert {t["id"] for t in data["tasks"]} == {
+        "mastodon.secrets",
+        "peertube.secrets",
+        "pixelfed.secrets",
+    }
     data = json.loads(invoke("plan", BASIC, "--json", "--limit", "cowsay", "--no-deps").output)
     assert {t["id"] for t in data["tasks"]} == {"tasks.cowsay", "tasks.motd@cowsay"}
-    data = json.loads(invoke("plan", BASIC, "--json", "--from", "tasks.motd@hello", "--no-deps").output)
-    assert [t["id"] for t in data["tasks"]] == ["tasks.motd@hello", "nixops4.render", "nixops4.apply"]
+    data = json.loads(
+        invoke("plan", BASIC, "--json", "--from", "tasks.motd@hello", "--no-deps").output
+    )
+    assert [t["id"] for t in data["tasks"]] == [
+        "tasks.motd@hello",
+        "nixops4.render",
+        "nixops4.apply",
+    ]
 
 
 def test_no_apply_renders_and_stops():
@@ -109,7 +140,9 @@ def test_no_apply_renders_and_stops():
 def test_selection_error_is_exit_2():
     result = CliRunner().invoke(cli, ["plan", BASIC, "--only", "tasks.hallo"])
     assert result.exit_code == 2
-    assert "error: --only 'tasks.hallo' matches no task (did you mean 'tasks.hello'?)" in result.output
+    assert (
+        "error: --only 'tasks.hallo' matches no task (did you mean 'tasks.hello'?)" in result.output
+    )
 
 
 def test_graph_mermaid():
@@ -170,7 +203,11 @@ def test_schema_validates_the_examples_and_rejects_bad_input():
         with open(example, "rb") as handle:
             document = tomllib.load(handle)
         assert list(validator.iter_errors(document)) == []
-    assert list(validator.iter_errors({"deployment": {"name": "x", "domain": "y.z"}, "hosts": {"a": {"port": "x"}}}))
+    assert list(
+        validator.iter_errors(
+            {"deployment": {"name": "x", "domain": "y.z"}, "hosts": {"a": {"port": "x"}}}
+        )
+    )
     assert "mastodon" in schema["$defs"]["Services"]["properties"]
     assert "acme" in schema["properties"]
 
@@ -181,7 +218,9 @@ def test_schema_includes_a_plugins_section():
 
 
 def test_configuration_flag(write):
-    config = write("c.json", json.dumps({"domain": "other.example.net", "peertube": {"enable": False}}))
+    config = write(
+        "c.json", json.dumps({"domain": "other.example.net", "peertube": {"enable": False}})
+    )
     result = invoke("validate", FEDIVERSITY, "--configuration", str(config))
     assert result.exit_code == 0 and "at other.example.net" in result.output
     assert "peertube (" not in result.output
@@ -196,7 +235,10 @@ def test_inventory_flag(write):
 def test_console_script_runs(tmp_path):
     """The installed `fedi-run` executable works from any directory."""
     result = subprocess.run(
-        ["fedi-run", "plan", FEDIVERSITY, "--json"], capture_output=True, text=True, cwd=tmp_path,
+        ["fedi-run", "plan", FEDIVERSITY, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
         env={**os.environ, "FEDI_RUN_DISABLE_PLUGINS": ""},
     )
     assert result.returncode == 0, result.stderr
@@ -217,5 +259,8 @@ def test_a_short_initial_password_stops_the_run_before_any_host(tmp_path):
     result = CliRunner().invoke(cli, ["run", str(path), "--no-apply"])
     assert result.exit_code == 2, result.output
     assert "initial_user.password_file" in result.stderr
-    assert "found a password of 6 characters" in result.stderr and "expected at least 8" in result.stderr
+    assert (
+        "found a password of 6 characters" in result.stderr
+        and "expected at least 8" in result.stderr
+    )
     assert "hunter" not in result.output and "Traceback" not in result.output

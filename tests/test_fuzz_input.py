@@ -15,39 +15,64 @@ import tomllib
 import pytest
 import tomli_w
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-from fedi_run.engine.cli import cli
 from helpers import EXAMPLES
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fedi_run.engine.cli.main import cli
 
 BASE = tomllib.loads((EXAMPLES / "fediversity.toml").read_text())
 for table in BASE["hosts"].values():
     table["address"] = "127.0.0.1"
     table["port"] = 1
-BASE["tasks"] = {"motd": {"host": "mastodon", "run": "true", "requires": ["mastodon.secrets"], "tags": ["custom"]}}
+BASE["tasks"] = {
+    "motd": {
+        "host": "mastodon",
+        "run": "true",
+        "requires": ["mastodon.secrets"],
+        "tags": ["custom"],
+    }
+}
 
 # Keys whose values are checked where they enter: any hostile value must be refused there.
 STRICT_KEYS = [
-    ("deployment", "name"), ("deployment", "domain"),
-    ("hosts", "garage", "address"), ("hosts", "mastodon", "port"), ("hosts", "peertube", "user"),
+    ("deployment", "name"),
+    ("deployment", "domain"),
+    ("hosts", "garage", "address"),
+    ("hosts", "mastodon", "port"),
+    ("hosts", "peertube", "user"),
     ("hosts", "pixelfed", "host_key"),
-    ("services", "mastodon", "enable"), ("services", "pixelfed", "host"),
-    ("acme", "server"), ("acme", "email"), ("acme", "accept_terms"),
-    ("initial_user", "username"), ("initial_user", "email"),
+    ("services", "mastodon", "enable"),
+    ("services", "pixelfed", "host"),
+    ("acme", "server"),
+    ("acme", "email"),
+    ("acme", "accept_terms"),
+    ("initial_user", "username"),
+    ("initial_user", "email"),
     ("run", "forks"),
-    ("tasks", "motd", "host"), ("tasks", "motd", "tags"),
+    ("tasks", "motd", "host"),
+    ("tasks", "motd", "tags"),
 ]
 METACHARACTERS = [";", "$(", "`", "'", '"', "\n", "\\", "|", "&", " ", "${", "\t", "*", "\u202e"]
 
 hostile_text = st.one_of(
     st.just(""),
-    st.builds(lambda base, meta: base + meta + "reboot", st.sampled_from(["a", "mastodon", "x.org"]), st.sampled_from(METACHARACTERS)),
+    st.builds(
+        lambda base, meta: base + meta + "reboot",
+        st.sampled_from(["a", "mastodon", "x.org"]),
+        st.sampled_from(METACHARACTERS),
+    ),
     st.builds(lambda n: "a" * n, st.integers(300, 5000)),
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30).map(lambda s: s + " ;"),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30).map(
+        lambda s: s + " ;"
+    ),
 )
 wrong_types = st.one_of(
-    st.integers(-10**6, 10**6), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.sampled_from(["a", "b"]), st.integers(), max_size=2),
+    st.integers(-(10**6), 10**6),
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(), max_size=2),
 )
 
 
@@ -59,7 +84,11 @@ def _wrong_for(key: tuple[str, ...]):
     if isinstance(value, bool):
         return st.one_of(hostile_text, st.integers(0, 5), st.lists(st.booleans(), max_size=2))
     if isinstance(value, int):
-        return st.one_of(hostile_text, st.sampled_from([0, -1, 70000, 10**12]), st.lists(st.integers(), max_size=2))
+        return st.one_of(
+            hostile_text,
+            st.sampled_from([0, -1, 70000, 10**12]),
+            st.lists(st.integers(), max_size=2),
+        )
     if isinstance(value, list):
         return st.one_of(hostile_text, st.lists(hostile_text, min_size=1, max_size=3))
     return st.one_of(hostile_text, wrong_types)
@@ -79,7 +108,18 @@ def mutated(draw):
                 target = target[part]
             target[key[-1]] = draw(_wrong_for(key))
         elif kind == "unknown":
-            table = draw(st.sampled_from([("deployment",), ("hosts", "garage"), ("services", "mastodon"), ("acme",), ("tasks", "motd"), ()]))
+            table = draw(
+                st.sampled_from(
+                    [
+                        ("deployment",),
+                        ("hosts", "garage"),
+                        ("services", "mastodon"),
+                        ("acme",),
+                        ("tasks", "motd"),
+                        (),
+                    ]
+                )
+            )
             name = draw(st.sampled_from(["adress", "enabel", "hots", "rm -rf /", "$(id)", "zzz"]))
             target = document
             for part in table:
@@ -87,13 +127,26 @@ def mutated(draw):
             target[name] = 1
             key = (*table, name)
         elif kind == "missing":
-            key = draw(st.sampled_from([("deployment", "name"), ("deployment", "domain"), ("hosts", "garage", "address"), ("tasks", "motd", "run")]))
+            key = draw(
+                st.sampled_from(
+                    [
+                        ("deployment", "name"),
+                        ("deployment", "domain"),
+                        ("hosts", "garage", "address"),
+                        ("tasks", "motd", "run"),
+                    ]
+                )
+            )
             target = document
             for part in key[:-1]:
                 target = target[part]
             target.pop(key[-1], None)
         else:
-            document["tasks"]["loop"] = {"host": "garage", "run": "true", "requires": ["tasks.motd"]}
+            document["tasks"]["loop"] = {
+                "host": "garage",
+                "run": "true",
+                "requires": ["tasks.motd"],
+            }
             document["tasks"]["motd"]["requires"] = ["tasks.loop"]
             key = ("tasks",)
         changed.append(key)
@@ -125,10 +178,20 @@ def assert_refused(code, stdout, stderr, file_name):
     assert file_name in stderr
 
 
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
-@pytest.mark.reliability('bad input', 'hostile playbook values: wrong types, missing/unknown sections, huge/empty values, cycles, duplicate ids, shell metacharacters, quotes and newlines', 'exit 2, one paragraph naming the file and key, no traceback, no host contacted')
+@pytest.mark.reliability(
+    "bad input",
+    "hostile playbook values: wrong types, missing/unknown sections, huge/empty values, cycles, "
+    "duplicate ids, shell metacharacters, quotes and newlines",
+    "exit 2, one paragraph naming the file and key, no traceback, no host contacted",
+)
 @FUZZ
 @given(case=mutated())
 def test_hostile_playbooks_are_refused_naming_the_key(case, tmp_path_factory, fuzz_cases):
@@ -136,22 +199,40 @@ def test_hostile_playbooks_are_refused_naming_the_key(case, tmp_path_factory, fu
     directory = tmp_path_factory.mktemp("fuzz")
     path = directory / "playbook.toml"
     path.write_text(tomli_w.dumps(document))
-    code, stdout, stderr = run_cli("run", path, "--json", "--no-apply", "--connect-timeout", "1", "--retries", "0")
+    code, stdout, stderr = run_cli(
+        "run", path, "--json", "--no-apply", "--connect-timeout", "1", "--retries", "0"
+    )
     fuzz_cases.append("playbook")
     assert_refused(code, stdout, stderr, str(path))
     # Some changed key (or a table above it) is named — or, for a cycle, the tasks involved.
     named = [dotted(key[:n]) for key in changed for n in range(len(key), 0, -1)]
-    assert any(f": {name}" in stderr or f"'{name}" in stderr or name in stderr for name in named), (changed, stderr)
+    assert any(f": {name}" in stderr or f"'{name}" in stderr or name in stderr for name in named), (
+        changed,
+        stderr,
+    )
 
 
-@pytest.mark.reliability('bad input', 'garbage, truncated and invalid UTF-8 playbook files, deep nesting', 'exit 2 naming the file, no traceback')
+@pytest.mark.reliability(
+    "bad input",
+    "garbage, truncated and invalid UTF-8 playbook files, deep nesting",
+    "exit 2 naming the file, no traceback",
+)
 @FUZZ
-@given(data=st.one_of(
-    st.binary(min_size=1, max_size=200),
-    st.builds(lambda b: tomli_w.dumps(BASE).encode()[: b], st.integers(1, 400)).filter(lambda b: not _parses(b)),
-    st.builds(lambda b: b"[deployment]\nname = \"" + b + b"\"\n", st.binary(min_size=1, max_size=10).filter(lambda b: not b.isascii())),
-    st.integers(60, 400).map(lambda depth: ("x = " + "[" * depth + "]" * depth + "\n").encode()),
-))
+@given(
+    data=st.one_of(
+        st.binary(min_size=1, max_size=200),
+        st.builds(lambda b: tomli_w.dumps(BASE).encode()[:b], st.integers(1, 400)).filter(
+            lambda b: not _parses(b)
+        ),
+        st.builds(
+            lambda b: b'[deployment]\nname = "' + b + b'"\n',
+            st.binary(min_size=1, max_size=10).filter(lambda b: not b.isascii()),
+        ),
+        st.integers(60, 400).map(
+            lambda depth: ("x = " + "[" * depth + "]" * depth + "\n").encode()
+        ),
+    )
+)
 def test_garbage_files_are_refused(data, tmp_path_factory, fuzz_cases):
     directory = tmp_path_factory.mktemp("garbage")
     path = directory / "playbook.toml"
@@ -161,9 +242,16 @@ def test_garbage_files_are_refused(data, tmp_path_factory, fuzz_cases):
     assert_refused(code, stdout, stderr, str(path))
 
 
-@pytest.mark.reliability('bad input', 'hostile inventory values', 'exit 2 naming the inventory file and key, no traceback')
+@pytest.mark.reliability(
+    "bad input",
+    "hostile inventory values",
+    "exit 2 naming the inventory file and key, no traceback",
+)
 @FUZZ
-@given(table=st.sampled_from(["hosts", "acme", "services", "deployment"]), value=st.one_of(hostile_text, wrong_types))
+@given(
+    table=st.sampled_from(["hosts", "acme", "services", "deployment"]),
+    value=st.one_of(hostile_text, wrong_types),
+)
 def test_hostile_inventories_are_refused(table, value, tmp_path_factory, fuzz_cases):
     directory = tmp_path_factory.mktemp("inventory")
     playbook = directory / "playbook.toml"
@@ -181,9 +269,16 @@ def test_hostile_inventories_are_refused(table, value, tmp_path_factory, fuzz_ca
     assert_refused(code, stdout, stderr, str(inventory))
 
 
-@pytest.mark.reliability('bad input', 'hostile Fediversity configuration.json values', 'exit 2 naming the configuration file and key, no traceback')
+@pytest.mark.reliability(
+    "bad input",
+    "hostile Fediversity configuration.json values",
+    "exit 2 naming the configuration file and key, no traceback",
+)
 @FUZZ
-@given(field=st.sampled_from(["domain", "mastodon", "initialUser", "password", "unknown"]), value=st.one_of(hostile_text, wrong_types))
+@given(
+    field=st.sampled_from(["domain", "mastodon", "initialUser", "password", "unknown"]),
+    value=st.one_of(hostile_text, wrong_types),
+)
 def test_hostile_configurations_are_refused(field, value, tmp_path_factory, fuzz_cases):
     if field == "mastodon" and isinstance(value, bool):
         value = "yes"  # true and false are what `enable` takes
@@ -199,7 +294,9 @@ def test_hostile_configurations_are_refused(field, value, tmp_path_factory, fuzz
         "unknown": {"mastodn": value},
     }[field]
     configuration.write_text(json.dumps(content))
-    code, stdout, stderr = run_cli("run", playbook, "--configuration", configuration, "--json", "--no-apply")
+    code, stdout, stderr = run_cli(
+        "run", playbook, "--configuration", configuration, "--json", "--no-apply"
+    )
     fuzz_cases.append("configuration")
     assert_refused(code, stdout, stderr, str(configuration) if field != "domain" else "")
     assert "hunter2-secret" not in stdout + stderr

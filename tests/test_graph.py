@@ -6,8 +6,8 @@ import networkx as nx
 import pytest
 
 from fedi_run.engine.errors import GraphError
-from fedi_run.engine.graph import TaskGraph
-from fedi_run.engine.tasks import Task
+from fedi_run.engine.planning.graph import TaskGraph
+from fedi_run.engine.planning.tasks import Task
 
 HOSTS = {"a", "b", "c"}
 
@@ -31,7 +31,8 @@ def test_independent_tasks_share_a_step():
 
 def test_family_requirement_prefers_the_same_host():
     graph = build(
-        Task("acme.trust@a", "a"), Task("acme.trust@b", "b"),
+        Task("acme.trust@a", "a"),
+        Task("acme.trust@b", "b"),
         Task("svc.x", "a", requires=("acme.trust",)),
         Task("svc.local", None, requires=("acme.trust",)),
     )
@@ -43,20 +44,26 @@ def test_duplicate_id_names_both_plugins():
     with pytest.raises(GraphError) as caught:
         TaskGraph.build([Task("x.one", "a", plugin="p1"), Task("x.one", "b", plugin="p2")], HOSTS)
     assert str(caught.value) == (
-        "error: invalid task graph: duplicate task id 'x.one': contributed by plugin 'p1' and by plugin 'p2'"
+        "error: invalid task graph: duplicate task id 'x.one': contributed by plugin 'p1' "
+        "and by plugin 'p2'"
     )
 
 
 def test_unknown_dependency_is_named_with_a_suggestion():
     with pytest.raises(GraphError) as caught:
         build(Task("x.one", "a"), Task("x.two", "a", requires=("x.oen",)))
-    assert "task 'x.two' (the engine) requires 'x.oen', which is not a task (did you mean 'x.one'?)" in str(caught.value)
+    assert (
+        "task 'x.two' (the engine) requires 'x.oen', which is not a task (did you mean 'x.one'?)"
+        in str(caught.value)
+    )
 
 
 def test_unknown_host_is_named():
     with pytest.raises(GraphError) as caught:
         build(Task("x.one", "d"))
-    assert "task 'x.one' (the engine) runs on host 'd', which is not in [hosts]" in str(caught.value)
+    assert "task 'x.one' (the engine) runs on host 'd', which is not in [hosts]" in str(
+        caught.value
+    )
 
 
 def test_cycle_is_printed_in_full():

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pydantic
 import pytest
-
 from helpers import EXAMPLES, MINIMAL
+
 from fedi_run.engine.errors import PlaybookError
-from fedi_run.engine.loading import load_playbook
-from fedi_run.engine.plugins import Plugins
+from fedi_run.engine.model.loading import load_playbook
+from fedi_run.engine.plugin.manager import Plugins
 from fedi_run.engine.project import config_sections
 
 
@@ -61,7 +61,14 @@ def test_values_are_immutable(sections):
 
 
 def test_garage_is_enabled_by_any_app(write, sections):
-    path = write("p.toml", MINIMAL + '[hosts.garage]\naddress = "127.0.0.3"\n[services.pixelfed]\nenable = true\nhost = "web"\n')
+    path = write(
+        "p.toml",
+        MINIMAL
+        + (
+            '[hosts.garage]\naddress = "127.0.0.3"\n'
+            '[services.pixelfed]\nenable = true\nhost = "web"\n'
+        ),
+    )
     playbook = load(path, sections)
     assert set(playbook.enabled) == {"pixelfed", "garage"}
     assert playbook.enabled["garage"] == "needed by pixelfed"
@@ -76,7 +83,9 @@ def test_no_app_means_no_garage(write, sections):
 
 def test_inventory_merges_hosts_and_acme_over_the_playbook(write, sections, tmp_path):
     playbook_path = write("site/p.toml", MINIMAL + '[acme]\nemail = "ops@example.org"\n')
-    inventory = write("lab/inventory.toml", """
+    inventory = write(
+        "lab/inventory.toml",
+        """
         [hosts.web]
         address = "127.0.0.9"
         port = 2222
@@ -88,7 +97,8 @@ def test_inventory_merges_hosts_and_acme_over_the_playbook(write, sections, tmp_
         [acme]
         server = "https://127.0.0.1:14000/dir"
         ca_file = "ca.pem"
-    """)
+    """,
+    )
     playbook = load(playbook_path, sections, inventories=[inventory])
     assert playbook.hosts["web"].address == "127.0.0.9"
     assert playbook.hosts["web"].port == 2222
@@ -109,7 +119,7 @@ def test_later_inventories_win(write, sections):
 
 def test_an_inventory_holds_only_hosts_and_acme(write, sections):
     path = write("p.toml", MINIMAL)
-    inventory = write("inv.toml", '[services.mastodon]\nenable = true\n')
+    inventory = write("inv.toml", "[services.mastodon]\nenable = true\n")
     assert problems(path, sections, inventories=[inventory]) == [
         f"{inventory}: services: an inventory may hold only [hosts.*] and [acme] tables"
     ]
@@ -124,14 +134,27 @@ def test_a_problem_names_the_inventory_it_came_from(write, sections):
 
 
 def test_fediversity_configuration_is_read_over_the_playbook(write, sections, tmp_path):
-    path = write("p.toml", MINIMAL + '[hosts.garage]\naddress="127.0.0.3"\n[hosts.mastodon]\naddress="127.0.0.4"\n')
-    configuration = write("configuration.json", json.dumps({
-        "domain": "fedi.example.net",
-        "mastodon": {"enable": True},
-        "peertube": {"enable": False},
-        "pixelfed": {"enable": False},
-        "initialUser": {"username": "admin", "displayName": "The Admin", "email": "a@fedi.example.net", "passwordFile": "pw"},
-    }))
+    path = write(
+        "p.toml",
+        MINIMAL + '[hosts.garage]\naddress="127.0.0.3"\n[hosts.mastodon]\naddress="127.0.0.4"\n',
+    )
+    configuration = write(
+        "configuration.json",
+        json.dumps(
+            {
+                "domain": "fedi.example.net",
+                "mastodon": {"enable": True},
+                "peertube": {"enable": False},
+                "pixelfed": {"enable": False},
+                "initialUser": {
+                    "username": "admin",
+                    "displayName": "The Admin",
+                    "email": "a@fedi.example.net",
+                    "passwordFile": "pw",
+                },
+            }
+        ),
+    )
     playbook = load(path, sections, configuration_file=configuration)
     assert playbook.domain == "fedi.example.net"
     assert playbook.name == "test"
@@ -151,14 +174,20 @@ def test_configuration_refuses_an_inline_password(write, sections):
 def test_configuration_unknown_key_has_a_suggestion(write, sections):
     path = write("p.toml", MINIMAL)
     configuration = write("c.json", json.dumps({"mastodn": {"enable": True}}))
-    assert "mastodn: unknown key (did you mean 'mastodon'?)" in problems(path, sections, configuration_file=configuration)[0]
+    assert (
+        "mastodn: unknown key (did you mean 'mastodon'?)"
+        in problems(path, sections, configuration_file=configuration)[0]
+    )
 
 
 # One test per kind of bad input, each checking the message.
 
+
 def test_missing_file(tmp_path, sections):
     missing = tmp_path / "nope.toml"
-    assert problems(missing, sections) == [f"{missing}: cannot read the file: No such file or directory"]
+    assert problems(missing, sections) == [
+        f"{missing}: cannot read the file: No such file or directory"
+    ]
 
 
 def test_not_toml(write, sections):
@@ -170,7 +199,9 @@ def test_not_toml(write, sections):
 def test_not_utf8(tmp_path, sections):
     path = tmp_path / "p.toml"
     path.write_bytes(b'[deployment]\nname = "\xff"\n')
-    assert problems(path, sections) == [f"{path}: not valid UTF-8 (byte 21); expected a UTF-8 TOML file"]
+    assert problems(path, sections) == [
+        f"{path}: not valid UTF-8 (byte 21); expected a UTF-8 TOML file"
+    ]
 
 
 def test_missing_deployment(write, sections):
@@ -186,7 +217,9 @@ def test_missing_key(write, sections):
 
 
 def test_unknown_key_with_suggestion(write, sections):
-    path = write("p.toml", MINIMAL.replace('address = "127.0.0.2"', 'address = "127.0.0.2"\nadress = "x"'))
+    path = write(
+        "p.toml", MINIMAL.replace('address = "127.0.0.2"', 'address = "127.0.0.2"\nadress = "x"')
+    )
     assert problems(path, sections) == [
         f"{path}: hosts.web.adress: unknown key (did you mean 'address'?); expected one of: "
         "address, port, user, host_key, identity"
@@ -208,13 +241,15 @@ def test_unknown_service_with_suggestion(write, sections):
 
 
 def test_wrong_type(write, sections):
-    path = write("p.toml", MINIMAL + "port = \"22\"\n")
+    path = write("p.toml", MINIMAL + 'port = "22"\n')
     assert problems(path, sections) == [f"{path}: hosts.web.port: found '22', expected an integer"]
 
 
 def test_wrong_boolean(write, sections):
-    path = write("p.toml", MINIMAL + "[services.mastodon]\nenable = 1\nhost = \"web\"\n")
-    assert problems(path, sections) == [f"{path}: services.mastodon.enable: found 1, expected true or false"]
+    path = write("p.toml", MINIMAL + '[services.mastodon]\nenable = 1\nhost = "web"\n')
+    assert problems(path, sections) == [
+        f"{path}: services.mastodon.enable: found 1, expected true or false"
+    ]
 
 
 def test_domain_must_be_a_dns_name(write, sections):
@@ -229,7 +264,9 @@ def test_domain_must_be_a_dns_name(write, sections):
 def test_host_name_must_be_a_plain_name(write, sections):
     path = write("p.toml", MINIMAL + '[hosts."web server"]\naddress = "127.0.0.3"\n')
     [message] = problems(path, sections)
-    assert message.startswith(f"{path}: hosts.'web server': 'web server' is not a valid name: expected a plain name")
+    assert message.startswith(
+        f"{path}: hosts.'web server': 'web server' is not a valid name: expected a plain name"
+    )
 
 
 def test_host_key_is_checked(write, sections):
@@ -242,7 +279,7 @@ def test_host_key_is_checked(write, sections):
 
 
 def test_service_on_unknown_host(write, sections):
-    path = write("p.toml", MINIMAL + "[services.mastodon]\nenable = true\nhost = \"wbe\"\n")
+    path = write("p.toml", MINIMAL + '[services.mastodon]\nenable = true\nhost = "wbe"\n')
     found = problems(path, sections)
     assert found[0] == (
         f"{path}: services.mastodon.host: service 'mastodon' (enabled in p.toml) runs on host "
@@ -255,13 +292,16 @@ def test_service_on_unknown_host(write, sections):
 def test_user_task_on_unknown_host(write, sections):
     path = write("p.toml", MINIMAL + '[tasks.x]\nhosts = ["web", "wbe"]\nrun = "true"\n')
     assert problems(path, sections) == [
-        f"{path}: tasks.x.hosts.1: found 'wbe', expected a host defined under [hosts] (did you mean 'web'?)"
+        f"{path}: tasks.x.hosts.1: found 'wbe', expected a host defined under [hosts] "
+        "(did you mean 'web'?)"
     ]
 
 
 def test_user_task_needs_host_or_hosts(write, sections):
     path = write("p.toml", MINIMAL + '[tasks.x]\nrun = "true"\n')
-    assert problems(path, sections) == [f"{path}: tasks.x: expected exactly one of `host` or `hosts`"]
+    assert problems(path, sections) == [
+        f"{path}: tasks.x: expected exactly one of `host` or `hosts`"
+    ]
 
 
 def test_array_expected(write, sections):
@@ -270,7 +310,9 @@ def test_array_expected(write, sections):
 
 
 def test_every_problem_is_reported_at_once(write, sections):
-    path = write("p.toml", """
+    path = write(
+        "p.toml",
+        """
         [deployment]
         name = "bad name"
         domain = "nodot"
@@ -279,10 +321,16 @@ def test_every_problem_is_reported_at_once(write, sections):
         port = 70000
         [run]
         forks = 0
-    """)
+    """,
+    )
     found = problems(path, sections)
     assert len(found) == 4
-    assert [m.split(": ")[1] for m in found] == ["deployment.name", "deployment.domain", "run.forks", "hosts.web.port"]
+    assert [m.split(": ")[1] for m in found] == [
+        "deployment.name",
+        "deployment.domain",
+        "run.forks",
+        "hosts.web.port",
+    ]
 
 
 def test_disabled_plugin_is_named(write, sections, monkeypatch):
@@ -293,4 +341,6 @@ def test_disabled_plugin_is_named(write, sections, monkeypatch):
     path = write("p.toml", MINIMAL + "[services.mastodon]\nenable = true\n")
     with pytest.raises(PlaybookError) as caught:
         load_project(path)
-    assert "unknown service (the plugin 'mastodon' is blocked by FEDI_RUN_DISABLE_PLUGINS)" in str(caught.value)
+    assert "unknown service (the plugin 'mastodon' is blocked by FEDI_RUN_DISABLE_PLUGINS)" in str(
+        caught.value
+    )

@@ -6,11 +6,11 @@ from __future__ import annotations
 from importlib import metadata
 
 import pytest
-
 from helpers import EXAMPLES, MINIMAL
-from fedi_run.engine import hookspecs
+
 from fedi_run.engine.errors import GraphError, PluginError
-from fedi_run.engine.plugins import Plugins
+from fedi_run.engine.plugin import hookspecs
+from fedi_run.engine.plugin.manager import Plugins
 from fedi_run.engine.project import load_project
 
 BUILT_IN = {"acme", "garage", "mastodon", "peertube", "pixelfed"}
@@ -41,14 +41,18 @@ def test_disable_by_environment(monkeypatch):
 
 
 def test_plugin_module_adds_a_service_with_its_own_options(write):
-    path = write("p.toml", MINIMAL + """
+    path = write(
+        "p.toml",
+        MINIMAL
+        + """
         [hosts.garage]
         address = "127.0.0.3"
         [services.matrix]
         enable = true
         host = "web"
         federation = false
-    """.replace("\n        ", "\n"))
+    """.replace("\n        ", "\n"),
+    )
     project = load_project(path, plugin_modules=["extra_service"])
     info = {i.name: i for i in project.plugins.infos}["matrix"]
     assert info.origin == "module extra_service (--plugin)" and info.version == "9.9.9"
@@ -65,7 +69,10 @@ def test_plugin_options_are_validated(write):
 
     with pytest.raises(PlaybookError) as caught:
         load_project(path, plugin_modules=["extra_service"])
-    assert str(caught.value) == f"error: {path}: services.matrix.federation: found 'yes', expected true or false"
+    assert (
+        str(caught.value)
+        == f"error: {path}: services.matrix.federation: found 'yes', expected true or false"
+    )
 
 
 def test_two_plugins_with_one_name_is_an_error_naming_both():
@@ -79,7 +86,10 @@ def test_two_plugins_with_one_name_is_an_error_naming_both():
 def test_misspelt_hook_is_an_error():
     with pytest.raises(PluginError) as caught:
         Plugins.load(["misspelt_hook"], disabled=())
-    assert "defines fedi_run_taks, which is not a fedi-run hook (did you mean 'fedi_run_tasks'?)" in str(caught.value)
+    assert (
+        "defines fedi_run_taks, which is not a fedi-run hook (did you mean 'fedi_run_tasks'?)"
+        in str(caught.value)
+    )
 
 
 def test_unmarked_hook_is_an_error():
@@ -91,19 +101,25 @@ def test_plugin_that_fails_to_import():
     with pytest.raises(PluginError) as caught:
         Plugins.load(["broken_import"], disabled=())
     assert str(caught.value) == (
-        "error: --plugin broken_import: cannot import it: RuntimeError: this plugin is broken on purpose"
+        "error: --plugin broken_import: cannot import it: "
+        "RuntimeError: this plugin is broken on purpose"
     )
 
 
 def test_missing_plugin_module():
-    with pytest.raises(PluginError, match="--plugin no_such_module: cannot import it: ModuleNotFoundError"):
+    with pytest.raises(
+        PluginError, match="--plugin no_such_module: cannot import it: ModuleNotFoundError"
+    ):
         Plugins.load(["no_such_module"], disabled=())
 
 
 def test_duplicate_task_from_two_plugins_names_both():
     with pytest.raises(GraphError) as caught:
         load_project(EXAMPLES / "fediversity.toml", plugin_modules=["duplicate_task"])
-    assert "duplicate task id 'mastodon.secrets': contributed by plugin 'mastodon' and by plugin 'duplicate_task'" in str(caught.value)
+    assert (
+        "duplicate task id 'mastodon.secrets': contributed by plugin 'mastodon' "
+        "and by plugin 'duplicate_task'" in str(caught.value)
+    )
 
 
 def test_cycle_from_a_plugin_is_reported():
@@ -143,35 +159,54 @@ class TestFediversityGraph:
         assert graph.order[-1] == "nixops4.apply"
         assert graph.ancestors(["nixops4.apply"]) == set(graph.tasks) - {"nixops4.apply"}
         assert graph.tasks["nixops4.apply"].actions[0].argv == (
-            "nixops4", "apply", "fediversity", "--no-interactive", "--show-trace",
+            "nixops4",
+            "apply",
+            "fediversity",
+            "--no-interactive",
+            "--show-trace",
         )
 
     def test_secrets_live_under_one_root_owned_directory_with_mode_0400(self, graph):
-        from fedi_run.engine.operations import Secret
+        from fedi_run.engine.planning.operations import Secret
 
-        secrets = [op for task in graph.tasks.values() for op in task.actions if isinstance(op, Secret)]
+        secrets = [
+            op for task in graph.tasks.values() for op in task.actions if isinstance(op, Secret)
+        ]
         assert len(secrets) >= 12
-        assert all(op.path.startswith("/var/lib/fedi-run/secrets/") and op.mode == 0o400 for op in secrets)
+        assert all(
+            op.path.startswith("/var/lib/fedi-run/secrets/") and op.mode == 0o400 for op in secrets
+        )
 
     def test_ca_trust_only_with_a_ca_file(self, write, tmp_path):
         from fedi_run.engine.lab.tls import make_ca
 
         (tmp_path / "ca.pem").write_bytes(make_ca().cert_pem)
-        path = write("p.toml", (EXAMPLES / "fediversity.toml").read_text().replace(
-            "accept_terms = true", 'accept_terms = true\nca_file = "ca.pem"'))
+        path = write(
+            "p.toml",
+            (EXAMPLES / "fediversity.toml")
+            .read_text()
+            .replace("accept_terms = true", 'accept_terms = true\nca_file = "ca.pem"'),
+        )
         graph = load_project(path).graph
         assert "acme.trust@mastodon" in graph.dependencies("acme.reach@mastodon")
         assert "acme.trust@mastodon" not in load_project(EXAMPLES / "fediversity.toml").graph
 
     def test_disabled_app_only_cleans_up(self, write):
-        path = write("p.toml", (EXAMPLES / "fediversity.toml").read_text().replace(
-            "[services.peertube]\nenable = true", "[services.peertube]\nenable = false"))
+        path = write(
+            "p.toml",
+            (EXAMPLES / "fediversity.toml")
+            .read_text()
+            .replace("[services.peertube]\nenable = true", "[services.peertube]\nenable = false"),
+        )
         graph = load_project(path).graph
         assert sorted(t for t in graph.tasks if "peertube" in t.split("@")[0]) == [
-            "garage.drop-key.peertube", "peertube.absent",
+            "garage.drop-key.peertube",
+            "peertube.absent",
         ]
         assert graph.tasks["peertube.absent"].host == "peertube"
-        assert graph.tasks["peertube.absent"].actions[0].path == "/var/lib/fedi-run/secrets/peertube"
+        assert (
+            graph.tasks["peertube.absent"].actions[0].path == "/var/lib/fedi-run/secrets/peertube"
+        )
 
     def test_vapid_keys_are_a_real_p256_pair(self):
         import base64

@@ -7,7 +7,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-from fedi_run.engine import scripts
+from fedi_run.engine.execute import scripts
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,10 @@ def read_report(stdout: str, marker: str, segments: int) -> list[SegmentReport]:
     reader = scripts.ReportReader(marker, [part.extend for part in collected])
     reader.feed(stdout.encode())
     reader.close()
-    return [SegmentReport(reader.states[i], collected[i].decode("utf-8", "replace")) for i in range(segments)]
+    return [
+        SegmentReport(reader.states[i], collected[i].decode("utf-8", "replace"))
+        for i in range(segments)
+    ]
 
 
 def run(segments, check=False):
@@ -50,9 +53,16 @@ def test_file_is_written_then_left_alone(tmp_path):
 
 def test_check_mode_reports_without_changing(tmp_path):
     target = tmp_path / "f"
-    _, [report] = run([[scripts.file_part("0.0", str(target), b"x", 0o644, None, "file"),
-                        scripts.directory_part("0.1", str(tmp_path / "d"), 0o755, None),
-                        scripts.command_part("0.2", f"touch {tmp_path}/ran", None, None)]], check=True)
+    _, [report] = run(
+        [
+            [
+                scripts.file_part("0.0", str(target), b"x", 0o644, None, "file"),
+                scripts.directory_part("0.1", str(tmp_path / "d"), 0o755, None),
+                scripts.command_part("0.2", f"touch {tmp_path}/ran", None, None),
+            ]
+        ],
+        check=True,
+    )
     assert report.states == {0: ("1", ""), 1: ("1", ""), 2: ("1", "")}
     assert list(tmp_path.iterdir()) == []
 
@@ -60,12 +70,20 @@ def test_check_mode_reports_without_changing(tmp_path):
 def test_a_failing_task_does_not_disturb_the_others_or_the_payload(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     segments = [
-        [scripts.file_part("0.0", str(tmp_path / "missing-dir" / "x"), b"lost payload", 0o644, None, "x"),
-         scripts.file_part("0.1", str(tmp_path / "never"), b"never written", 0o644, None, "never")],
+        [
+            scripts.file_part(
+                "0.0", str(tmp_path / "missing-dir" / "x"), b"lost payload", 0o644, None, "x"
+            ),
+            scripts.file_part(
+                "0.1", str(tmp_path / "never"), b"never written", 0o644, None, "never"
+            ),
+        ],
         [scripts.command_part("1.0", "echo out; echo err >&2; exit 3", None, None)],
         [],
-        [scripts.file_part("3.0", str(first), b"first", 0o644, None, "a"),
-         scripts.secret_part("3.1", str(second), b"s3cr3t-value", 0o400, keep=True, summary="b")],
+        [
+            scripts.file_part("3.0", str(first), b"first", 0o644, None, "a"),
+            scripts.secret_part("3.1", str(second), b"s3cr3t-value", 0o400, keep=True, summary="b"),
+        ],
     ]
     done, reports = run(segments)
     assert reports[0].states[0][0] == "F" and "cannot write" in reports[0].states[0][1]
@@ -82,9 +100,13 @@ def test_a_failing_task_does_not_disturb_the_others_or_the_payload(tmp_path):
 def test_a_kept_secret_is_not_replaced_unless_asked(tmp_path):
     secret = tmp_path / "s"
     secret.write_text("old")
-    _, [report] = run([[scripts.secret_part("0.0", str(secret), b"new", 0o400, keep=True, summary="s")]])
+    _, [report] = run(
+        [[scripts.secret_part("0.0", str(secret), b"new", 0o400, keep=True, summary="s")]]
+    )
     assert secret.read_text() == "old" and report.states == {0: ("1", "")}  # the mode was fixed
-    _, [report] = run([[scripts.secret_part("0.0", str(secret), b"new", 0o400, keep=False, summary="s")]])
+    _, [report] = run(
+        [[scripts.secret_part("0.0", str(secret), b"new", 0o400, keep=False, summary="s")]]
+    )
     assert secret.read_text() == "new" and report.states == {0: ("1", "")}
 
 
@@ -104,7 +126,9 @@ def test_restore_puts_back_what_was_there(tmp_path, monkeypatch):
 
 def test_a_write_failure_says_why_and_leaves_no_temporary_file(tmp_path):
     target = tmp_path / "missing-dir" / "x"
-    script = scripts.compile_script([[scripts.file_part("0.0", str(target), b"data", 0o644, None, "x")]], False, "web")
+    script = scripts.compile_script(
+        [[scripts.file_part("0.0", str(target), b"data", 0o644, None, "x")]], False, "web"
+    )
     done = subprocess.run(["sh", "-c", script.text], input=script.payload, capture_output=True)
     [report] = read_report(done.stdout.decode(), script.marker, 1)
     assert report.states[0] == ("F", f"cannot write {target} on web: Directory nonexistent")  # dash
@@ -119,8 +143,14 @@ def test_a_temporary_file_left_by_a_broken_off_run_is_removed_by_the_next_write(
     for path in (target, secret):
         (path.parent / f"{path.name}.fedi-run.4242").write_text("half")
     (tmp_path / "f.fedi-run.notes").write_text("not ours")  # not a pid: kept
-    _, [report] = run([[scripts.file_part("0.0", str(target), b"new\n", 0o644, None, "file"),
-                        scripts.secret_part("0.1", str(secret), b"s3cr3t-value", 0o400, True, "secret")]])
+    _, [report] = run(
+        [
+            [
+                scripts.file_part("0.0", str(target), b"new\n", 0o644, None, "file"),
+                scripts.secret_part("0.1", str(secret), b"s3cr3t-value", 0o400, True, "secret"),
+            ]
+        ]
+    )
     assert report.states == {0: ("1", ""), 1: ("1", "")}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "f.fedi-run.notes", "s"]
     assert [p.name for p in secret.parent.iterdir()] == ["key"]
@@ -132,8 +162,11 @@ def test_the_report_reader_takes_any_chunking():
     import random
 
     marker = "@@fedi-00112233aabbccdd"
-    text = (f"\n{marker} 0 B\nout\n@@fedi-0011\n{marker} 0.0 1\n\n{marker} 1 B\n" + "x" * 70000
-            + f"\n{marker} 1.0 F exited with status 3\n\n{marker} 2 B\nlast\n\n@@fe")
+    text = (
+        f"\n{marker} 0 B\nout\n@@fedi-0011\n{marker} 0.0 1\n\n{marker} 1 B\n"
+        + "x" * 70000
+        + f"\n{marker} 1.0 F exited with status 3\n\n{marker} 2 B\nlast\n\n@@fe"
+    )
     whole = read_report(text, marker, 3)
     data = text.encode()
     rng = random.Random(7)
@@ -143,18 +176,20 @@ def test_the_report_reader_takes_any_chunking():
         position = 0
         while position < len(data):
             size = rng.choice([1, 2, 5, 17, 4096, 65536])
-            reader.feed(data[position:position + size])
+            reader.feed(data[position : position + size])
             position += size
         reader.close()
         assert reader.states == [r.states for r in whole]
         assert [c.decode() for c in collected] == [r.output for r in whole]
-    assert whole[0].output == "out\n@@fedi-0011" and whole[1].states == {0: ("F", "exited with status 3")}
+    assert whole[0].output == "out\n@@fedi-0011" and whole[1].states == {
+        0: ("F", "exited with status 3")
+    }
     assert len(whole[1].output) == 70000 and whole[2].output == "last\n\n@@fe"
 
 
 def test_task_output_keeps_a_tail_logs_everything_and_masks_split_secrets(tmp_path):
-    from fedi_run.engine.masking import Masker
-    from fedi_run.engine.output_log import OutputLog
+    from fedi_run.engine.report.masking import Masker
+    from fedi_run.engine.report.output_log import OutputLog
 
     masker = Masker()
     secret = "s3cr3t-value-0123456789"
@@ -165,7 +200,7 @@ def test_task_output_keeps_a_tail_logs_everything_and_masks_split_secrets(tmp_pa
     output = log.task("tasks.noisy@web")
     data = "".join(f"line {i} {secret} é\n" for i in range(10000)).encode()
     for start in range(0, len(data), 7):  # the secret (and é) split across chunks
-        output.write(data[start:start + 7])
+        output.write(data[start : start + 7])
     text = output.text()
     path = tmp_path / "state" / "logs" / "4" / "tasks.noisy@web.log"
     logged = path.read_text()
@@ -178,8 +213,8 @@ def test_task_output_keeps_a_tail_logs_everything_and_masks_split_secrets(tmp_pa
 
 
 def test_task_output_without_a_log_and_small_output():
-    from fedi_run.engine.masking import Masker
-    from fedi_run.engine.output_log import TaskOutput
+    from fedi_run.engine.report.masking import Masker
+    from fedi_run.engine.report.output_log import TaskOutput
 
     small = TaskOutput(None, Masker())
     small.write(b"hello\n")

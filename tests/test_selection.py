@@ -4,14 +4,15 @@ unless --no-deps, and every order respects dependencies (property tests)."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
-
 from helpers import EXAMPLES
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fedi_run.engine.errors import SelectionError
-from fedi_run.engine.graph import TaskGraph
+from fedi_run.engine.planning.graph import TaskGraph
+from fedi_run.engine.planning.selection import Selector, select
+from fedi_run.engine.planning.tasks import Task
 from fedi_run.engine.project import load_project
-from fedi_run.engine.selection import Selector, select
-from fedi_run.engine.tasks import Task
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +42,26 @@ def test_no_deps_takes_exactly_the_selection(fediversity):
 
 
 def test_glob_and_family(fediversity):
-    selection = fediversity.select(Selector(only=("acme.reach@*", "garage.key.*"), with_dependencies=False))
+    selection = fediversity.select(
+        Selector(only=("acme.reach@*", "garage.key.*"), with_dependencies=False)
+    )
     assert set(selection.order) == {
-        "acme.reach@garage", "acme.reach@mastodon", "acme.reach@peertube", "acme.reach@pixelfed",
-        "garage.key.mastodon", "garage.key.peertube", "garage.key.pixelfed",
+        "acme.reach@garage",
+        "acme.reach@mastodon",
+        "acme.reach@peertube",
+        "acme.reach@pixelfed",
+        "garage.key.mastodon",
+        "garage.key.peertube",
+        "garage.key.pixelfed",
     }
     family = fediversity.select(Selector(only=("acme.reach",), with_dependencies=False))
     assert {i.split("@")[0] for i in family.order} == {"acme.reach"} and len(family) == 4
 
 
 def test_tags_and_skip_tags(fediversity):
-    selection = fediversity.select(Selector(tags=("secrets",), skip_tags=("garage",), with_dependencies=False))
+    selection = fediversity.select(
+        Selector(tags=("secrets",), skip_tags=("garage",), with_dependencies=False)
+    )
     assert set(selection.order) == {"mastodon.secrets", "peertube.secrets", "pixelfed.secrets"}
 
 
@@ -66,7 +76,7 @@ def test_from_takes_the_task_and_everything_after(fediversity):
     order = fediversity.graph.order
     start = order[len(order) // 2]
     selection = fediversity.select(Selector(start=start, with_dependencies=False))
-    assert selection.order == order[order.index(start):]
+    assert selection.order == order[order.index(start) :]
 
 
 def test_apply_needs_everything(fediversity):
@@ -78,9 +88,15 @@ def test_apply_needs_everything(fediversity):
 @pytest.mark.parametrize(
     ("selector", "message"),
     [
-        (Selector(only=("mastodon.secret",)), "--only 'mastodon.secret' matches no task (did you mean 'mastodon.secrets'?)"),
+        (
+            Selector(only=("mastodon.secret",)),
+            "--only 'mastodon.secret' matches no task (did you mean 'mastodon.secrets'?)",
+        ),
         (Selector(tags=("secret",)), "no task has the tag 'secret' (did you mean 'secrets'?)"),
-        (Selector(limit=("mastdon",)), "--limit 'mastdon' matches no host that has tasks (did you mean 'mastodon'?)"),
+        (
+            Selector(limit=("mastdon",)),
+            "--limit 'mastdon' matches no host that has tasks (did you mean 'mastodon'?)",
+        ),
         (Selector(start="nope.task"), "--from 'nope.task' is not a task"),
         (Selector(only=("mastodon.*",), limit=("garage",)), "matches no task together"),
     ],
@@ -99,9 +115,13 @@ def graphs(draw):
     names = draw(st.permutations([f"t.n{i}" for i in range(count)]))
     tasks = []
     for index, name in enumerate(names):
-        requires = draw(st.lists(st.sampled_from(names[:index]), unique=True, max_size=4)) if index else []
+        requires = (
+            draw(st.lists(st.sampled_from(names[:index]), unique=True, max_size=4)) if index else []
+        )
         tags = draw(st.lists(st.sampled_from(["x", "y", "z"]), unique=True, max_size=2))
-        tasks.append(Task(name, draw(st.sampled_from(hosts)), requires=tuple(requires), tags=tuple(tags)))
+        tasks.append(
+            Task(name, draw(st.sampled_from(hosts)), requires=tuple(requires), tags=tuple(tags))
+        )
     return TaskGraph.build(tasks, hosts)
 
 

@@ -13,23 +13,39 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from fedi_run.engine.display import ProgressDisplay
-from fedi_run.engine.events import (
-    OutputChunk, RunFinished, RunStarted, Status, TaskFinished, TaskStarted,
+from fedi_run.engine.report.display import ProgressDisplay
+from fedi_run.engine.report.events import (
+    OutputChunk,
+    RunFinished,
+    RunStarted,
+    Status,
+    TaskFinished,
+    TaskStarted,
 )
-from fedi_run.engine.jsonlines import JsonLinesSink
-from fedi_run.engine.junit import JUnitSink
-from fedi_run.engine.masking import MASK
-from fedi_run.engine.recap import (
-    STATUSES, TailBuffer, exit_status_for, head, plain, recap, render_recap, tail,
+from fedi_run.engine.report.jsonlines import JsonLinesSink
+from fedi_run.engine.report.junit import JUnitSink
+from fedi_run.engine.report.masking import MASK
+from fedi_run.engine.report.recap import (
+    STATUSES,
+    TailBuffer,
+    exit_status_for,
+    head,
+    plain,
+    recap,
+    render_recap,
+    tail,
 )
 
 ANSI = re.compile(r"\x1b")
 T0 = 1_700_000_000.0
 TASKS = (
-    ("garage.secrets@garage", "garage"), ("garage.keys", "garage"),
-    ("mastodon.secrets", "mastodon"), ("mastodon.s3", "mastodon"),
-    ("peertube.secrets", "peertube"), ("dns.check", "local"), ("nixops4.apply", "local"),
+    ("garage.secrets@garage", "garage"),
+    ("garage.keys", "garage"),
+    ("mastodon.secrets", "mastodon"),
+    ("mastodon.s3", "mastodon"),
+    ("peertube.secrets", "peertube"),
+    ("dns.check", "local"),
+    ("nixops4.apply", "local"),
 )
 
 
@@ -37,32 +53,65 @@ def scenario(*, output: str = "", check: bool = False, interrupted: bool = False
     """A run with a task in every status on three hosts and the deployer (``local``)."""
     ids = tuple(t for t, _ in TASKS)
     finished = [
-        TaskFinished(7, "garage.secrets@garage", "garage", Status.CHANGED, 0.12,
-                     changes=("wrote /var/lib/fedi-run/secrets/rpc",),
-                     diff=f"--- a/rpc\n+++ b/rpc\n@@ -1 +1 @@\n-\n+{MASK}\n",
-                     output=f"rpc secret {MASK}\n", at=T0 + 1),
+        TaskFinished(
+            7,
+            "garage.secrets@garage",
+            "garage",
+            Status.CHANGED,
+            0.12,
+            changes=("wrote /var/lib/fedi-run/secrets/rpc",),
+            diff=f"--- a/rpc\n+++ b/rpc\n@@ -1 +1 @@\n-\n+{MASK}\n",
+            output=f"rpc secret {MASK}\n",
+            at=T0 + 1,
+        ),
         TaskFinished(7, "garage.keys", "garage", Status.OK, 0.05, at=T0 + 2),
-        TaskFinished(7, "mastodon.secrets", "mastodon", Status.FAILED, 1.5,
-                     message="exit status 1\ncommand: install -m 0400 …",
-                     output="line 1\n" + output + f"error: bad key {MASK}\n", at=T0 + 3),
-        TaskFinished(7, "mastodon.s3", "mastodon", Status.SKIPPED, 0.0,
-                     message="skipped: dependency mastodon.secrets failed", at=T0 + 3),
-        TaskFinished(7, "peertube.secrets", "peertube", Status.UNREACHABLE, 0.0,
-                     message="unreachable: connection refused", at=T0 + 3),
+        TaskFinished(
+            7,
+            "mastodon.secrets",
+            "mastodon",
+            Status.FAILED,
+            1.5,
+            message="exit status 1\ncommand: install -m 0400 …",
+            output="line 1\n" + output + f"error: bad key {MASK}\n",
+            at=T0 + 3,
+        ),
+        TaskFinished(
+            7,
+            "mastodon.s3",
+            "mastodon",
+            Status.SKIPPED,
+            0.0,
+            message="skipped: dependency mastodon.secrets failed",
+            at=T0 + 3,
+        ),
+        TaskFinished(
+            7,
+            "peertube.secrets",
+            "peertube",
+            Status.UNREACHABLE,
+            0.0,
+            message="unreachable: connection refused",
+            at=T0 + 3,
+        ),
         TaskFinished(7, "dns.check", "local", Status.OK, 0.01, at=T0 + 3),
-        TaskFinished(7, "nixops4.apply", "local", Status.SKIPPED, 0.0,
-                     message="skipped: dependency mastodon.secrets failed", at=T0 + 3),
+        TaskFinished(
+            7,
+            "nixops4.apply",
+            "local",
+            Status.SKIPPED,
+            0.0,
+            message="skipped: dependency mastodon.secrets failed",
+            at=T0 + 3,
+        ),
     ]
-    events: list = [RunStarted(7, "fediversity", "run", ids, tuple(h for _, h in TASKS), check,
-                               T0)]
+    events: list = [RunStarted(7, "fediversity", "run", ids, tuple(h for _, h in TASKS), check, T0)]
     for event in finished:
         if event.status not in (Status.SKIPPED, Status.UNREACHABLE):
             events.append(TaskStarted(7, event.task_id, event.host, T0))
             events.append(OutputChunk(7, event.task_id, event.host, "stdout", "working\n"))
         events.append(event)
     counts = recap(e for e in events if isinstance(e, TaskFinished))
-    events.append(RunFinished(7, exit_status_for(counts, interrupted), 3.21, interrupted,
-                              counts))
+    events.append(RunFinished(7, exit_status_for(counts, interrupted), 3.21, interrupted, counts))
     return events
 
 
@@ -74,20 +123,28 @@ def drive(sink, events) -> None:
 
 # --- recap ---------------------------------------------------------------------------------
 
+
 def test_recap_counts_every_status_for_every_host_local_last():
     counts = recap(e for e in scenario() if isinstance(e, TaskFinished))
     assert list(counts) == ["garage", "mastodon", "peertube", "local"]
     assert all(list(c) == list(STATUSES) for c in counts.values())
-    assert counts["garage"] == {"ok": 1, "changed": 1, "failed": 0, "skipped": 0,
-                                "unreachable": 0}
+    assert counts["garage"] == {"ok": 1, "changed": 1, "failed": 0, "skipped": 0, "unreachable": 0}
     assert counts["mastodon"]["failed"] == 1 and counts["mastodon"]["skipped"] == 1
     assert counts["peertube"]["unreachable"] == 1
 
 
-@pytest.mark.parametrize("status, interrupted, expected", [
-    ("ok", False, 0), ("changed", False, 0), ("skipped", False, 0), ("failed", False, 1),
-    ("unreachable", False, 1), ("ok", True, 130), ("failed", True, 130),
-])
+@pytest.mark.parametrize(
+    "status, interrupted, expected",
+    [
+        ("ok", False, 0),
+        ("changed", False, 0),
+        ("skipped", False, 0),
+        ("failed", False, 1),
+        ("unreachable", False, 1),
+        ("ok", True, 130),
+        ("failed", True, 130),
+    ],
+)
 def test_exit_status(status, interrupted, expected):
     counts = {"web": {**dict.fromkeys(STATUSES, 0), status: 1}, "local": {"ok": 2}}
     assert exit_status_for(counts, interrupted) == expected
@@ -102,7 +159,8 @@ def test_render_recap_is_an_aligned_table_with_totals_and_wall_time():
         "peertube : ok=0  changed=0  failed=0  skipped=0  unreachable=1\n"
         "local    : ok=1  changed=0  failed=0  skipped=1  unreachable=0\n"
         "total    : ok=2  changed=1  failed=1  skipped=2  unreachable=1\n"
-        "wall time 3.21 s")
+        "wall time 3.21 s"
+    )
     wide = {"a": {"ok": 1200, "changed": 3}, "local": {"failed": 1}}
     rows = render_recap(wide, 75.0, check=True).splitlines()
     assert "would change" in rows[0]
@@ -138,6 +196,7 @@ def test_plain_removes_escapes_and_keeps_the_last_redraw():
 
 # --- JSON lines ----------------------------------------------------------------------------
 
+
 class CountingStream(io.StringIO):
     flushes = 0
 
@@ -152,25 +211,66 @@ def test_json_lines_one_object_per_event_with_the_documented_keys():
     drive(JsonLinesSink(stream), events)
     records = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert len(records) == len(events) and stream.flushes >= len(events)
-    assert records[0] == {"event": "run_started", "run_id": 7, "deployment": "fediversity",
-                          "kind": "run", "check": False, "tasks": 7,
-                          "hosts": ["garage", "mastodon", "peertube", "local"], "time": T0}
-    assert records[1] == {"event": "task_started", "run_id": 7,
-                          "id": "garage.secrets@garage", "host": "garage", "time": T0}
-    assert records[2] == {"event": "output", "run_id": 7, "id": "garage.secrets@garage",
-                          "host": "garage", "stream": "stdout", "text": "working\n"}
+    assert records[0] == {
+        "event": "run_started",
+        "run_id": 7,
+        "deployment": "fediversity",
+        "kind": "run",
+        "check": False,
+        "tasks": 7,
+        "hosts": ["garage", "mastodon", "peertube", "local"],
+        "time": T0,
+    }
+    assert records[1] == {
+        "event": "task_started",
+        "run_id": 7,
+        "id": "garage.secrets@garage",
+        "host": "garage",
+        "time": T0,
+    }
+    assert records[2] == {
+        "event": "output",
+        "run_id": 7,
+        "id": "garage.secrets@garage",
+        "host": "garage",
+        "stream": "stdout",
+        "text": "working\n",
+    }
     assert records[3] == {
-        "event": "task_finished", "run_id": 7, "id": "garage.secrets@garage", "host": "garage",
-        "status": "changed", "duration": 0.12, "message": "",
-        "changes": ["wrote /var/lib/fedi-run/secrets/rpc"], "time": T0 + 1,
+        "event": "task_finished",
+        "run_id": 7,
+        "id": "garage.secrets@garage",
+        "host": "garage",
+        "status": "changed",
+        "duration": 0.12,
+        "message": "",
+        "changes": ["wrote /var/lib/fedi-run/secrets/rpc"],
+        "time": T0 + 1,
         "diff": f"--- a/rpc\n+++ b/rpc\n@@ -1 +1 @@\n-\n+{MASK}\n",
-        "output": f"rpc secret {MASK}\n"}
+        "output": f"rpc secret {MASK}\n",
+    }
     finished = [r for r in records if r["event"] == "task_finished"]
     assert [r["status"] for r in finished] == [
-        "changed", "ok", "failed", "skipped", "unreachable", "ok", "skipped"]
+        "changed",
+        "ok",
+        "failed",
+        "skipped",
+        "unreachable",
+        "ok",
+        "skipped",
+    ]
     skipped = finished[3]
-    assert set(skipped) == {"event", "run_id", "id", "host", "status", "duration", "message",
-                            "changes", "time"}  # no diff, no output: they were empty
+    assert set(skipped) == {
+        "event",
+        "run_id",
+        "id",
+        "host",
+        "status",
+        "duration",
+        "message",
+        "changes",
+        "time",
+    }  # no diff, no output: they were empty
     assert skipped["message"] == "skipped: dependency mastodon.secrets failed"
     last = records[-1]
     assert last["event"] == "run_finished" and last["status"] == "failed"
@@ -181,8 +281,9 @@ def test_json_lines_one_object_per_event_with_the_documented_keys():
 
 def test_json_lines_truncate_long_output_and_count_on_their_own():
     stream = io.StringIO()
-    events = [e for e in scenario(output=("y" * 99 + "\n") * 2000)
-              if not isinstance(e, RunFinished)]
+    events = [
+        e for e in scenario(output=("y" * 99 + "\n") * 2000) if not isinstance(e, RunFinished)
+    ]
     events.append(RunFinished(7, 130, 1.0, True))  # no recap given: the sink counts
     drive(JsonLinesSink(stream), events)
     records = [json.loads(line) for line in stream.getvalue().splitlines()]
@@ -190,8 +291,13 @@ def test_json_lines_truncate_long_output_and_count_on_their_own():
     assert failed["truncated"] is True and len(failed["output"]) <= 64 * 1024
     assert failed["output"].endswith(f"error: bad key {MASK}\n")
     assert records[-1]["status"] == "interrupted" and records[-1]["exit_status"] == 130
-    assert records[-1]["recap"]["mastodon"] == {"ok": 0, "changed": 0, "failed": 1,
-                                                "skipped": 1, "unreachable": 0}
+    assert records[-1]["recap"]["mastodon"] == {
+        "ok": 0,
+        "changed": 0,
+        "failed": 1,
+        "skipped": 1,
+        "unreachable": 0,
+    }
 
 
 def test_json_lines_survive_a_broken_pipe():
@@ -204,6 +310,7 @@ def test_json_lines_survive_a_broken_pipe():
 
 # --- JUnit ---------------------------------------------------------------------------------
 
+
 def test_junit_report_has_a_suite_per_host_and_a_case_per_task(tmp_path):
     path = tmp_path / "reports" / "junit.xml"
     drive(JUnitSink(path), scenario(output="\x00bell\x07 \x1b[31mred\x1b[0m \ufffe\n"))
@@ -211,14 +318,28 @@ def test_junit_report_has_a_suite_per_host_and_a_case_per_task(tmp_path):
     assert os.listdir(path.parent) == ["junit.xml"]  # no temporary file left
     root = ET.parse(path).getroot()
     assert root.tag == "testsuites" and root.get("name") == "fediversity"
-    assert (root.get("tests"), root.get("failures"), root.get("errors"),
-            root.get("skipped"), root.get("time")) == ("7", "1", "1", "2", "3.210")
+    assert (
+        root.get("tests"),
+        root.get("failures"),
+        root.get("errors"),
+        root.get("skipped"),
+        root.get("time"),
+    ) == ("7", "1", "1", "2", "3.210")
     suites = {s.get("name"): s for s in root.iter("testsuite")}
-    assert list(suites) == ["fediversity@garage", "fediversity@mastodon",
-                            "fediversity@peertube", "fediversity@local"]
+    assert list(suites) == [
+        "fediversity@garage",
+        "fediversity@mastodon",
+        "fediversity@peertube",
+        "fediversity@local",
+    ]
     mastodon = suites["fediversity@mastodon"]
     assert {k: mastodon.get(k) for k in ("tests", "failures", "errors", "skipped", "time")} == {
-        "tests": "2", "failures": "1", "errors": "0", "skipped": "1", "time": "1.500"}
+        "tests": "2",
+        "failures": "1",
+        "errors": "0",
+        "skipped": "1",
+        "time": "1.500",
+    }
     cases = {c.get("name"): c for c in root.iter("testcase")}
     assert cases["mastodon.secrets"].get("classname") == "fediversity.mastodon"
     failure = cases["mastodon.secrets"].find("failure")
@@ -234,8 +355,9 @@ def test_junit_report_has_a_suite_per_host_and_a_case_per_task(tmp_path):
 
 def test_junit_report_bounds_output_and_is_written_on_abort(tmp_path):
     path = tmp_path / "junit.xml"
-    events = [e for e in scenario(output=("z" * 79 + "\n") * 10_000)
-              if not isinstance(e, RunFinished)]
+    events = [
+        e for e in scenario(output=("z" * 79 + "\n") * 10_000) if not isinstance(e, RunFinished)
+    ]
     drive(JUnitSink(path), events)  # close() without RunFinished
     failure = ET.parse(path).getroot().find(".//failure")
     assert len(failure.text) <= 64 * 1024 + 100 and "lines cut" in failure.text

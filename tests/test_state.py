@@ -1,4 +1,5 @@
-"""The run state database (engine/state.py) and `history` / `show-run` (engine/history_cli.py).
+"""The run state database (engine/report/state.py) and `history` / `show-run`
+(engine/cli/history.py).
 
 Everything runs against real SQLite files under tmp_path; the lock tests use real second
 processes, one of them killed with SIGKILL.
@@ -19,19 +20,34 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from fedi_run.engine.cli import FediRunGroup
+from fedi_run.engine.cli.history import history, show_run
+from fedi_run.engine.cli.main import FediRunGroup
 from fedi_run.engine.errors import FediRunError
-from fedi_run.engine.events import (
-    OutputChunk, RunFinished, RunStarted, Status, TaskFinished, TaskStarted,
+from fedi_run.engine.report.events import (
+    OutputChunk,
+    RunFinished,
+    RunStarted,
+    Status,
+    TaskFinished,
+    TaskStarted,
 )
-from fedi_run.engine.history_cli import history, show_run
-from fedi_run.engine.state import (
-    OUTPUT_TAIL, LockHeld, NoPreviousRun, RunNotFound, StateError, StateStore,
+from fedi_run.engine.report.state import (
+    OUTPUT_TAIL,
+    LockHeld,
+    NoPreviousRun,
+    RunNotFound,
+    StateError,
+    StateStore,
     default_state_path,
 )
 
-TASKS = ("garage.secrets@garage", "acme.reach@web", "web.secrets", "tasks.motd@web",
-         "nixops4.apply")
+TASKS = (
+    "garage.secrets@garage",
+    "acme.reach@web",
+    "web.secrets",
+    "tasks.motd@web",
+    "nixops4.apply",
+)
 HOSTS = ("garage", "web", "web", "web", "local")
 
 
@@ -48,17 +64,27 @@ def store(db):
 
 def record(store, outcomes, *, deployment="site", kind="run", check=False, finish=True):
     """Record a run of TASKS whose first len(outcomes) tasks end as given; return its id."""
-    run_id = store.begin_run(deployment, kind, TASKS, HOSTS, check, ["fedi-run", "pb.toml"],
-                             "--only web.*")
+    run_id = store.begin_run(
+        deployment, kind, TASKS, HOSTS, check, ["fedi-run", "pb.toml"], "--only web.*"
+    )
     store.handle(RunStarted(run_id, deployment, kind, TASKS, HOSTS, check, 1000.0))
     for task, host, status in zip(TASKS, HOSTS, outcomes):
         if status not in (Status.SKIPPED, Status.UNREACHABLE):
             store.handle(TaskStarted(run_id, task, host, 1001.0))
             store.handle(OutputChunk(run_id, task, host, "stdout", "hello\n"))
-        store.handle(TaskFinished(
-            run_id, task, host, status, 0.25, message=f"{status} message",
-            changes=("wrote /etc/motd",) if status is Status.CHANGED else (),
-            output="out\n" * 10 if status is Status.FAILED else "ok output", at=1002.0))
+        store.handle(
+            TaskFinished(
+                run_id,
+                task,
+                host,
+                status,
+                0.25,
+                message=f"{status} message",
+                changes=("wrote /etc/motd",) if status is Status.CHANGED else (),
+                output="out\n" * 10 if status is Status.FAILED else "ok output",
+                at=1002.0,
+            )
+        )
     if finish:
         store.handle(RunFinished(run_id, 1, 5.5, False))
     return run_id
@@ -68,8 +94,9 @@ def record(store, outcomes, *, deployment="site", kind="run", check=False, finis
 
 
 def test_round_trip(store):
-    run_id = record(store, [Status.OK, Status.CHANGED, Status.FAILED, Status.SKIPPED,
-                            Status.UNREACHABLE])
+    run_id = record(
+        store, [Status.OK, Status.CHANGED, Status.FAILED, Status.SKIPPED, Status.UNREACHABLE]
+    )
     run = store.get_run(run_id)
     assert (run.id, run.deployment, run.kind, run.check) == (run_id, "site", "run", False)
     assert run.argv == ("fedi-run", "pb.toml") and run.selection == "--only web.*"
@@ -83,15 +110,21 @@ def test_round_trip(store):
     assert changed.changes == ("wrote /etc/motd",)
     assert failed.output_tail == "out\n" * 10
     assert skipped.started_at is None and unreachable.status is Status.UNREACHABLE
-    assert run.recap == {"garage": {"ok": 1}, "web": {"changed": 1, "failed": 1, "skipped": 1},
-                         "local": {"unreachable": 1}}
+    assert run.recap == {
+        "garage": {"ok": 1},
+        "web": {"changed": 1, "failed": 1, "skipped": 1},
+        "local": {"unreachable": 1},
+    }
     assert run.totals == {"ok": 1, "changed": 1, "failed": 1, "skipped": 1, "unreachable": 1}
 
 
 def test_failed_output_is_cut_to_its_last_4_kib(store):
     run_id = store.begin_run("site", "run", ["a.b"], ["local"], False, [])
-    store.handle(TaskFinished(run_id, "a.b", "local", Status.FAILED, 1.0,
-                              output="head " + "x" * 10_000 + " the end"))
+    store.handle(
+        TaskFinished(
+            run_id, "a.b", "local", Status.FAILED, 1.0, output="head " + "x" * 10_000 + " the end"
+        )
+    )
     tail = store.get_run(run_id).tasks[0].output_tail
     assert len(tail.encode()) <= OUTPUT_TAIL and tail.endswith("x the end")
 
@@ -103,7 +136,10 @@ def test_runs_newest_first_with_recaps_and_no_tasks(store):
     runs = store.runs("site")
     assert [r.id for r in runs] == [last, first]
     assert runs[0].tasks == () and runs[0].recap == {
-        "garage": {"changed": 1}, "web": {"never ran": 3}, "local": {"never ran": 1}}
+        "garage": {"changed": 1},
+        "web": {"never ran": 3},
+        "local": {"never ran": 1},
+    }
     assert runs[1].recap == store.get_run(first).recap
     assert [r.id for r in store.runs()] == [last, other, first]
     assert [r.id for r in store.runs(limit=2)] == [last, other]
@@ -113,7 +149,9 @@ def test_a_task_the_run_did_not_list_is_appended(store):
     run_id = store.begin_run("site", "run", ["a.b"], ["local"], False, [])
     store.handle(TaskFinished(run_id, "late.task", "web", Status.OK, 0.1))
     assert [(t.task_id, t.position) for t in store.get_run(run_id).tasks] == [
-        ("a.b", 0), ("late.task", 1)]
+        ("a.b", 0),
+        ("late.task", 1),
+    ]
 
 
 def test_handle_never_raises_and_remembers_the_failure(store, caplog):
@@ -124,8 +162,9 @@ def test_handle_never_raises_and_remembers_the_failure(store, caplog):
 
 def test_events_may_come_from_another_thread(store):
     run_id = store.begin_run("site", "run", ["a.b"], ["local"], False, [])
-    worker = threading.Thread(target=store.handle,
-                              args=(TaskFinished(run_id, "a.b", "local", Status.OK, 0.1),))
+    worker = threading.Thread(
+        target=store.handle, args=(TaskFinished(run_id, "a.b", "local", Status.OK, 0.1),)
+    )
     worker.start()
     worker.join()
     assert store.write_error is None and store.get_run(run_id).tasks[0].status is Status.OK
@@ -135,8 +174,9 @@ def test_get_run_of_an_unknown_id(store):
     with pytest.raises(RunNotFound) as caught:
         store.get_run(42)
     assert caught.value.exit_status == 2
-    assert str(caught.value) == (f"error: no run 42 in {store.path}; "
-                                 "`fedi-run history PLAYBOOK` lists them")
+    assert str(caught.value) == (
+        f"error: no run 42 in {store.path}; `fedi-run history PLAYBOOK` lists them"
+    )
 
 
 def test_default_state_path(tmp_path):
@@ -180,8 +220,8 @@ def test_resume_without_a_previous_run(store):
 KILLED_RUN = """
 import os, signal, sys
 from pathlib import Path
-from fedi_run.engine.events import *
-from fedi_run.engine.state import StateStore
+from fedi_run.engine.report.events import *
+from fedi_run.engine.report.state import StateStore
 store = StateStore.open(Path(sys.argv[1]))
 tasks, hosts = ("a.one", "a.two", "a.three", "a.four"), ("h", "h", "h", "h")
 with store.lock("site"):
@@ -212,8 +252,10 @@ def test_a_started_task_of_a_dead_run_did_not_finish(store):
     store.handle(TaskStarted(run_id, "a.b", "h", 2.0))
     store.close()  # the executor's abort path: close() without RunFinished
     with StateStore.open(store.path) as reopened:
-        assert [t.outcome for t in reopened.get_run(run_id).tasks] == ["did not finish",
-                                                                        "never ran"]
+        assert [t.outcome for t in reopened.get_run(run_id).tasks] == [
+            "did not finish",
+            "never ran",
+        ]
         assert reopened.runs()[0].recap == {"h": {"did not finish": 1, "never ran": 1}}
 
 
@@ -222,7 +264,7 @@ def test_a_started_task_of_a_dead_run_did_not_finish(store):
 HOLDER = """
 import sys, time
 from pathlib import Path
-from fedi_run.engine.state import StateStore
+from fedi_run.engine.report.state import StateStore
 store = StateStore.open(Path(sys.argv[1]))
 with store.lock("site"):
     print("locked", flush=True)
@@ -233,8 +275,9 @@ with store.lock("site"):
 @pytest.fixture
 def holder(db):
     """A second process holding the lock of deployment 'site'."""
-    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdout=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db)], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout.readline() == "locked\n"
     yield process
     process.kill()
@@ -308,7 +351,9 @@ def test_an_immutable_state_directory(tmp_path):
     directory.mkdir()
     assert shutil.which("chattr"), "chattr is missing: apt-get install e2fsprogs"
     refused = subprocess.run(["chattr", "+i", str(directory)], capture_output=True, text=True)
-    assert refused.returncode == 0, f"chattr +i {directory}: {refused.stderr} (run the tests as root on ext4/tmpfs)"
+    assert refused.returncode == 0, (
+        f"chattr +i {directory}: {refused.stderr} (run the tests as root on ext4/tmpfs)"
+    )
     try:
         with pytest.raises(StateError) as caught:
             StateStore.open(directory / "state.db")
@@ -316,7 +361,8 @@ def test_an_immutable_state_directory(tmp_path):
         subprocess.run(["chattr", "-i", str(directory)], check=True)
     assert str(caught.value) == (
         f"error: cannot write the state directory {directory}: Permission denied; make it "
-        "writable, or pass --state FILE to keep the run state elsewhere")
+        "writable, or pass --state FILE to keep the run state elsewhere"
+    )
 
 
 def test_a_file_that_is_not_a_database(db):
@@ -376,13 +422,34 @@ def test_history_text(cli, playbook, recorded):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == f"runs of deployment 'site' in {default_state_path(playbook)}, newest first:"
-    assert lines[1].split() == ["ID", "KIND", "STARTED", "DURATION", "RESULT", "OK", "CHANGED",
-                                "FAILED", "SKIPPED", "UNREACHABLE", "NOT", "RUN"]
+    assert lines[1].split() == [
+        "ID",
+        "KIND",
+        "STARTED",
+        "DURATION",
+        "RESULT",
+        "OK",
+        "CHANGED",
+        "FAILED",
+        "SKIPPED",
+        "UNREACHABLE",
+        "NOT",
+        "RUN",
+    ]
     killed, done = lines[2].split(), lines[3].split()
     assert killed[:3] == [str(recorded[1]), "run", "(check)"]
     assert killed[-9:] == ["did", "not", "finish", "1", "0", "0", "0", "0", "4"]
-    assert done[0] == str(recorded[0]) and done[-9:] == ["5.50s", "exit", "1", "1", "1", "1",
-                                                         "1", "0", "1"]
+    assert done[0] == str(recorded[0]) and done[-9:] == [
+        "5.50s",
+        "exit",
+        "1",
+        "1",
+        "1",
+        "1",
+        "1",
+        "0",
+        "1",
+    ]
     assert len(lines) == 4  # the other deployment's run is not listed
 
 
@@ -419,12 +486,27 @@ def test_show_run_text(cli, playbook, recorded):
     assert "took 5.50s, exit 1\ncommand: fedi-run pb.toml\nselection: --only web.*\n" in out
     assert "web.secrets" in out and "~ wrote /etc/motd" in out and "output (end):" in out
     assert [line.split()[:4] for line in out.splitlines() if line.split()[0:1] == ["5"]] == [
-        ["5", "nixops4.apply", "local", "never"]]
+        ["5", "nixops4.apply", "local", "never"]
+    ]
     recap = out.split("recap:\n")[1].splitlines()
-    assert recap[1].split() == ["web", "ok=0", "changed=1", "failed=1", "skipped=1",
-                                "unreachable=0"]
-    assert recap[2].split() == ["local", "ok=0", "changed=0", "failed=0", "skipped=0",
-                                "unreachable=0", "never", "ran=1"]
+    assert recap[1].split() == [
+        "web",
+        "ok=0",
+        "changed=1",
+        "failed=1",
+        "skipped=1",
+        "unreachable=0",
+    ]
+    assert recap[2].split() == [
+        "local",
+        "ok=0",
+        "changed=0",
+        "failed=0",
+        "skipped=0",
+        "unreachable=0",
+        "never",
+        "ran=1",
+    ]
 
 
 def test_show_run_json(cli, playbook, recorded):

@@ -51,8 +51,10 @@ def commands(files: list[dict]) -> list[str]:
     for f in files:
         path, content = shlex.quote(f["path"]), shlex.quote(f["content"])
         out.append(
-            f'[ "$(stat -c %a {path} 2>/dev/null)" = 644 ] && printf %s {content} | cmp -s - {path} || '
-            f"{{ printf %s {content} > {path}.tmp && chmod 0644 {path}.tmp && mv {path}.tmp {path} && echo changed; }}"
+            f'[ "$(stat -c %a {path} 2>/dev/null)" = 644 ] '
+            f"&& printf %s {content} | cmp -s - {path} || "
+            f"{{ printf %s {content} > {path}.tmp && chmod 0644 {path}.tmp "
+            f"&& mv {path}.tmp {path} && echo changed; }}"
         )
     out.append(f"[ -e {MARKER} ] || {{ touch {MARKER} && echo changed; }}")
     return out
@@ -91,7 +93,8 @@ def run_host(spec: dict, host: dict) -> int:
             result = conn.run(command, hide=True, in_stream=False, warn=True)
             if result.exited != 0:
                 raise RuntimeError(
-                    f"{host['name']}: `{command[:60]}...` exited {result.exited}: {result.stderr.strip()}"
+                    f"{host['name']}: `{command[:60]}...` exited {result.exited}: "
+                    f"{result.stderr.strip()}"
                 )
             changed += result.stdout.count("changed")
         return changed

@@ -48,7 +48,10 @@ def playbook(workload) -> str:
         out += [
             f"[tasks.f{i}]",
             f"hosts = {hosts}",
-            f'file = {{ path = {toml_string(workload.path(i))}, content = {content}, mode = "0644" }}',
+            (
+                f"file = {{ path = {toml_string(workload.path(i))}, "
+                f'content = {content}, mode = "0644" }}'
+            ),
             'requires = ["tasks.dir"]',
             "",
         ]
@@ -174,13 +177,13 @@ class FediRun(Tool):
 
 def command_latency(lab, host: str, runs: int) -> dict:
     """Median milliseconds of ``true`` over fedi-run's own open connection to ``host``
-    (:class:`fedi_run.engine.connection.HostConnection`, in this process), or why not."""
+    (:class:`fedi_run.engine.execute.connection.HostConnection`, in this process), or why not."""
     import statistics
     import time
 
     try:
-        from fedi_run.engine.connection import HostConnection, HostKeyPolicy
-        from fedi_run.engine.playbook import HostSection
+        from fedi_run.engine.execute.connection import HostConnection, HostKeyPolicy
+        from fedi_run.engine.model.playbook import HostSection
 
         info = lab.hosts[host]
         section = HostSection(

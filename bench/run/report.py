@@ -101,9 +101,11 @@ def markdown(meta: dict, results: list[ToolResult], latency: dict | None, notes:
     out = [
         f"# fedi-run benchmark: W({meta['hosts']}, {meta['files']})",
         "",
-        f"{meta['date']} — {m['nproc']} cores ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}; "
+        f"{meta['date']} — {m['nproc']} cores ({m['cpu']}), Linux {m['kernel']}, "
+        f"Python {m['python']}; "
         f"load average {meta['load_before']} before, {meta['load_after']} after. "
-        f"N = {meta['hosts']} lab hosts (loopback), K = {meta['files']} files per host plus one command; "
+        f"N = {meta['hosts']} lab hosts (loopback), K = {meta['files']} files per host "
+        "plus one command; "
         f"medians over R = {meta['repeat']} repetitions"
         + (
             f" (Ansible: {meta['ansible_repeat']})."
@@ -113,7 +115,10 @@ def markdown(meta: dict, results: list[ToolResult], latency: dict | None, notes:
         "",
         f"`{meta['argv'].strip()}`",
         "",
-        "| tool | first run | second run | ÷ Fabric loop (first / second) | fedi-run faster by (first / second) | runs |",
+        (
+            "| tool | first run | second run | ÷ Fabric loop (first / second) "
+            "| fedi-run faster by (first / second) | runs |"
+        ),
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -189,7 +194,8 @@ def goals(base: ToolResult | None, fedi: ToolResult | None, latency: dict | None
         )
     elif latency:
         out.append(
-            f"- Under {GOAL_COMMAND_MS:g} ms median per command over an open connection: fedi-run's "
-            f"connection not measured; the tuned Fabric floor is {latency['tuned_ms']:.2f} ms."
+            f"- Under {GOAL_COMMAND_MS:g} ms median per command over an open connection: "
+            "fedi-run's connection not measured; the tuned Fabric floor is "
+            f"{latency['tuned_ms']:.2f} ms."
         )
     return out

@@ -13,8 +13,12 @@ import sys
 import click
 
 DIR_OPTION = click.option(
-    "--dir", "directory", default=".fedi-lab", show_default=True,
-    type=click.Path(file_okay=False), help="The lab directory (state, keys, inventory).",
+    "--dir",
+    "directory",
+    default=".fedi-lab",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The lab directory (state, keys, inventory).",
 )
 
 
@@ -37,8 +41,13 @@ def lab() -> None:
 
 
 @lab.command()
-@click.option("--hosts", "hosts", multiple=True, metavar="NAME[,NAME...]",
-              help="Hosts to start, comma-separated or repeated.")
+@click.option(
+    "--hosts",
+    "hosts",
+    multiple=True,
+    metavar="NAME[,NAME...]",
+    help="Hosts to start, comma-separated or repeated.",
+)
 @click.option("--acme", is_flag=True, help="Also start a Pebble ACME server.")
 @DIR_OPTION
 def up(hosts: tuple[str, ...], acme: bool, directory: str) -> None:
@@ -120,8 +129,10 @@ def run(
     try:
         stdin = None if no_stdin or sys.stdin.isatty() else click.get_binary_stream("stdin")
         status_ = lab_.connection(host).stream(
-            " ".join(_command_words(command)), click.get_binary_stream("stdout"),
-            click.get_binary_stream("stderr"), input=stdin,
+            " ".join(_command_words(command)),
+            click.get_binary_stream("stdout"),
+            click.get_binary_stream("stderr"),
+            input=stdin,
         )
     finally:
         lab_.close()
@@ -142,11 +153,23 @@ def shell(directory: str, host: str, command: tuple[str, ...]) -> None:
     lab_state = state.require(directory)
     host_info = lab_state.host(host)
     argv = [
-        "ssh", "-i", str(lab_state.identity), "-o", "IdentitiesOnly=yes",
-        "-o", f"UserKnownHostsFile={lab_state.known_hosts_path}",
-        "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
-        "-o", "BatchMode=yes", "-p", str(host_info.port),
-        f"{host_info.user}@{host_info.address}", *_command_words(command),
+        "ssh",
+        "-i",
+        str(lab_state.identity),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"UserKnownHostsFile={lab_state.known_hosts_path}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-p",
+        str(host_info.port),
+        f"{host_info.user}@{host_info.address}",
+        *_command_words(command),
     ]
     sys.stdout.flush()
     sys.stderr.flush()
@@ -155,5 +178,6 @@ def shell(directory: str, host: str, command: tuple[str, ...]) -> None:
     except OSError as error:
         from fedi_run.engine.errors import LabError
 
-        raise LabError(f"error: cannot run ssh ({error}); install it with "
-                       "`apt-get install openssh-client`") from error
+        raise LabError(
+            f"error: cannot run ssh ({error}); install it with `apt-get install openssh-client`"
+        ) from error

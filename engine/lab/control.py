@@ -81,7 +81,9 @@ def _listening(hosts: list[HostInfo]) -> list[HostInfo]:
     alive = lambda: all(procs.is_running(h.process) for h in hosts)  # noqa: E731
     pending = addresses.wait_listening([(h.address, h.port) for h in hosts], START_TIMEOUT, alive)
     if pending or not alive():
-        failed = [h for h in hosts if (h.address, h.port) in pending or not procs.is_running(h.process)]
+        failed = [
+            h for h in hosts if (h.address, h.port) in pending or not procs.is_running(h.process)
+        ]
         details = "\n".join(f"  {h.name}: {_log_tail(h.root / 'sshd.log')}" for h in failed)
         raise LabError(f"error: lab host(s) failed to start:\n{details}")
     machine = procs.machine_namespaces()
@@ -106,8 +108,10 @@ def up(directory: Path | str, hosts: Sequence[str], *, acme: bool = False) -> La
     directory = Path(directory).absolute()
     overlaid = host.overlaps_overlay(directory)
     if overlaid:
-        raise LabError(f"error: the lab directory {directory} is inside {overlaid}, which "
-                       "every lab host overlays; choose a directory elsewhere")
+        raise LabError(
+            f"error: the lab directory {directory} is inside {overlaid}, which "
+            "every lab host overlays; choose a directory elsewhere"
+        )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _dir_lock(directory):
         existing = state.load(directory)
@@ -200,7 +204,9 @@ def _stop_and_remove(*labs: LabState) -> None:
         survivors = procs.terminate(victims)
         if survivors:
             pids = ", ".join(str(p.pid) for p in survivors)
-            raise LabError(f"error: could not stop lab processes {pids}; state kept in {labs[0].dir}")
+            raise LabError(
+                f"error: could not stop lab processes {pids}; state kept in {labs[0].dir}"
+            )
     else:
         raise LabError(f"error: lab processes keep appearing; state kept in {labs[0].dir}")
     _remove_entries(labs[0].dir)
@@ -234,8 +240,12 @@ def status(directory: Path | str) -> tuple[LabState, list[Status]]:
     lab = state.require(Path(directory).absolute())
     listening = addresses.listeners()
     rows = [
-        Status(h.name, f"{h.address}:{h.port}", h.process.pid if h.process else None,
-               procs.is_running(h.process) and (h.address, h.port) in listening)
+        Status(
+            h.name,
+            f"{h.address}:{h.port}",
+            h.process.pid if h.process else None,
+            procs.is_running(h.process) and (h.address, h.port) in listening,
+        )
         for h in lab.hosts
     ]
     if lab.acme:
@@ -294,7 +304,9 @@ def restart_host(directory: Path | str, name: str, *, holding_addresses: bool = 
                 pids = ", ".join(str(p.pid) for p in survivors)
                 raise LabError(f"error: could not stop what is left of {name} (pids {pids})")
             if not addresses.is_free(old.address, old.port):
-                raise LabError(f"error: cannot start {name} again: {old.address}:{old.port} is taken")
+                raise LabError(
+                    f"error: cannot start {name} again: {old.address}:{old.port} is taken"
+                )
             plan = host.HostPlan(old.name, old.address, old.port, old.root, old.host_key)
             proc = procs.spawn(host.launch_argv(plan, prereq.tools().sshd), plan.log_path)
             try:

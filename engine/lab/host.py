@@ -27,8 +27,14 @@ from fedi_run.engine.lab import keys
 
 OVERLAYS = ("/etc", "/usr/local")
 PRIVATE = {
-    "/opt": 0o755, "/root": 0o700, "/home": 0o755, "/srv": 0o755,
-    "/var/lib": 0o755, "/var/log": 0o755, "/var/tmp": 0o1777, "/tmp": 0o1777,
+    "/opt": 0o755,
+    "/root": 0o700,
+    "/home": 0o755,
+    "/srv": 0o755,
+    "/var/lib": 0o755,
+    "/var/log": 0o755,
+    "/var/tmp": 0o1777,
+    "/tmp": 0o1777,
 }
 NSINIT = Path(__file__).with_name("nsinit.py")
 
@@ -74,7 +80,11 @@ def _mkdir(path: Path, mode: int) -> None:
 
 
 def prepare(
-    root: Path, name: str, address: str, port: int, deployer_public: str,
+    root: Path,
+    name: str,
+    address: str,
+    port: int,
+    deployer_public: str,
     all_hosts: dict[str, str],
 ) -> HostPlan:
     """Create ``root`` (the host's directory) with its overlays, private directories, host
@@ -101,9 +111,7 @@ def prepare(
     except OSError:
         machine_hosts = "127.0.0.1 localhost\n"
     lab_lines = "".join(f"{addr}\t{host}\n" for host, addr in all_hosts.items())
-    (etc / "hosts").write_text(
-        machine_hosts.rstrip("\n") + "\n# fedi-run lab hosts\n" + lab_lines
-    )
+    (etc / "hosts").write_text(machine_hosts.rstrip("\n") + "\n# fedi-run lab hosts\n" + lab_lines)
 
     ssh_dir = root / "private" / "root" / ".ssh"
     _mkdir(ssh_dir, 0o700)
@@ -121,8 +129,15 @@ def launch_spec(plan: HostPlan, sshd: str) -> dict:
     mounts = []
     for target in OVERLAYS:
         base = plan.root / "overlay" / target.strip("/").replace("/", "-")
-        mounts.append({"kind": "overlay", "target": target, "lower": target,
-                       "upper": str(base / "upper"), "work": str(base / "work")})
+        mounts.append(
+            {
+                "kind": "overlay",
+                "target": target,
+                "lower": target,
+                "upper": str(base / "upper"),
+                "work": str(base / "work"),
+            }
+        )
     mounts.append({"kind": "tmpfs", "target": "/run", "mode": "0755"})
     for target in PRIVATE:
         if os.path.isdir(target):

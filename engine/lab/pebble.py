@@ -10,8 +10,8 @@
 then runs ``pebble -config … -dnsserver 127.0.0.1:53`` with ``PEBBLE_VA_ALWAYS_VALID=1``
 (every challenge passes, nothing is dialled back), ``PEBBLE_VA_NOSLEEP=1`` and
 ``PEBBLE_WFE_NONCEREJECT=0`` (no random bad-nonce errors); :func:`wait_ready` waits until
-its directory answers over HTTPS verified with the lab CA. Certificates Pebble *issues* chain to its own
-root, served by its management API at ``<management>/roots/0``.
+its directory answers over HTTPS verified with the lab CA. Certificates Pebble *issues* chain
+to its own root, served by its management API at ``<management>/roots/0``.
 """
 
 from __future__ import annotations

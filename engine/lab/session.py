@@ -88,8 +88,13 @@ class Lab:
             return conn
 
     def run(
-        self, host: str, command: str, *, check: bool = False,
-        input: bytes | str | None = None, timeout: float | None = None,
+        self,
+        host: str,
+        command: str,
+        *,
+        check: bool = False,
+        input: bytes | str | None = None,
+        timeout: float | None = None,
     ) -> CommandResult:
         """Run ``command`` (a shell command line) as root on ``host``.
 

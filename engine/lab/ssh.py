@@ -98,9 +98,16 @@ class HostConnection:
             sock = socket.create_connection((host.address, host.port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._client.connect(
-                host.address, port=host.port, username=host.user, key_filename=str(identity),
-                sock=sock, timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
-                look_for_keys=False, allow_agent=False,
+                host.address,
+                port=host.port,
+                username=host.user,
+                key_filename=str(identity),
+                sock=sock,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                look_for_keys=False,
+                allow_agent=False,
             )
         except paramiko.BadHostKeyException as error:
             self._client.close()
@@ -118,8 +125,13 @@ class HostConnection:
         self._transport = self._client.get_transport()
 
     def stream(
-        self, command: str, stdout: BinaryIO, stderr: BinaryIO, *,
-        input: bytes | BinaryIO | None = None, timeout: float | None = None,
+        self,
+        command: str,
+        stdout: BinaryIO,
+        stderr: BinaryIO,
+        *,
+        input: bytes | BinaryIO | None = None,
+        timeout: float | None = None,
     ) -> int:
         """Run ``command`` (a shell command line), writing its output to the two sinks as it
         arrives. ``input`` is its stdin: bytes, or a binary file read until its end while the
@@ -151,7 +163,7 @@ class HostConnection:
             _pump(channel.recv, stdout)
             errors.join()
             return channel.recv_exit_status()
-        except socket.timeout as error:
+        except TimeoutError as error:
             raise LabError(
                 f"error: `{command}` on lab host {self.host.name} timed out after {timeout} s"
             ) from error
@@ -172,8 +184,11 @@ class HostConnection:
         data = input.encode() if isinstance(input, str) else input
         status = self.stream(command, out, err, input=data, timeout=timeout)
         return CommandResult(
-            self.host.name, command, status,
-            out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace"),
+            self.host.name,
+            command,
+            status,
+            out.getvalue().decode(errors="replace"),
+            err.getvalue().decode(errors="replace"),
         )
 
     def read_file(self, path: str) -> bytes:
@@ -191,8 +206,7 @@ class HostConnection:
         directories are created)."""
         q = shlex.quote(path)
         command = (
-            f"mkdir -p -- \"$(dirname -- {q})\" && (umask 077 && cat > {q}) && "
-            f"chmod {mode:o} -- {q}"
+            f'mkdir -p -- "$(dirname -- {q})" && (umask 077 && cat > {q}) && chmod {mode:o} -- {q}'
         )
         raw = data.encode() if isinstance(data, str) else data
         out, err = io.BytesIO(), io.BytesIO()

@@ -51,7 +51,7 @@ def make_ca(common_name: str = "fedi-run lab CA") -> CertAndKey:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     name = _name(common_name)
     cert = (
         x509.CertificateBuilder()
@@ -64,9 +64,15 @@ def make_ca(common_name: str = "fedi-run lab CA") -> CertAndKey:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -77,7 +83,8 @@ def make_ca(common_name: str = "fedi-run lab CA") -> CertAndKey:
 
 
 def make_server_cert(
-    ca: CertAndKey, dns_names: tuple[str, ...] = ("localhost",),
+    ca: CertAndKey,
+    dns_names: tuple[str, ...] = ("localhost",),
     ips: tuple[str, ...] = ("127.0.0.1",),
 ) -> CertAndKey:
     """A TLS server certificate for ``dns_names`` and ``ips``, signed by ``ca``."""
@@ -89,7 +96,7 @@ def make_server_cert(
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     names = [x509.DNSName(n) for n in dns_names]
     names += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     cert = (

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from fedi_run.engine.hookspecs import hookimpl
-from fedi_run.engine.operations import Call, Command, File
-from fedi_run.engine.playbook import Email, FilePath, HttpsUrl, Playbook, Section
-from fedi_run.engine.sections import ConfigSection
-from fedi_run.engine.tasks import Task, per_host_id
+from fedi_run.engine.model.playbook import Email, FilePath, HttpsUrl, Playbook, Section
+from fedi_run.engine.model.sections import ConfigSection
+from fedi_run.engine.planning.operations import Call, Command, File
+from fedi_run.engine.planning.tasks import Task, per_host_id
+from fedi_run.engine.plugin.hookspecs import hookimpl
 
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 CA_PATH = "/usr/local/share/ca-certificates/fedi-run-acme.crt"
@@ -96,4 +96,6 @@ def fedi_run_tasks(playbook: Playbook):
             )
         )
     return tasks
+
+
 from fedi_run.plugins.acme.nix import fedi_run_nix_modules  # noqa: E402,F401 - the plugin's part of the NixOS configuration

@@ -1,7 +1,7 @@
 """The ACME account, registered from the deployer (task ``acme.account``), and its undo.
 
-Contract of :func:`register` (a :class:`~fedi_run.engine.operations.Call` function, run on the
-deployer: ``context.connection`` is ``None``):
+Contract of :func:`register` (a :class:`~fedi_run.engine.planning.operations.Call` function,
+run on the deployer: ``context.connection`` is ``None``):
 
 * the account key is loaded from, or created (EC P-256, ES256) at, :func:`key_path` —
   ``<state dir>/acme/<deployment>-account.pem``, mode 0600 in a 0700 directory, beside the
@@ -20,9 +20,9 @@ deployer: ``context.connection`` is ``None``):
 * ``context.check``: nothing is registered or written; the directory is fetched (the server is
   reachable, is an ACME server, its terms are accepted) and, when the key exists, its account
   looked up (``onlyReturnExisting``, read-only), to report what a run would change;
-* every failure raises :class:`~fedi_run.engine.actions.ActionFailed` with one paragraph naming
-  the server URL (and the e-mail address when the server rejects it). Requests the server
-  rejects with ``badNonce`` are retried.
+* every failure raises :class:`~fedi_run.engine.execute.perform.ActionFailed` with one
+  paragraph naming the server URL (and the e-mail address when the server rejects it).
+  Requests the server rejects with ``badNonce`` are retried.
 
 :func:`unregister` is the undo (teardown): it deactivates the account at the server and removes
 the key and its record; without a key there is nothing to undo.
@@ -36,7 +36,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fedi_run.engine.actions import ActionFailed, Context
+from fedi_run.engine.execute.perform import ActionFailed, Context
 from fedi_run.engine.private_files import make_private_dirs, write_atomically
 
 TIMEOUT = 10
@@ -51,6 +51,7 @@ itself called ``acme``, whose rendered deployment lives in ``.fedi-run/acme/``).
 
 
 # --- where the key lives -------------------------------------------------------------------
+
 
 def account_dir(context: Context) -> Path:
     """The deployer's private folder of ACME account keys for this deployment's state."""
@@ -101,14 +102,18 @@ def _jwk(pem: bytes, path: Path):
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as error:
-        raise ActionFailed(f"the ACME account key {path} is not an unencrypted PEM private key "
-                           f"({error}); move it away to have a new account registered") from None
+        raise ActionFailed(
+            f"the ACME account key {path} is not an unencrypted PEM private key "
+            f"({error}); move it away to have a new account registered"
+        ) from None
     if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
         return jose.JWKEC(key=key), jose.ES256
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048:
         return jose.JWKRSA(key=key), jose.RS256
-    raise ActionFailed(f"the ACME account key {path} is neither an EC P-256 nor an RSA key of 2048 "
-                       "bits or more; move it away to have a new account registered")
+    raise ActionFailed(
+        f"the ACME account key {path} is neither an EC P-256 nor an RSA key of 2048 "
+        "bits or more; move it away to have a new account registered"
+    )
 
 
 def _new_key_pem() -> bytes:
@@ -116,8 +121,9 @@ def _new_key_pem() -> bytes:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _mask_key(context: Context, pem: bytes) -> None:
@@ -155,6 +161,7 @@ def _load_key(context: Context, create: bool):
 
 # --- talking to the server -----------------------------------------------------------------
 
+
 def _settings(context: Context):
     acme = context.playbook.section("acme")
     if acme is None:
@@ -189,7 +196,7 @@ def _code(error) -> str:
     typ = str(error.typ or "")
     for prefix in ("urn:ietf:params:acme:error:", "urn:acme:error:"):
         if typ.startswith(prefix):
-            return typ[len(prefix):]
+            return typ[len(prefix) :]
     return typ
 
 
@@ -206,8 +213,10 @@ def _message(error: Exception, acme, doing: str, key: Path | None) -> str:
     server = acme.server
     fix = "check [acme] server"
     if isinstance(error, requests.exceptions.SSLError):
-        return (f"cannot verify the TLS certificate of the ACME server {server} with "
-                f"{_trusting(acme)}: {_reason(error)}")
+        return (
+            f"cannot verify the TLS certificate of the ACME server {server} with "
+            f"{_trusting(acme)}: {_reason(error)}"
+        )
     if isinstance(error, requests.exceptions.Timeout):
         return f"the ACME server {server} did not answer within {TIMEOUT} s while {doing}"
     if isinstance(error, requests.exceptions.ConnectionError):
@@ -216,14 +225,20 @@ def _message(error: Exception, acme, doing: str, key: Path | None) -> str:
         code = _code(error)
         detail = error.detail or error.title or code
         if code in ("invalidContact", "unsupportedContact", "invalidEmail"):
-            return (f"the ACME server {server} rejected the contact address {acme.email!r}: "
-                    f"{detail}; set a valid email in [acme]")
+            return (
+                f"the ACME server {server} rejected the contact address {acme.email!r}: "
+                f"{detail}; set a valid email in [acme]"
+            )
         if code in ("agreementRequired", "userActionRequired"):
-            return (f"the ACME server {server} requires agreeing to its terms of service: "
-                    f"{detail}; read them and set accept_terms = true in [acme]")
+            return (
+                f"the ACME server {server} requires agreeing to its terms of service: "
+                f"{detail}; read them and set accept_terms = true in [acme]"
+            )
         if code == "unauthorized" and "deactivated" in str(detail) and key is not None:
-            return (f"the ACME account of the key {key} at {server} is deactivated ({detail}); "
-                    "move the key away to have a new account registered")
+            return (
+                f"the ACME account of the key {key} at {server} is deactivated ({detail}); "
+                "move the key away to have a new account registered"
+            )
         return f"the ACME server {server} refused the request while {doing}: {code}: {detail}"
     if isinstance(error, errors.ClientError):
         response = error.args[0] if error.args else None
@@ -233,8 +248,10 @@ def _message(error: Exception, acme, doing: str, key: Path | None) -> str:
             return f"{server} is not an ACME directory ({what}); {fix}"
         return f"the ACME server {server} answered {what} while {doing}"
     if isinstance(error, (ValueError, TypeError, jose.errors.Error)):  # not JSON, not a directory
-        return (f"{server} did not answer as an ACME server while {doing} "
-                f"({type(error).__name__}: {error}); {fix}")
+        return (
+            f"{server} did not answer as an ACME server while {doing} "
+            f"({type(error).__name__}: {error}); {fix}"
+        )
     if isinstance(error, requests.exceptions.RequestException):
         return f"the request to the ACME server {server} failed while {doing}: {error}"
     if isinstance(error, OSError):  # requests: an unreadable CA bundle
@@ -258,8 +275,14 @@ def _call(acme, doing: str, function, *args, key: Path | None = None):
             if _code(error) == "badNonce" and attempt < ATTEMPTS:
                 continue
             raise _explain(error, acme, doing, key) from None
-        except (requests.exceptions.RequestException, errors.Error, jose.errors.Error, OSError,
-                ValueError, TypeError) as error:
+        except (
+            requests.exceptions.RequestException,
+            errors.Error,
+            jose.errors.Error,
+            OSError,
+            ValueError,
+            TypeError,
+        ) as error:
             raise _explain(error, acme, doing, key) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -269,22 +292,31 @@ def _client(acme, jwk=None, alg=None):
     import josepy as jose
     from acme import client
 
-    network = client.ClientNetwork(jwk, alg=alg or jose.ES256, verify_ssl=acme.ca_file or True,
-                                   user_agent=USER_AGENT, timeout=TIMEOUT)
+    network = client.ClientNetwork(
+        jwk,
+        alg=alg or jose.ES256,
+        verify_ssl=acme.ca_file or True,
+        user_agent=USER_AGENT,
+        timeout=TIMEOUT,
+    )
     directory = _call(acme, FETCHING, client.ClientV2.get_directory, acme.server, network)
     fields = directory.to_partial_json()
     if not isinstance(fields, dict) or not {"newAccount", "newNonce"} <= set(fields):
-        raise ActionFailed(f"{acme.server} is not an ACME directory (what it returned names no "
-                           "newAccount and newNonce); check [acme] server")
+        raise ActionFailed(
+            f"{acme.server} is not an ACME directory (what it returned names no "
+            "newAccount and newNonce); check [acme] server"
+        )
     return client.ClientV2(directory, network)
 
 
 def _check_terms(acme, directory) -> None:
     terms = getattr(getattr(directory, "meta", None), "terms_of_service", None)
     if terms and not acme.accept_terms:
-        raise ActionFailed(f"the ACME server {acme.server} has terms of service that must be "
-                           f"agreed to before an account is registered: read {terms} and set "
-                           "accept_terms = true in [acme]")
+        raise ActionFailed(
+            f"the ACME server {acme.server} has terms of service that must be "
+            f"agreed to before an account is registered: read {terms} and set "
+            "accept_terms = true in [acme]"
+        )
 
 
 def _lookup(acme, acme_client, key: Path):
@@ -323,6 +355,7 @@ def _contact(acme) -> tuple[str, ...]:
 
 # --- the task and its undo -----------------------------------------------------------------
 
+
 def register(context: Context) -> list[str]:
     """Register (or find) the deployment's ACME account; see the module docstring."""
     acme = _settings(context)
@@ -340,19 +373,33 @@ def register(context: Context) -> list[str]:
     account = _lookup(acme, acme_client, path) if had_key else None
     if account is None:
         registration = messages.NewRegistration.from_data(
-            email=acme.email, terms_of_service_agreed=True if acme.accept_terms else None)
+            email=acme.email, terms_of_service_agreed=True if acme.accept_terms else None
+        )
         try:
-            account = _call(acme, f"registering the account {_who(acme)}", acme_client.new_account,
-                            registration, key=path)
+            account = _call(
+                acme,
+                f"registering the account {_who(acme)}",
+                acme_client.new_account,
+                registration,
+                key=path,
+            )
             changes.append(f"registered ACME account {_who(acme)} at {acme.server}")
         except errors.ConflictError:  # the key has an account after all: look it up
             account = _lookup(acme, acme_client, path)
             if account is None:
-                raise ActionFailed(f"the ACME server {acme.server} says the key {path} has an "
-                                   "account, but does not return it") from None
+                raise ActionFailed(
+                    f"the ACME server {acme.server} says the key {path} has an "
+                    "account, but does not return it"
+                ) from None
     if tuple(account.body.contact or ()) != _contact(acme):
-        account = _call(acme, "updating the account's contact", acme_client.update_registration,
-                        account, account.body.update(contact=_contact(acme)), key=path)
+        account = _call(
+            acme,
+            "updating the account's contact",
+            acme_client.update_registration,
+            account,
+            account.body.update(contact=_contact(acme)),
+            key=path,
+        )
         changes.append(f"updated the ACME account's contact to {_who(acme)} at {acme.server}")
     record = {"account": account.uri, "contact": list(_contact(acme))}
     if records.get(acme.server) != record:
@@ -390,8 +437,9 @@ def unregister(context: Context) -> list[str]:
     acme_client = _client(acme, jwk, alg)
     account = _lookup(acme, acme_client, path)
     if account is not None:
-        _call(acme, "deactivating the account", acme_client.deactivate_registration, account,
-              key=path)
+        _call(
+            acme, "deactivating the account", acme_client.deactivate_registration, account, key=path
+        )
     records = _read_records(record_path(context))
     records.pop(acme.server, None)
     path.unlink()

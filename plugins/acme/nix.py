@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 
 from fedi_run.engine.errors import PlaybookError, Problem
-from fedi_run.engine.hookspecs import hookimpl
-from fedi_run.engine.nix import NixModule, render_template
-from fedi_run.engine.playbook import Playbook
+from fedi_run.engine.model.playbook import Playbook
+from fedi_run.engine.nixops.nix import NixModule, render_template
+from fedi_run.engine.plugin.hookspecs import hookimpl
 
 PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s.*?-----END \1-----", re.DOTALL)
 
@@ -60,8 +60,11 @@ def fedi_run_nix_modules(playbook: Playbook, host: str):
     if acme is None or host not in playbook.hosts or host not in service_hosts(playbook):
         return []
     text = render_template(
-        "fedi_run.plugins.acme", "acme.nix.j2",
-        server=acme.server, email=acme.email, accept_terms=acme.accept_terms,
+        "fedi_run.plugins.acme",
+        "acme.nix.j2",
+        server=acme.server,
+        email=acme.email,
+        accept_terms=acme.accept_terms,
         certificates=ca_certificates(playbook, acme.ca_file) if acme.ca_file else [],
     )
     return [NixModule("acme", text)]

@@ -1,6 +1,7 @@
 """Checking that a target host reaches the ACME directory (task ``acme.reach@<host>``).
 
-Contract of :func:`check` (a :class:`~fedi_run.engine.operations.Call` function run for a host):
+Contract of :func:`check` (a :class:`~fedi_run.engine.planning.operations.Call` function run
+for a host):
 
 * one round trip: the host fetches ``[acme] server`` over HTTPS with its OWN trust store
   (``curl``, or ``python3`` when curl is missing), within :data:`TIMEOUT` seconds, and the
@@ -9,7 +10,7 @@ Contract of :func:`check` (a :class:`~fedi_run.engine.operations.Call` function 
   host checks with its trust store *plus* that CA (sent on stdin, in a temporary bundle that is
   removed again), since ``acme.trust`` changed nothing in a check: so ``--check`` predicts what
   the run will find instead of failing on a CA that is not trusted yet;
-* a failure raises :class:`~fedi_run.engine.actions.ActionFailed`:
+* a failure raises :class:`~fedi_run.engine.execute.perform.ActionFailed`:
   ``host mastodon (127.0.0.3) cannot reach the ACME directory https://…: <the error>``.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from fedi_run.engine.actions import ActionFailed, Context
+from fedi_run.engine.execute.perform import ActionFailed, Context
 
 TIMEOUT = 10
 """Seconds the host waits for the directory."""
@@ -77,13 +78,19 @@ def check(context: Context) -> list[str]:
         try:
             extra_ca = certificates(acme.ca_file)
         except ActionFailed as error:
-            raise ActionFailed(f"{where} cannot check with the CA {acme.ca_file}: {error}") \
-                from None
-    script = SCRIPT.format(url=shlex.quote(acme.server), timeout=TIMEOUT,
-                           extra_ca=int(extra_ca is not None), python=shlex.quote(PYTHON_FETCH))
+            raise ActionFailed(
+                f"{where} cannot check with the CA {acme.ca_file}: {error}"
+            ) from None
+    script = SCRIPT.format(
+        url=shlex.quote(acme.server),
+        timeout=TIMEOUT,
+        extra_ca=int(extra_ca is not None),
+        python=shlex.quote(PYTHON_FETCH),
+    )
     result = connection.run(script, input=extra_ca, timeout=context.timeout or TIMEOUT + 20)
     if result.exit_status != 0:
         error = _first_error(result.stderr.decode("utf-8", "replace"))
-        raise ActionFailed(context.masker.mask(
-            f"{where} cannot reach the ACME directory {acme.server}: {error}"))
+        raise ActionFailed(
+            context.masker.mask(f"{where} cannot reach the ACME directory {acme.server}: {error}")
+        )
     return []

@@ -1,7 +1,7 @@
 """Trusting the ACME server's CA on a target host (task ``acme.trust@<host>``).
 
-Contract of :func:`place_ca` (a :class:`~fedi_run.engine.operations.Call` function run for a
-host: ``context.connection`` is that host's connection):
+Contract of :func:`place_ca` (a :class:`~fedi_run.engine.planning.operations.Call` function run
+for a host: ``context.connection`` is that host's connection):
 
 * the certificates of the deployer's ``[acme] ca_file`` (PEM; only certificates are accepted,
   so a private key named by mistake never leaves the deployer) are placed at ``to``, mode 0644,
@@ -11,7 +11,8 @@ host: ``context.connection`` is that host's connection):
   sha256 and mode, writes a temporary file and renames it, and prints ``changed`` or ``ok``;
 * returns ``["trusted the CA <ca_file> in <to>"]`` when it changed something, ``[]`` when the
   host already trusted it; ``context.check`` only compares;
-* a failure raises :class:`~fedi_run.engine.actions.ActionFailed` naming the host and the file.
+* a failure raises :class:`~fedi_run.engine.execute.perform.ActionFailed` naming the host and
+  the file.
 
 The undo (declared by the task in ``fedi_run.plugins.acme``) removes ``to`` and rebuilds the
 store with ``update-ca-certificates --fresh`` while the link is still there.
@@ -23,7 +24,7 @@ import hashlib
 import shlex
 from pathlib import PurePosixPath
 
-from fedi_run.engine.actions import ActionFailed, Context
+from fedi_run.engine.execute.perform import ActionFailed, Context
 
 CERTS_DIR = "/etc/ssl/certs"
 MARKER = "@@fedi-run-acme-trust"
@@ -50,8 +51,9 @@ def certificates(ca_file: str) -> bytes:
     except ValueError:
         found = []
     if not found:
-        raise ActionFailed("it holds no PEM certificate (expected '-----BEGIN CERTIFICATE-----' "
-                           "blocks)")
+        raise ActionFailed(
+            "it holds no PEM certificate (expected '-----BEGIN CERTIFICATE-----' blocks)"
+        )
     return b"".join(cert.public_bytes(Encoding.PEM) for cert in found)
 
 
@@ -86,8 +88,11 @@ def place_ca(context: Context, to: str) -> list[str]:
     except ActionFailed as error:
         raise ActionFailed(f"{failed}: {error}") from None
     script = SCRIPT.format(
-        path=shlex.quote(to), digest=hashlib.sha256(content).hexdigest(), check=int(context.check),
-        marker=MARKER, link=shlex.quote(trust_link(to)),
+        path=shlex.quote(to),
+        digest=hashlib.sha256(content).hexdigest(),
+        check=int(context.check),
+        marker=MARKER,
+        link=shlex.quote(trust_link(to)),
     )
     result = connection.run(script, input=content, timeout=context.timeout or 60)
     stdout = result.stdout.decode("utf-8", "replace")

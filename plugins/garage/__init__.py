@@ -8,14 +8,14 @@ bucket; for each disabled one, the removal of its key.
 
 from __future__ import annotations
 
-from fedi_run.engine.hookspecs import hookimpl
-from fedi_run.engine.operations import Directory, Secret
-from fedi_run.engine.playbook import Playbook, ServiceConfig
-from fedi_run.engine.sections import ConfigSection
-from fedi_run.engine.tasks import Task
-from fedi_run.engine.operations import File
+from fedi_run.engine.model.playbook import Playbook, ServiceConfig
+from fedi_run.engine.model.sections import ConfigSection
+from fedi_run.engine.planning.operations import Directory, File, Secret
+from fedi_run.engine.planning.tasks import Task
+from fedi_run.engine.plugin.hookspecs import hookimpl
 from fedi_run.plugins.fediversity import absent_task, acme_ready, secrets_dir, secrets_root_actions
 from fedi_run.plugins.garage.keys import key_dir
+
 
 class GarageConfig(ServiceConfig):
     """``[services.garage]``: only ``enable`` and ``host``; it is enabled by any app."""
@@ -47,31 +47,39 @@ def fedi_run_tasks(playbook: Playbook):
     ]
     for app in playbook.users_of("garage"):
         if playbook.is_enabled(app):
-            tasks.append(Task(
-                id=f"garage.key.{app}",
-                host=host,
-                requires=("garage.secrets",),
-                tags=("garage", "s3", app),
-                description=f"the S3 access key and bucket of {app}",
-                actions=(
-                    Directory(f"{secrets_dir('garage')}/keys", mode=0o700),
-                    Directory(key_dir(app), mode=0o700),
-                    Secret(f"{key_dir(app)}/key-id", "garage-key-id"),
-                    Secret(f"{key_dir(app)}/secret", "hex32"),
-                    File(f"{key_dir(app)}/bucket", f"{app}\n", mode=0o400),
-                ),
-                undo=(Directory(key_dir(app), present=False),
-                      Directory(f"{secrets_dir('garage')}/keys", present=False, recursive=False)),
-            ))
+            tasks.append(
+                Task(
+                    id=f"garage.key.{app}",
+                    host=host,
+                    requires=("garage.secrets",),
+                    tags=("garage", "s3", app),
+                    description=f"the S3 access key and bucket of {app}",
+                    actions=(
+                        Directory(f"{secrets_dir('garage')}/keys", mode=0o700),
+                        Directory(key_dir(app), mode=0o700),
+                        Secret(f"{key_dir(app)}/key-id", "garage-key-id"),
+                        Secret(f"{key_dir(app)}/secret", "hex32"),
+                        File(f"{key_dir(app)}/bucket", f"{app}\n", mode=0o400),
+                    ),
+                    undo=(
+                        Directory(key_dir(app), present=False),
+                        Directory(f"{secrets_dir('garage')}/keys", present=False, recursive=False),
+                    ),
+                )
+            )
         else:
-            tasks.append(Task(
-                id=f"garage.drop-key.{app}",
-                host=host,
-                requires=("garage.secrets",),
-                tags=("garage", "s3", app, "cleanup"),
-                description=f"remove the S3 key of {app}, which is disabled",
-                actions=(Directory(key_dir(app), present=False),),
-                undo=(),
-            ))
+            tasks.append(
+                Task(
+                    id=f"garage.drop-key.{app}",
+                    host=host,
+                    requires=("garage.secrets",),
+                    tags=("garage", "s3", app, "cleanup"),
+                    description=f"remove the S3 key of {app}, which is disabled",
+                    actions=(Directory(key_dir(app), present=False),),
+                    undo=(),
+                )
+            )
     return tasks
+
+
 from fedi_run.plugins.garage.nix import fedi_run_nix_modules  # noqa: E402,F401 - the plugin's part of the NixOS configuration

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from fedi_run.engine.actions import ActionFailed, Context, place_secret_files, read_secret_files
+from fedi_run.engine.execute.perform import (
+    ActionFailed,
+    Context,
+    place_secret_files,
+    read_secret_files,
+)
 
 
 def key_dir(app: str) -> str:
@@ -27,7 +32,11 @@ def copy_key(context: Context, app: str, to: str) -> list[str]:
             f"{app}'s S3 key is missing on the garage host ({source}); run garage.key.{app} first"
         )
     assert context.connection is not None
-    return place_secret_files(context, context.connection, {
-        f"{to}/key-id": found[f"{source}/key-id"],
-        f"{to}/secret": found[f"{source}/secret"],
-    })
+    return place_secret_files(
+        context,
+        context.connection,
+        {
+            f"{to}/key-id": found[f"{source}/key-id"],
+            f"{to}/secret": found[f"{source}/secret"],
+        },
+    )

@@ -8,9 +8,9 @@ S3 key of each enabled app that needs Garage (``keys.<app>``, with its bucket, n
 
 from __future__ import annotations
 
-from fedi_run.engine.hookspecs import hookimpl
-from fedi_run.engine.nix import service_modules
-from fedi_run.engine.playbook import Playbook
+from fedi_run.engine.model.playbook import Playbook
+from fedi_run.engine.nixops.nix import service_modules
+from fedi_run.engine.plugin.hookspecs import hookimpl
 
 SERVICE = "garage"
 
@@ -36,6 +36,10 @@ def secret_files(playbook: Playbook) -> dict[str, str]:
 @hookimpl
 def fedi_run_nix_modules(playbook: Playbook, host: str):
     return service_modules(
-        playbook, host, SERVICE, "fedi_run.plugins.garage", secret_files,
+        playbook,
+        host,
+        SERVICE,
+        "fedi_run.plugins.garage",
+        secret_files,
         apps=enabled_apps(playbook),
     )

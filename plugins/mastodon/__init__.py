@@ -6,10 +6,10 @@ Active Record encryption keys, and its Garage S3 key files.
 
 from __future__ import annotations
 
-from fedi_run.engine.hookspecs import hookimpl
-from fedi_run.engine.operations import Call
-from fedi_run.engine.playbook import Playbook, ServiceConfig
-from fedi_run.engine.sections import ConfigSection
+from fedi_run.engine.model.playbook import Playbook, ServiceConfig
+from fedi_run.engine.model.sections import ConfigSection
+from fedi_run.engine.planning.operations import Call
+from fedi_run.engine.plugin.hookspecs import hookimpl
 from fedi_run.plugins.fediversity import SecretSpec, app_tasks, secrets_dir
 
 SECRETS = (
@@ -29,13 +29,23 @@ class MastodonConfig(ServiceConfig):
 
 @hookimpl
 def fedi_run_config_sections():
-    return [ConfigSection("mastodon", MastodonConfig, needs=("garage",), description="Mastodon, microblogging.")]
+    return [
+        ConfigSection(
+            "mastodon", MastodonConfig, needs=("garage",), description="Mastodon, microblogging."
+        )
+    ]
 
 
 @hookimpl
 def fedi_run_tasks(playbook: Playbook):
-    vapid = Call("fedi_run.plugins.mastodon.vapid:ensure", (("private", VAPID_PRIVATE), ("public", VAPID_PUBLIC)),
-                 secrets=(VAPID_PRIVATE, VAPID_PUBLIC))
-    return app_tasks(playbook, "mastodon", SECRETS, extra=(vapid,),
-                     extra_files=(VAPID_PRIVATE, VAPID_PUBLIC))
+    vapid = Call(
+        "fedi_run.plugins.mastodon.vapid:ensure",
+        (("private", VAPID_PRIVATE), ("public", VAPID_PUBLIC)),
+        secrets=(VAPID_PRIVATE, VAPID_PUBLIC),
+    )
+    return app_tasks(
+        playbook, "mastodon", SECRETS, extra=(vapid,), extra_files=(VAPID_PRIVATE, VAPID_PUBLIC)
+    )
+
+
 from fedi_run.plugins.mastodon.nix import fedi_run_nix_modules  # noqa: E402,F401 - the plugin's part of the NixOS configuration

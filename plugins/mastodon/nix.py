@@ -8,9 +8,9 @@ base, the VAPID key pair and the Active Record encryption keys (nixpkgs' ``servi
 
 from __future__ import annotations
 
-from fedi_run.engine.hookspecs import hookimpl
-from fedi_run.engine.nix import service_modules
-from fedi_run.engine.playbook import Playbook
+from fedi_run.engine.model.playbook import Playbook
+from fedi_run.engine.nixops.nix import service_modules
+from fedi_run.engine.plugin.hookspecs import hookimpl
 
 SERVICE = "mastodon"
 
@@ -34,12 +34,21 @@ def secret_files(playbook: Playbook) -> dict[str, str]:
     from fedi_run.plugins.fediversity import app_secret_files
     from fedi_run.plugins.mastodon import SECRETS, VAPID_PRIVATE, VAPID_PUBLIC
 
-    return app_secret_files(playbook, SERVICE, SECRETS, extra={"vapid-private-key": VAPID_PRIVATE, "vapid-public-key": VAPID_PUBLIC})
+    return app_secret_files(
+        playbook,
+        SERVICE,
+        SECRETS,
+        extra={"vapid-private-key": VAPID_PRIVATE, "vapid-public-key": VAPID_PUBLIC},
+    )
 
 
 @hookimpl
 def fedi_run_nix_modules(playbook: Playbook, host: str):
     return service_modules(
-        playbook, host, SERVICE, "fedi_run.plugins.mastodon", secret_files,
+        playbook,
+        host,
+        SERVICE,
+        "fedi_run.plugins.mastodon",
+        secret_files,
         nixpkgs_options=NIXPKGS_OPTIONS,
     )

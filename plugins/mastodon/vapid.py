@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 
-from fedi_run.engine.actions import Context, place_secret_files, read_secret_files
+from fedi_run.engine.execute.perform import Context, place_secret_files, read_secret_files
 
 
 def generate_pair() -> tuple[str, str]:
@@ -32,7 +32,9 @@ def public_of(private: str) -> str:
 
     scalar = int.from_bytes(base64.urlsafe_b64decode(private + "=" * (-len(private) % 4)), "big")
     key = ec.derive_private_key(scalar, ec.SECP256R1())
-    raw = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    raw = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -41,10 +43,16 @@ def ensure(context: Context, private: str, public: str) -> list[str]:
     key is missing (or with --rotate-secrets); a missing or wrong public key is derived from
     the private one."""
     assert context.connection is not None
-    found = {} if context.rotate_secrets else read_secret_files(context, context.connection, [private, public])
+    found = (
+        {}
+        if context.rotate_secrets
+        else read_secret_files(context, context.connection, [private, public])
+    )
     if private in found:
         private_value = found[private].strip()
         public_value = public_of(private_value)
     else:
         private_value, public_value = generate_pair()
-    return place_secret_files(context, context.connection, {private: private_value, public: public_value})
+    return place_secret_files(
+        context, context.connection, {private: private_value, public: public_value}
+    )

@@ -6,9 +6,9 @@ files.
 
 from __future__ import annotations
 
-from fedi_run.engine.hookspecs import hookimpl
-from fedi_run.engine.playbook import Playbook, ServiceConfig
-from fedi_run.engine.sections import ConfigSection
+from fedi_run.engine.model.playbook import Playbook, ServiceConfig
+from fedi_run.engine.model.sections import ConfigSection
+from fedi_run.engine.plugin.hookspecs import hookimpl
 from fedi_run.plugins.fediversity import SecretSpec, app_tasks
 
 SECRETS = (SecretSpec("app-key", "laravel-app-key"),)
@@ -20,10 +20,16 @@ class PixelfedConfig(ServiceConfig):
 
 @hookimpl
 def fedi_run_config_sections():
-    return [ConfigSection("pixelfed", PixelfedConfig, needs=("garage",), description="Pixelfed, photos.")]
+    return [
+        ConfigSection(
+            "pixelfed", PixelfedConfig, needs=("garage",), description="Pixelfed, photos."
+        )
+    ]
 
 
 @hookimpl
 def fedi_run_tasks(playbook: Playbook):
     return app_tasks(playbook, "pixelfed", SECRETS)
+
+
 from fedi_run.plugins.pixelfed.nix import fedi_run_nix_modules  # noqa: E402,F401 - the plugin's part of the NixOS configuration

@@ -7,9 +7,9 @@ and the initial user.
 
 from __future__ import annotations
 
-from fedi_run.engine.hookspecs import hookimpl
-from fedi_run.engine.nix import service_modules
-from fedi_run.engine.playbook import Playbook
+from fedi_run.engine.model.playbook import Playbook
+from fedi_run.engine.nixops.nix import service_modules
+from fedi_run.engine.plugin.hookspecs import hookimpl
 
 SERVICE = "pixelfed"
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from click.testing import CliRunner
-from fedi_run.engine.cli import cli
-from fedi_run.engine.state import StateStore, default_state_path
 from helpers import CliResult
+
+from fedi_run.engine.cli.main import cli
+from fedi_run.engine.report.state import StateStore, default_state_path
 
 HEADER = '[deployment]\nname = "faults"\ndomain = "faults.example.org"\n'
 
@@ -42,7 +43,7 @@ def _hwm():
             open(os.environ["FEDI_TEST_HWM"], "w").write(line.split()[1])
 atexit.register(_hwm)
 sys.argv = ["fedi-run", *sys.argv[1:]]
-from fedi_run.engine.cli import main
+from fedi_run.engine.cli.main import main
 main()
 """
 
@@ -57,8 +58,11 @@ class Cli:
         self._hwm = Path(tempfile.mkstemp(prefix="fedi-hwm-")[1])
         self.process = subprocess.Popen(
             [*prefix, sys.executable, "-c", MEASURED, *map(str, args)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "FEDI_TEST_HWM": str(self._hwm)})
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "FEDI_TEST_HWM": str(self._hwm)},
+        )
         self.lines: list[str] = []
 
     def wait_for(self, event: str, task: str, timeout: float = 30) -> None:
@@ -67,7 +71,9 @@ class Cli:
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
             if not line:
-                raise AssertionError(f"the run ended before {event} {task}: {self.process.stderr.read()}")
+                raise AssertionError(
+                    f"the run ended before {event} {task}: {self.process.stderr.read()}"
+                )
             self.lines.append(line)
             if line.startswith("{"):
                 record = json.loads(line)
@@ -81,8 +87,9 @@ class Cli:
         self.lines.append(out)
         peak = int(self._hwm.read_text() or 0)
         self._hwm.unlink()
-        return Result(self.process.returncode, "".join(self.lines), err, peak,
-                      time.monotonic() - self.started)
+        return Result(
+            self.process.returncode, "".join(self.lines), err, peak, time.monotonic() - self.started
+        )
 
 
 def _communicate(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
@@ -110,5 +117,7 @@ def recorded(path: Path) -> dict[str, str]:
 
 def leftovers(lab, host: str, *directories: str) -> list[str]:
     """Temporary files fedi-run would have left next to its targets."""
-    found = lab.run(host, "find " + " ".join(directories) + " -name '*.fedi-run.*' 2>/dev/null; true").stdout
+    found = lab.run(
+        host, "find " + " ".join(directories) + " -name '*.fedi-run.*' 2>/dev/null; true"
+    ).stdout
     return found.split()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import tomllib
 
 import pytest
-
 from fault_helpers import HEADER, fedi, leftovers, recorded
 
 pytestmark = pytest.mark.lab
@@ -29,15 +28,23 @@ run = "echo also >> /srv/count"
 
 
 @pytest.mark.reliability(
-    "faults", "a host whose /var/lib is a tiny, full tmpfs",
+    "faults",
+    "a host whose /var/lib is a tiny, full tmpfs",
     "exit 1; the file and secret tasks fail 'No space left on device' naming path and host; the "
     "old file intact, no temporary file left; other hosts finish; after space is freed, "
-    "--resume completes, nothing done twice")
+    "--resume completes, nothing done twice",
+)
 def test_full_var_lib(four, playbook):
-    four.run("f3", "mount -t tmpfs -o size=128k tmpfs /var/lib && mkdir -p /var/lib/app "
-             "&& printf 'old\\n' > /var/lib/app/config "
-             "&& { dd if=/dev/zero of=/var/lib/fill bs=4k 2>/dev/null; true; }", check=True)
-    path = playbook(HEADER + f"""
+    four.run(
+        "f3",
+        "mount -t tmpfs -o size=128k tmpfs /var/lib && mkdir -p /var/lib/app "
+        "&& printf 'old\\n' > /var/lib/app/config "
+        "&& { dd if=/dev/zero of=/var/lib/fill bs=4k 2>/dev/null; true; }",
+        check=True,
+    )
+    path = playbook(
+        HEADER
+        + f"""
 [tasks.config]
 host = "f3"
 file = {{ path = "/var/lib/app/config", content = "{NEW[:-1]}\\n", mode = "0640" }}
@@ -46,7 +53,9 @@ file = {{ path = "/var/lib/app/config", content = "{NEW[:-1]}\\n", mode = "0640"
 host = "f3"
 file = {{ path = "/var/lib/app/fresh", content = "{NEW[:-1]}\\n" }}
 requires = ["tasks.config"]
-""" + _other_hosts())
+"""
+        + _other_hosts()
+    )
     result = fedi("run", path, "-i", four.inventory_path, "--no-apply", "--json")
     assert result.exit_code == 1, result.stdout + result.stderr
     finished = result.finished()
@@ -75,16 +84,31 @@ requires = ["tasks.config"]
 
 
 @pytest.mark.reliability(
-    "faults", "secrets to be placed on a full /var/lib",
+    "faults",
+    "secrets to be placed on a full /var/lib",
     "exit 1; the secret task fails 'cannot write the secret <path> … No space left on device' "
     "naming the host; no secret file and no temporary file left; other hosts finish; after "
-    "space is freed, --resume places them")
+    "space is freed, --resume places them",
+)
 def test_secrets_on_full_var_lib(four, playbook):
-    four.run("f3", "mount -t tmpfs -o size=64k tmpfs /var/lib "
-             "&& mkdir -p -m 700 /var/lib/fedi-run/secrets/vault "
-             "&& { dd if=/dev/zero of=/var/lib/fill bs=4k 2>/dev/null; true; }", check=True)
+    four.run(
+        "f3",
+        "mount -t tmpfs -o size=64k tmpfs /var/lib "
+        "&& mkdir -p -m 700 /var/lib/fedi-run/secrets/vault "
+        "&& { dd if=/dev/zero of=/var/lib/fill bs=4k 2>/dev/null; true; }",
+        check=True,
+    )
     path = playbook(HEADER + '[services.vault]\nenable = true\nhost = "f3"\n' + _other_hosts())
-    base = ("run", path, "-i", four.inventory_path, "--no-apply", "--json", "--plugin", "vault_service")
+    base = (
+        "run",
+        path,
+        "-i",
+        four.inventory_path,
+        "--no-apply",
+        "--json",
+        "--plugin",
+        "vault_service",
+    )
     result = fedi(*base)
     assert result.exit_code == 1, result.stdout + result.stderr
     secrets = result.finished()["vault.secrets"]
@@ -114,17 +138,27 @@ def _last_messages(path) -> list[str]:
 
 
 @pytest.mark.reliability(
-    "faults", "a read-only file system on a host",
+    "faults",
+    "a read-only file system on a host",
     "exit 1; the task fails 'cannot write <path> on f3: Read-only file system'; the old file "
-    "intact, no temporary file; other hosts finish; once writable, --resume completes")
+    "intact, no temporary file; other hosts finish; once writable, --resume completes",
+)
 def test_read_only_file_system(four, playbook):
-    four.run("f3", "mkdir -p /srv/ro && printf 'old\\n' > /srv/ro/config "
-             "&& mount --bind /srv/ro /srv/ro && mount -o remount,bind,ro /srv/ro", check=True)
-    path = playbook(HEADER + """
+    four.run(
+        "f3",
+        "mkdir -p /srv/ro && printf 'old\\n' > /srv/ro/config "
+        "&& mount --bind /srv/ro /srv/ro && mount -o remount,bind,ro /srv/ro",
+        check=True,
+    )
+    path = playbook(
+        HEADER
+        + """
 [tasks.config]
 host = "f3"
 file = { path = "/srv/ro/config", content = "new\\n" }
-""" + _other_hosts())
+"""
+        + _other_hosts()
+    )
     result = fedi("run", path, "-i", four.inventory_path, "--no-apply", "--json")
     assert result.exit_code == 1
     config = result.finished()["tasks.config"]
@@ -143,17 +177,25 @@ file = { path = "/srv/ro/config", content = "new\\n" }
 
 
 @pytest.mark.reliability(
-    "faults", "permission denied on a host (a non-root SSH user)",
+    "faults",
+    "permission denied on a host (a non-root SSH user)",
     "exit 1; the task fails naming the file, 'on f3: Permission denied'; the old file "
-    "intact, no temporary file; other hosts finish; after a chown, --resume completes")
+    "intact, no temporary file; other hosts finish; after a chown, --resume completes",
+)
 def test_permission_denied(four, playbook, tmp_path):
-    four.run("f3", "useradd -M -d /home/deploy -s /bin/sh deploy && usermod -p '*' deploy "
-             "&& mkdir -p /home/deploy/.ssh && cp /root/.ssh/authorized_keys /home/deploy/.ssh/ "
-             "&& chown -R deploy: /home/deploy && chmod 700 /home/deploy/.ssh "
-             "&& mkdir -p /srv/app && printf 'old\\n' > /srv/app/config", check=True)
+    four.run(
+        "f3",
+        "useradd -M -d /home/deploy -s /bin/sh deploy && usermod -p '*' deploy "
+        "&& mkdir -p /home/deploy/.ssh && cp /root/.ssh/authorized_keys /home/deploy/.ssh/ "
+        "&& chown -R deploy: /home/deploy && chmod 700 /home/deploy/.ssh "
+        "&& mkdir -p /srv/app && printf 'old\\n' > /srv/app/config",
+        check=True,
+    )
     deploy_user = tmp_path / "deploy-user.toml"
     deploy_user.write_text('[hosts.f3]\nuser = "deploy"\n')
-    path = playbook(HEADER + """
+    path = playbook(
+        HEADER
+        + """
 [tasks.whoami]
 host = "f3"
 run = "id -un > /tmp/whoami"
@@ -162,7 +204,9 @@ run = "id -un > /tmp/whoami"
 host = "f3"
 file = { path = "/srv/app/config", content = "new\\n" }
 requires = ["tasks.whoami"]
-""" + _other_hosts())
+"""
+        + _other_hosts()
+    )
     inventories = ("-i", four.inventory_path, "-i", deploy_user)
     result = fedi("run", path, *inventories, "--no-apply", "--json")
     assert result.exit_code == 1, result.stdout + result.stderr
@@ -178,8 +222,11 @@ requires = ["tasks.whoami"]
     assert recorded(path)["tasks.config"] == "failed"
     assert tomllib.loads(deploy_user.read_text())["hosts"]["f3"]["user"] == "deploy"
 
-    four.run("f3", "chown -R deploy /srv/app && mkdir -p /var/lib/fedi-run && chown deploy /var/lib/fedi-run",
-             check=True)
+    four.run(
+        "f3",
+        "chown -R deploy /srv/app && mkdir -p /var/lib/fedi-run && chown deploy /var/lib/fedi-run",
+        check=True,
+    )
     resumed = fedi("run", path, *inventories, "--no-apply", "--json", "--resume")
     assert resumed.exit_code == 0, resumed.stdout + resumed.stderr
     assert set(resumed.started()) == {"tasks.config", "nixops4.render"}

@@ -9,14 +9,15 @@ import signal
 import time
 
 import pytest
-
 from fault_helpers import HEADER, Cli, fedi, recorded
 
 pytestmark = pytest.mark.lab
 
 # Each task appends a line to /srv/count on its host when it has done its work, so a second
 # line would be a task done twice.
-PLAYBOOK = HEADER + """
+PLAYBOOK = (
+    HEADER
+    + """
 [tasks.long]
 host = "f1"
 run = "echo start >> /srv/starts; [ -e /srv/fast ] || sleep 30; echo long >> /srv/count"
@@ -34,6 +35,7 @@ run = "sleep 1; echo other >> /srv/count"
 host = "f3"
 file = { path = "/srv/config", content = "new\\n" }
 """
+)
 
 
 def _count(lab, host: str) -> list[str]:
@@ -48,14 +50,26 @@ def _wait_started_on_host(lab, host: str, path: str = "/srv/starts") -> None:
 
 
 @pytest.mark.reliability(
-    "faults", "sshd killed in the middle of a task",
+    "faults",
+    "sshd killed in the middle of a task",
     "exit 1; the task unreachable 'lost the connection to f1 … reconnecting failed', its "
     "dependent too, other hosts finish; state records it; after sshd restarts, --resume runs "
-    "only those two, nothing twice")
+    "only those two, nothing twice",
+)
 def test_sshd_killed_mid_task(four, playbook):
     path = playbook(PLAYBOOK)
-    run = Cli("run", path, "-i", four.inventory_path, "--no-apply", "--json",
-              "--connect-timeout", "2", "--retries", "1")
+    run = Cli(
+        "run",
+        path,
+        "-i",
+        four.inventory_path,
+        "--no-apply",
+        "--json",
+        "--connect-timeout",
+        "2",
+        "--retries",
+        "1",
+    )
     run.wait_for("task_started", "tasks.long")
     _wait_started_on_host(four, "f1")
     with four.addresses_held():  # no other lab may take f1's address while it is down
@@ -73,7 +87,9 @@ def test_sshd_killed_mid_task(four, playbook):
     assert long["status"] == "unreachable", repr(long)
     assert long["message"].startswith("lost the connection to f1")
     assert "reconnecting failed: cannot connect to f1" in long["message"]
-    assert long["message"].endswith(("Connection refused", "Connection reset by peer")), long["message"]
+    assert long["message"].endswith(("Connection refused", "Connection reset by peer")), long[
+        "message"
+    ]
     assert finished["tasks.after"]["status"] in ("unreachable", "skipped")
     assert finished["tasks.other"]["status"] == "changed"
     assert finished["tasks.config"]["status"] == "changed"
@@ -88,18 +104,25 @@ def test_sshd_killed_mid_task(four, playbook):
     assert set(resumed.started()) == {"tasks.long", "tasks.after", "nixops4.render"}
     assert _count(four, "f1") == ["long", "after"]
     assert _count(four, "f2") == ["other"]
-    assert recorded(path) == {"tasks.long": "changed", "tasks.after": "changed",
-                              "nixops4.render": "changed"}
+    assert recorded(path) == {
+        "tasks.long": "changed",
+        "tasks.after": "changed",
+        "nixops4.render": "changed",
+    }
 
 
 @pytest.mark.reliability(
-    "faults", "a host stops answering in the middle of a task (its sshd SIGSTOPped)",
+    "faults",
+    "a host stops answering in the middle of a task (its sshd SIGSTOPped)",
     "the task's timeout fires: exit 1, the task failed 'timed out after 3 s on f1', its "
     "dependent skipped, the host's next task unreachable within --connect-timeout, other hosts "
     "finish, the run does not hang; after SIGCONT, --resume completes and the guarded task is "
-    "not done twice")
+    "not done twice",
+)
 def test_host_stops_answering_mid_task(four, playbook):
-    path = playbook(HEADER + """
+    path = playbook(
+        HEADER
+        + """
 [tasks.stuck]
 host = "f1"
 run = "echo start >> /srv/starts; sleep 1; echo stuck >> /srv/count; touch /srv/stuck.done"
@@ -123,9 +146,20 @@ run = "sleep 1; echo other >> /srv/count"
 [tasks.more]
 host = "f3"
 run = "sleep 2; echo more >> /srv/count"
-""")
-    run = Cli("run", path, "-i", four.inventory_path, "--no-apply", "--json",
-              "--connect-timeout", "1", "--retries", "1")
+"""
+    )
+    run = Cli(
+        "run",
+        path,
+        "-i",
+        four.inventory_path,
+        "--no-apply",
+        "--json",
+        "--connect-timeout",
+        "1",
+        "--retries",
+        "1",
+    )
     run.wait_for("task_started", "tasks.stuck")
     _wait_started_on_host(four, "f1")
     sshd = four.host_processes("f1", "sshd")
@@ -156,7 +190,12 @@ run = "sleep 2; echo more >> /srv/count"
 
     resumed = fedi("run", path, "-i", four.inventory_path, "--no-apply", "--json", "--resume")
     assert resumed.exit_code == 0, resumed.stdout + resumed.stderr
-    assert set(resumed.started()) == {"tasks.stuck", "tasks.next", "tasks.independent", "nixops4.render"}
+    assert set(resumed.started()) == {
+        "tasks.stuck",
+        "tasks.next",
+        "tasks.independent",
+        "nixops4.render",
+    }
     assert resumed.statuses()["tasks.stuck"] == "ok"  # it had finished on f1: not run again
     assert _count(four, "f1") == ["stuck", "next"]
     assert _count(four, "f2") == ["other"] and _count(four, "f3") == ["more"]

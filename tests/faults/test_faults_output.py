@@ -10,7 +10,6 @@ import stat
 import subprocess
 
 import pytest
-
 from fault_helpers import HEADER, Cli, fedi, last_run
 
 pytestmark = pytest.mark.lab
@@ -29,29 +28,39 @@ def _expected_digest() -> str:
 
 
 @pytest.mark.reliability(
-    "faults", "a command that prints 50 MB",
+    "faults",
+    "a command that prints 50 MB",
     "exit 0; the deployer's peak RSS stays under 150 MB (under 30 MB more than a quiet run); "
     "the event's output is the 64 KiB tail under '[… 50.0 MiB more in <log>]'; the log file "
-    "(0600, in a 0700 directory) holds all 50 MB; other hosts finish")
+    "(0600, in a 0700 directory) holds all 50 MB; other hosts finish",
+)
 def test_fifty_megabytes_of_output(four, playbook, capsys):
-    quiet = playbook(HEADER + '[tasks.loud]\nhost = "f1"\nrun = "echo hello"\n'
-                     '[tasks.quiet]\nhost = "f2"\nfile = { path = "/srv/quiet", content = "q\\n" }\n',
-                     "quiet.toml")
+    quiet = playbook(
+        HEADER + '[tasks.loud]\nhost = "f1"\nrun = "echo hello"\n'
+        '[tasks.quiet]\nhost = "f2"\nfile = { path = "/srv/quiet", content = "q\\n" }\n',
+        "quiet.toml",
+    )
     baseline = Cli("run", quiet, "-i", four.inventory_path, "--no-apply", "--json").finish()
     assert baseline.exit_code == 0, baseline.stderr
 
-    path = playbook(HEADER + f'[tasks.loud]\nhost = "f1"\nrun = "{LOUD}"\n'
-                    '[tasks.quiet]\nhost = "f2"\nfile = { path = "/srv/other", content = "q\\n" }\n')
+    path = playbook(
+        HEADER + f'[tasks.loud]\nhost = "f1"\nrun = "{LOUD}"\n'
+        '[tasks.quiet]\nhost = "f2"\nfile = { path = "/srv/other", content = "q\\n" }\n'
+    )
     result = Cli("run", path, "-i", four.inventory_path, "--no-apply", "--json").finish(timeout=300)
     assert result.exit_code == 0, result.stderr
     with capsys.disabled():
-        print(f"\n50 MB of output: peak RSS {result.peak_rss_kib / 1024:.1f} MiB "
-              f"(a quiet run: {baseline.peak_rss_kib / 1024:.1f} MiB), {result.duration:.1f} s")
+        print(
+            f"\n50 MB of output: peak RSS {result.peak_rss_kib / 1024:.1f} MiB "
+            f"(a quiet run: {baseline.peak_rss_kib / 1024:.1f} MiB), {result.duration:.1f} s"
+        )
     assert result.peak_rss_kib < PEAK_LIMIT_KIB
     assert result.peak_rss_kib - baseline.peak_rss_kib < EXTRA_LIMIT_KIB
 
     loud = result.finished()["tasks.loud"]
-    assert loud["status"] == "changed" and loud["truncated"] is True, {k: v for k, v in loud.items() if k != "output"}
+    assert loud["status"] == "changed" and loud["truncated"] is True, {
+        k: v for k, v in loud.items() if k != "output"
+    }
     run_id = loud["run_id"]
     log = path.parent / ".fedi-run" / "logs" / str(run_id) / "tasks.loud.log"
     note, _, tail = loud["output"].partition("\n")
@@ -76,21 +85,29 @@ def test_fifty_megabytes_of_output(four, playbook, capsys):
 
 
 @pytest.mark.reliability(
-    "faults", "a long output of a failing command, secrets in it",
+    "faults",
+    "a long output of a failing command, secrets in it",
     "exit 1; -v shows the tail under '[… more in <log>]'; the log keeps the whole output with "
-    "every secret masked, even one split across chunks; show-run names the log")
+    "every secret masked, even one split across chunks; show-run names the log",
+)
 def test_long_failing_output_is_logged_masked(four, playbook):
-    path = playbook(HEADER + """
+    path = playbook(
+        HEADER
+        + """
 [services.vault]
 enable = true
 host = "f1"
 
 [tasks.noisy]
 host = "f1"
-run = '''t=$(cat /var/lib/fedi-run/secrets/vault/token); i=0; while [ $i -lt 3000 ]; do printf 'line %05d %s and some more words to make it long\n' $i "$t"; i=$((i+1)); done; exit 3'''
+run = '''t=$(cat /var/lib/fedi-run/secrets/vault/token); i=0; while [ $i -lt 3000 ]; do \
+printf 'line %05d %s and some more words to make it long\n' $i "$t"; i=$((i+1)); done; exit 3'''
 requires = ["vault.secrets"]
-""")
-    result = fedi("run", path, "-i", four.inventory_path, "--no-apply", "-v", "--plugin", "vault_service")
+"""
+    )
+    result = fedi(
+        "run", path, "-i", four.inventory_path, "--no-apply", "-v", "--plugin", "vault_service"
+    )
     assert result.exit_code == 1
     token = four.read_file("f1", "/var/lib/fedi-run/secrets/vault/token").decode()
     log = path.parent / ".fedi-run" / "logs" / "1" / "tasks.noisy.log"
@@ -105,12 +122,16 @@ requires = ["vault.secrets"]
 
 
 @pytest.mark.reliability(
-    "faults", "a command that never stops printing",
+    "faults",
+    "a command that never stops printing",
     "its timeout fires although output keeps coming: exit 1, 'timed out after 1 s on f1'; "
-    "memory bounded; the log has what came; another host's task finishes")
+    "memory bounded; the log has what came; another host's task finishes",
+)
 def test_endless_output_times_out(four, playbook):
-    path = playbook(HEADER + '[tasks.endless]\nhost = "f1"\nrun = "yes"\ntimeout = 1\n'
-                    '[tasks.fine]\nhost = "f2"\nrun = "true"\n')
+    path = playbook(
+        HEADER + '[tasks.endless]\nhost = "f1"\nrun = "yes"\ntimeout = 1\n'
+        '[tasks.fine]\nhost = "f2"\nrun = "true"\n'
+    )
     result = Cli("run", path, "-i", four.inventory_path, "--no-apply", "--json").finish(timeout=60)
     assert result.exit_code == 1, result.stderr
     assert result.duration < 15

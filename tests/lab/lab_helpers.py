@@ -11,15 +11,19 @@ import subprocess
 import sys
 
 
-def fedi_run(*args: str, env: dict[str, str] | None = None, cwd=None,
-             input: bytes | None = None) -> subprocess.CompletedProcess:
+def fedi_run(
+    *args: str, env: dict[str, str] | None = None, cwd=None, input: bytes | None = None
+) -> subprocess.CompletedProcess:
     """Run the real ``fedi-run`` command line in a child process; stdout and stderr are
     returned decoded to str. Without ``input``, stdin is /dev/null."""
     done = subprocess.run(
-        [sys.executable, "-m", "fedi_run.engine.cli", *args],
-        env={**os.environ, **(env or {})}, cwd=cwd, input=input,
+        [sys.executable, "-m", "fedi_run.engine.cli.main", *args],
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        input=input,
         stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True, timeout=60,
+        capture_output=True,
+        timeout=60,
     )
     done.stdout = done.stdout.decode(errors="replace")
     done.stderr = done.stderr.decode(errors="replace")

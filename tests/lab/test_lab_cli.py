@@ -7,10 +7,9 @@ import tomllib
 
 import pytest
 from click.testing import CliRunner
-
-from fedi_run.engine.cli import cli
-
 from lab_helpers import fedi_run
+
+from fedi_run.engine.cli.main import cli
 
 pytestmark = pytest.mark.lab
 
@@ -24,8 +23,11 @@ def test_inventory_prints_toml_with_exactly_the_documented_keys(lab):
     for name, table in data["hosts"].items():
         info = lab.hosts[name]
         assert table == {
-            "address": info.address, "port": 22, "user": "root",
-            "host_key": info.host_key, "identity": str(lab.identity),
+            "address": info.address,
+            "port": 22,
+            "user": "root",
+            "host_key": info.host_key,
+            "identity": str(lab.identity),
         }
     assert data["acme"] == {"server": lab.acme.server, "ca_file": str(lab.acme.ca_file)}
     assert done.stdout == lab.inventory_path.read_text()
@@ -46,14 +48,20 @@ def test_status_lists_every_part_as_up(lab):
 
 
 def test_run_streams_output_and_returns_the_exit_status(lab):
-    done = fedi_run("lab", "run", "--dir", str(lab.dir), "peertube", "--",
-                    "echo out-$(hostname); echo err >&2; exit 7")
+    done = fedi_run(
+        "lab",
+        "run",
+        "--dir",
+        str(lab.dir),
+        "peertube",
+        "--",
+        "echo out-$(hostname); echo err >&2; exit 7",
+    )
     assert (done.returncode, done.stdout, done.stderr) == (7, "out-peertube\n", "err\n")
 
 
 def test_run_passes_stdin_on(lab):
-    done = fedi_run("lab", "run", "--dir", str(lab.dir), "garage", "--", "wc", "-c",
-                    input=b"12345")
+    done = fedi_run("lab", "run", "--dir", str(lab.dir), "garage", "--", "wc", "-c", input=b"12345")
     assert (done.returncode, done.stdout.strip()) == (0, "5")
 
 
@@ -80,10 +88,13 @@ def test_up_on_a_lab_that_is_up_is_refused_and_leaves_it_running(lab):
 
 
 def test_a_missing_package_gives_the_install_command_and_exit_status_2(tmp_path):
-    env = {"FEDI_RUN_LAB_SSHD": "/nonexistent/sbin/sshd",
-           "FEDI_RUN_LAB_PEBBLE": "/nonexistent/bin/pebble"}
-    done = fedi_run("lab", "up", "--hosts", "garage", "--acme",
-                    "--dir", str(tmp_path / "lab"), env=env)
+    env = {
+        "FEDI_RUN_LAB_SSHD": "/nonexistent/sbin/sshd",
+        "FEDI_RUN_LAB_PEBBLE": "/nonexistent/bin/pebble",
+    }
+    done = fedi_run(
+        "lab", "up", "--hosts", "garage", "--acme", "--dir", str(tmp_path / "lab"), env=env
+    )
     assert done.returncode == 2
     assert "/nonexistent/sbin/sshd not found" in done.stderr
     assert "apt-get install openssh-server" in done.stderr
@@ -95,8 +106,9 @@ def test_a_missing_package_gives_the_install_command_and_exit_status_2(tmp_path)
 
 def test_without_root_up_says_so_and_exits_2(monkeypatch, tmp_path):
     monkeypatch.setattr("os.geteuid", lambda: 1000)
-    result = CliRunner().invoke(cli, ["lab", "up", "--hosts", "garage",
-                                      "--dir", str(tmp_path / "lab")])
+    result = CliRunner().invoke(
+        cli, ["lab", "up", "--hosts", "garage", "--dir", str(tmp_path / "lab")]
+    )
     assert result.exit_code == 2
     assert "run it as root" in result.output
     assert not (tmp_path / "lab").exists()
@@ -120,5 +132,4 @@ def test_commands_on_a_directory_without_a_lab_say_how_to_start_one(tmp_path):
 
 def test_the_state_file_records_pids_and_namespaces(lab):
     data = json.loads((lab.dir / "lab.json").read_text())
-    assert all(h["process"]["pid"] > 0 and h["mnt_ns"].startswith("mnt:[")
-               for h in data["hosts"])
+    assert all(h["process"]["pid"] > 0 and h["mnt_ns"].startswith("mnt:[") for h in data["hosts"])

@@ -17,9 +17,7 @@ OVERLAID_DIRS = ["/etc", "/usr/local", "/usr/local/bin"]
 
 
 @pytest.mark.parametrize("directory", PRIVATE_DIRS + OVERLAID_DIRS)
-def test_a_file_written_on_one_host_is_seen_neither_on_another_nor_on_the_machine(
-    lab, directory
-):
+def test_a_file_written_on_one_host_is_seen_neither_on_another_nor_on_the_machine(lab, directory):
     path = f"{directory}/fedi-lab-isolation-{uuid.uuid4().hex}"
     lab.write_file("garage", path, "garage only\n")
     try:
@@ -42,9 +40,9 @@ def test_the_machine_keeps_its_own_hostname(lab):
 
 
 def test_etc_falls_through_to_the_machine(lab):
-    assert lab.read_file("garage", "/etc/debian_version") == Path(
-        "/etc/debian_version"
-    ).read_bytes()
+    assert (
+        lab.read_file("garage", "/etc/debian_version") == Path("/etc/debian_version").read_bytes()
+    )
 
 
 def test_hosts_resolve_each_other_by_name(lab):

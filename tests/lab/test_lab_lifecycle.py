@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from lab_helpers import fedi_run
 
 from fedi_run.engine.lab import addresses, procs, state
-
-from lab_helpers import fedi_run
 
 pytestmark = pytest.mark.lab
 
@@ -40,8 +39,11 @@ def test_down_leaves_no_process_and_no_mount_behind(lab_factory):
     members = procs.namespace_members(namespaces)
     assert len(members[lab.hosts["web"].mnt_ns]) >= 2  # sshd and the detached sleep
     assert mounts_mentioning(lab.dir)  # the hosts' mounts exist while they run...
-    assert not [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
-                if str(lab.dir) in line]  # ...but only inside their own namespaces
+    assert not [
+        line
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if str(lab.dir) in line
+    ]  # ...but only inside their own namespaces
 
     lab.close()
     done = fedi_run("lab", "down", "--dir", str(lab.dir))
@@ -115,10 +117,13 @@ def test_a_lab_whose_processes_are_all_gone_is_replaced_by_up(lab_factory):
     assert not lab.dir.exists()
 
 
-@pytest.mark.parametrize(("variable", "message"), [
-    ("FEDI_RUN_LAB_SSHD", "host(s) failed to start:\n  broken:"),
-    ("FEDI_RUN_LAB_PEBBLE", "pebble did not start"),
-])
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("FEDI_RUN_LAB_SSHD", "host(s) failed to start:\n  broken:"),
+        ("FEDI_RUN_LAB_PEBBLE", "pebble did not start"),
+    ],
+)
 def test_a_part_that_fails_to_start_is_reported_and_everything_is_stopped(
     tmp_path, monkeypatch, variable, message
 ):
@@ -151,8 +156,9 @@ def test_a_host_not_yet_in_its_namespace_never_stands_for_the_machine(tmp_path):
     try:
         machine_ns = procs.mount_namespace(os.getpid())
         assert procs.namespace_members({machine_ns}) == {machine_ns: []}
-        host_ = HostInfo("early", "127.0.0.2", 22, "root", "k", tmp_path / "hosts" / "early",
-                         sleeper, machine_ns)
+        host_ = HostInfo(
+            "early", "127.0.0.2", 22, "root", "k", tmp_path / "hosts" / "early", sleeper, machine_ns
+        )
         lab = LabState(dir=tmp_path, identity=tmp_path / "id", public_key="k", hosts=(host_,))
         assert control._victims([lab]) == [sleeper]
     finally:

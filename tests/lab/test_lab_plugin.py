@@ -49,10 +49,22 @@ def run_pytest(project, env=None):
     (project / "conftest.py").write_text(textwrap.dedent(CONFTEST))
     (project / "test_my_plugin.py").write_text(textwrap.dedent(TEST_FILE))
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         f"--basetemp={project / 'tmp'}", str(project)],
-        cwd=project, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-        timeout=120, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--basetemp={project / 'tmp'}",
+            str(project),
+        ],
+        cwd=project,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
 
 

@@ -17,21 +17,44 @@ pytestmark = pytest.mark.lab
 def ssh(lab, host, *options, identity=None, known_hosts=None, command="true"):
     info = lab.hosts[host]
     return subprocess.run(
-        ["ssh", "-F", "/dev/null", "-i", str(identity or lab.identity),
-         "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-         "-o", f"UserKnownHostsFile={known_hosts or lab.known_hosts_path}",
-         "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
-         *options, f"root@{info.address}", command],
-        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(identity or lab.identity),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={known_hosts or lab.known_hosts_path}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            *options,
+            f"root@{info.address}",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
     )
 
 
 def test_the_pinned_key_is_the_key_the_host_presents(lab):
     for name, info in lab.hosts.items():
-        scan = subprocess.run(["ssh-keyscan", "-t", "ed25519", info.address],
-                              capture_output=True, text=True, timeout=30)
-        presented = [line.split(None, 1)[1] for line in scan.stdout.splitlines()
-                     if not line.startswith("#")]
+        scan = subprocess.run(
+            ["ssh-keyscan", "-t", "ed25519", info.address],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        presented = [
+            line.split(None, 1)[1] for line in scan.stdout.splitlines() if not line.startswith("#")
+        ]
         assert presented == [info.host_key], name
 
 

@@ -18,13 +18,31 @@ def sample_state(tmp_path: Path) -> LabState:
         identity=tmp_path / 'deployer "quoted"\\id',
         public_key="ssh-ed25519 AAAA",
         hosts=(
-            HostInfo("garage", "127.0.0.2", 22, "root", "ssh-ed25519 AAAAgarage",
-                     tmp_path / "hosts" / "garage", Proc(10, 20), "mnt:[1]"),
-            HostInfo("mastodon", "127.0.0.3", 22, "root", "ssh-ed25519 AAAAmasto",
-                     tmp_path / "hosts" / "mastodon"),
+            HostInfo(
+                "garage",
+                "127.0.0.2",
+                22,
+                "root",
+                "ssh-ed25519 AAAAgarage",
+                tmp_path / "hosts" / "garage",
+                Proc(10, 20),
+                "mnt:[1]",
+            ),
+            HostInfo(
+                "mastodon",
+                "127.0.0.3",
+                22,
+                "root",
+                "ssh-ed25519 AAAAmasto",
+                tmp_path / "hosts" / "mastodon",
+            ),
         ),
-        acme=AcmeInfo("https://127.0.0.1:14000/dir", tmp_path / "acme" / "ca.pem",
-                      "https://127.0.0.1:15000", Proc(11, 21)),
+        acme=AcmeInfo(
+            "https://127.0.0.1:14000/dir",
+            tmp_path / "acme" / "ca.pem",
+            "https://127.0.0.1:15000",
+            Proc(11, 21),
+        ),
     )
 
 
@@ -74,7 +92,8 @@ def test_inventory_without_acme_has_no_acme_table(tmp_path):
 def test_known_hosts_pins_each_address(tmp_path):
     text = inventory.render_known_hosts(sample_state(tmp_path))
     assert text.splitlines() == [
-        "127.0.0.2 ssh-ed25519 AAAAgarage", "127.0.0.3 ssh-ed25519 AAAAmasto",
+        "127.0.0.2 ssh-ed25519 AAAAgarage",
+        "127.0.0.3 ssh-ed25519 AAAAmasto",
     ]
 
 

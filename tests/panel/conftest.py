@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from panel_helpers import DATA_DIR, HOSTS, NUMBERS, PASSWORD
 
 
@@ -44,8 +43,9 @@ def client_for():
 def inventory(tmp_path):
     """An inventory with the four Fediversity hosts (addresses only: nothing listens)."""
     path = tmp_path / "inventory.toml"
-    path.write_text("".join(f'[hosts.{name}]\naddress = "127.0.0.{2 + i}"\n\n'
-                            for i, name in enumerate(HOSTS)))
+    path.write_text(
+        "".join(f'[hosts.{name}]\naddress = "127.0.0.{2 + i}"\n\n' for i, name in enumerate(HOSTS))
+    )
     return path
 
 
@@ -64,11 +64,17 @@ def form_data(inventory):
 
     def make(**changes):
         data = {
-            "name": f"site{next(NUMBERS)}", "domain": "fedi-test.org",
-            "inventory": str(inventory), "services": ["mastodon", "pixelfed"],
-            "acme_email": "ops@fedi-test.org", "acme_accept_terms": "on",
-            "initial_username": "admin", "initial_display_name": "Admin",
-            "initial_email": "admin@fedi-test.org", "password": PASSWORD, "apply": "on",
+            "name": f"site{next(NUMBERS)}",
+            "domain": "fedi-test.org",
+            "inventory": str(inventory),
+            "services": ["mastodon", "pixelfed"],
+            "acme_email": "ops@fedi-test.org",
+            "acme_accept_terms": "on",
+            "initial_username": "admin",
+            "initial_display_name": "Admin",
+            "initial_email": "admin@fedi-test.org",
+            "password": PASSWORD,
+            "apply": "on",
         }
         data.update(changes)
         return {k: v for k, v in data.items() if v is not None}

@@ -20,6 +20,7 @@ except ImportError as error:  # pragma: no cover - a broken environment
     raise RuntimeError("the panel's tests need Django: pip install -e '.[test,panel]'") from error
 
 from django.test.utils import setup_test_environment
+
 from fedi_run.panel import site
 
 DATA_DIR = Path(tempfile.mkdtemp(prefix="fedi-run-panel-tests-"))

@@ -4,7 +4,8 @@ board's one-run-per-deployment rule."""
 from __future__ import annotations
 
 import pytest
-from fedi_run.engine.events import (
+
+from fedi_run.engine.report.events import (
     OutputChunk,
     RunFinished,
     RunStarted,
@@ -21,10 +22,21 @@ SECRET = "the initial password"
 
 def feed(live: LiveRun) -> None:
     sink = PanelSink(live, [SECRET])
-    sink.handle(RunStarted(7, "site", "run", ("a.one", "nixops4.apply"), ("web", "local"), False, 0.0))
+    sink.handle(
+        RunStarted(7, "site", "run", ("a.one", "nixops4.apply"), ("web", "local"), False, 0.0)
+    )
     sink.handle(TaskStarted(7, "a.one", "web", 1.0))
-    sink.handle(TaskFinished(7, "a.one", "web", Status.CHANGED, 0.5, message=f"said {SECRET}",
-                             changes=(f"wrote {SECRET}",)))
+    sink.handle(
+        TaskFinished(
+            7,
+            "a.one",
+            "web",
+            Status.CHANGED,
+            0.5,
+            message=f"said {SECRET}",
+            changes=(f"wrote {SECRET}",),
+        )
+    )
     sink.handle(TaskStarted(7, "nixops4.apply", "local", 2.0))
     sink.handle(OutputChunk(7, "nixops4.apply", "local", "stdout", f"applying, {SECRET}\n"))
     sink.handle(TaskFinished(7, "nixops4.apply", "local", Status.CHANGED, 0.1))
@@ -37,7 +49,10 @@ def test_the_sink_feeds_the_live_run_and_masks_what_it_is_given():
     feed(live)
     data = live.snapshot()
     assert data["engine_run_id"] == 7 and data["finished"] and data["exit_status"] == 0
-    assert [(t["id"], t["status"]) for t in data["tasks"]] == [("a.one", "changed"), ("nixops4.apply", "changed")]
+    assert [(t["id"], t["status"]) for t in data["tasks"]] == [
+        ("a.one", "changed"),
+        ("nixops4.apply", "changed"),
+    ]
     assert data["recap"] == {"web": {"changed": 1}, "local": {"changed": 1}}
     everything = repr(data) + live.log() + live.apply_output()
     assert SECRET not in everything and everything.count("********") >= 4

@@ -7,9 +7,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from panel_helpers import DATA_DIR, PASSWORD, wait_for_run
 from django.test import Client
 from django.urls import reverse
+from panel_helpers import DATA_DIR, PASSWORD, wait_for_run
+
 from fedi_run.panel import runs
 from fedi_run.panel.live import BOARD
 from fedi_run.panel.models import Deployment, Run
@@ -28,14 +29,20 @@ def _errors(response) -> str:
 
 def urls_of(deployment: Deployment, run: Run | None = None) -> list[str]:
     pk = deployment.pk
-    found = [reverse(name, args=[pk]) for name in
-             ("panel:deployment", "panel:edit", "panel:teardown", "panel:history")]
+    found = [
+        reverse(name, args=[pk])
+        for name in ("panel:deployment", "panel:edit", "panel:teardown", "panel:history")
+    ]
     if run is not None:
-        found += [reverse("panel:run", args=[pk, run.pk]), reverse("panel:progress", args=[pk, run.pk])]
+        found += [
+            reverse("panel:run", args=[pk, run.pk]),
+            reverse("panel:progress", args=[pk, run.pk]),
+        ]
     return found
 
 
 # --- logging in -------------------------------------------------------------------------------
+
 
 def test_every_page_needs_a_login(operator, client_for, form_data):
     owner = operator()
@@ -56,14 +63,28 @@ def test_log_in_with_a_hashed_password_and_log_out(operator):
     client = Client(enforce_csrf_checks=True)
     page = client.get(reverse("panel:login"))
     token = page.context["csrf_token"]
-    wrong = client.post(reverse("panel:login"), {"username": "carol", "password": "nope",
-                                                 "csrfmiddlewaretoken": str(token)})
-    assert wrong.status_code == 200 and b"Please enter a correct username and password" in wrong.content
-    response = client.post(reverse("panel:login"), {"username": "carol", "password": "carol's long password",
-                                                    "csrfmiddlewaretoken": str(token)})
+    wrong = client.post(
+        reverse("panel:login"),
+        {"username": "carol", "password": "nope", "csrfmiddlewaretoken": str(token)},
+    )
+    assert (
+        wrong.status_code == 200
+        and b"Please enter a correct username and password" in wrong.content
+    )
+    response = client.post(
+        reverse("panel:login"),
+        {
+            "username": "carol",
+            "password": "carol's long password",
+            "csrfmiddlewaretoken": str(token),
+        },
+    )
     assert response.status_code == 302 and response["Location"] == reverse("panel:deployments")
     assert client.get(reverse("panel:deployments")).status_code == 200
-    client.post(reverse("panel:logout"), {"csrfmiddlewaretoken": client.cookies["fedi_run_panel_csrf"].value})
+    client.post(
+        reverse("panel:logout"),
+        {"csrfmiddlewaretoken": client.cookies["fedi_run_panel_csrf"].value},
+    )
     assert client.get(reverse("panel:deployments")).status_code == 302
 
 
@@ -76,6 +97,7 @@ def test_a_post_without_the_csrf_token_is_refused(operator, form_data):
 
 
 # --- permissions ------------------------------------------------------------------------------
+
 
 def test_an_operator_sees_only_their_own_deployments(operator, client_for, form_data):
     alice, bob = operator(), operator()
@@ -94,14 +116,19 @@ def test_another_operators_deployment_is_a_404(operator, client_for, form_data):
     for url in urls_of(deployment, run):
         assert intruder.get(url).status_code == 404, url
     for name in ("panel:deploy", "panel:teardown", "panel:edit"):
-        assert intruder.post(reverse(name, args=[deployment.pk]),
-                             {"confirm": deployment.name}).status_code == 404, name
+        assert (
+            intruder.post(
+                reverse(name, args=[deployment.pk]), {"confirm": deployment.name}
+            ).status_code
+            == 404
+        ), name
     assert deployment.runs.count() == 1  # nothing started
     other = create(client_for(bob), form_data())
     assert intruder.get(reverse("panel:run", args=[other.pk, run.pk])).status_code == 404
 
 
 # --- the form ---------------------------------------------------------------------------------
+
 
 def test_the_form_offers_a_switch_per_installed_service(operator, client_for):
     page = client_for(operator()).get(reverse("panel:create")).content.decode()
@@ -153,29 +180,38 @@ def test_editing_keeps_the_password_unless_a_new_one_is_typed(operator, client_f
     page = client.get(reverse("panel:edit", args=[deployment.pk]))
     assert page.context["form"]["services"].value() == ["mastodon", "pixelfed"]
     assert b'name="password"' in page.content and PASSWORD.encode() not in page.content
-    response = client.post(reverse("panel:edit", args=[deployment.pk]),
-                           {**data, "password": "", "services": ["peertube"]})
+    response = client.post(
+        reverse("panel:edit", args=[deployment.pk]),
+        {**data, "password": "", "services": ["peertube"]},
+    )
     assert response.status_code == 302, _errors(response)
     deployment.refresh_from_db()
     assert deployment.services == ["peertube"]
     assert runs.password_file(deployment).read_text() == PASSWORD + "\n"
-    client.post(reverse("panel:edit", args=[deployment.pk]), {**data, "password": "another one, longer"})
+    client.post(
+        reverse("panel:edit", args=[deployment.pk]), {**data, "password": "another one, longer"}
+    )
     assert runs.password_file(deployment).read_text() == "another one, longer\n"
 
 
-@pytest.mark.parametrize("changes, field, expected", [
-    ({"domain": "fedi verse"}, "domain", "expected a DNS name"),
-    ({"name": "my site"}, "name", "expected a deployment name"),
-    ({"initial_email": "admin"}, "initial_email", "expected an e-mail address"),
-    ({"initial_username": "Ad min"}, "initial_username", "expected a user name"),
-    ({"acme_email": "ops"}, "acme_email", "expected an e-mail address"),
-    ({"inventory": "/nonexistent/inventory.toml"}, "inventory", "which is not a file"),
-    ({"inventory": "relative/inventory.toml"}, "inventory", "expected an absolute path"),
-    ({"password": ""}, "password", "This field is required"),
-    ({"password": "short"}, "password", "at least 8 characters"),
-    ({"domain": ""}, "domain", "This field is required"),
-])
-def test_errors_appear_beside_their_field(operator, client_for, form_data, changes, field, expected):
+@pytest.mark.parametrize(
+    "changes, field, expected",
+    [
+        ({"domain": "fedi verse"}, "domain", "expected a DNS name"),
+        ({"name": "my site"}, "name", "expected a deployment name"),
+        ({"initial_email": "admin"}, "initial_email", "expected an e-mail address"),
+        ({"initial_username": "Ad min"}, "initial_username", "expected a user name"),
+        ({"acme_email": "ops"}, "acme_email", "expected an e-mail address"),
+        ({"inventory": "/nonexistent/inventory.toml"}, "inventory", "which is not a file"),
+        ({"inventory": "relative/inventory.toml"}, "inventory", "expected an absolute path"),
+        ({"password": ""}, "password", "This field is required"),
+        ({"password": "short"}, "password", "at least 8 characters"),
+        ({"domain": ""}, "domain", "This field is required"),
+    ],
+)
+def test_errors_appear_beside_their_field(
+    operator, client_for, form_data, changes, field, expected
+):
     client = client_for(operator())
     response = client.post(reverse("panel:create"), form_data(**changes))
     assert response.status_code == 200
@@ -187,14 +223,20 @@ def test_errors_appear_beside_their_field(operator, client_for, form_data, chang
     assert not Deployment.objects.filter(owner=response.wsgi_request.user).exists()
 
 
-def test_the_inventorys_problems_and_missing_hosts_are_reported(operator, client_for, form_data, tmp_path):
+def test_the_inventorys_problems_and_missing_hosts_are_reported(
+    operator, client_for, form_data, tmp_path
+):
     client = client_for(operator())
     broken = tmp_path / "broken.toml"
-    broken.write_text('[hosts.garage]\naddress = 5\n')
+    broken.write_text("[hosts.garage]\naddress = 5\n")
     response = client.post(reverse("panel:create"), form_data(inventory=str(broken)))
-    assert "hosts.garage.address: found 5, expected a string" in " ".join(response.context["form"].errors["inventory"])
+    assert "hosts.garage.address: found 5, expected a string" in " ".join(
+        response.context["form"].errors["inventory"]
+    )
     partial = tmp_path / "partial.toml"
-    partial.write_text('[hosts.garage]\naddress = "127.0.0.2"\n[hosts.mastodon]\naddress = "127.0.0.3"\n')
+    partial.write_text(
+        '[hosts.garage]\naddress = "127.0.0.2"\n[hosts.mastodon]\naddress = "127.0.0.3"\n'
+    )
     response = client.post(reverse("panel:create"), form_data(inventory=str(partial)))
     errors = " ".join(response.context["form"].errors["services"])
     assert "runs on host 'pixelfed', which is not defined" in errors
@@ -204,22 +246,30 @@ def test_a_name_is_unique_per_operator(operator, client_for, form_data):
     alice, bob = operator(), operator()
     create(client_for(alice), form_data(name="shared"))
     response = client_for(alice).post(reverse("panel:create"), form_data(name="shared"))
-    assert "you already have a deployment called 'shared'" in " ".join(response.context["form"].errors["name"])
+    assert "you already have a deployment called 'shared'" in " ".join(
+        response.context["form"].errors["name"]
+    )
     create(client_for(bob), form_data(name="shared"))  # another operator may
 
 
 # --- deploying --------------------------------------------------------------------------------
 
+
 def test_a_deploy_runs_in_the_background_and_is_recorded(operator, client_for, form_data, hostless):
     client = client_for(operator())
-    deployment = create(client, form_data(services=[], apply=None, inventory=hostless))  # renders only: no host
+    deployment = create(
+        client, form_data(services=[], apply=None, inventory=hostless)
+    )  # renders only: no host
     response = client.post(reverse("panel:deploy", args=[deployment.pk]))
     run = deployment.runs.get()
     assert response.status_code == 302
     assert response["Location"] == reverse("panel:run", args=[deployment.pk, run.pk])
     run = wait_for_run(run.pk)
     assert run.state == Run.FINISHED and run.exit_status == 0, run.error or run.log
-    assert [t["id"] for t in run.tasks] == ["nixops4.render"] and run.tasks[0]["status"] in ("ok", "changed")
+    assert [t["id"] for t in run.tasks] == ["nixops4.render"] and run.tasks[0]["status"] in (
+        "ok",
+        "changed",
+    )
     assert {k: v for k, v in run.recap["local"].items() if v} == {run.tasks[0]["status"]: 1}
     assert "nixops4.render: " in run.log
     data = client.get(reverse("panel:progress", args=[deployment.pk, run.pk])).json()
@@ -230,7 +280,7 @@ def test_a_deploy_runs_in_the_background_and_is_recorded(operator, client_for, f
     history = client.get(reverse("panel:history", args=[deployment.pk])).content.decode()
     assert f'data-run="{run.pk}"' in history and "<b>local</b>" in history and "done" in history
     # The engine recorded the same run in the deployment's state database.
-    from fedi_run.engine.state import StateStore
+    from fedi_run.engine.report.state import StateStore
 
     with StateStore.open(runs.directory(deployment) / ".fedi-run" / "state.db") as store:
         assert store.get_run(run.engine_run_id).argv == ("panel", "deploy", deployment.name)
@@ -238,7 +288,9 @@ def test_a_deploy_runs_in_the_background_and_is_recorded(operator, client_for, f
 
 def test_a_run_that_cannot_start_says_why(operator, client_for, form_data, hostless, monkeypatch):
     client = client_for(operator())
-    deployment = create(client, form_data(services=[], inventory=hostless))  # with the apply, and no nixops4
+    deployment = create(
+        client, form_data(services=[], inventory=hostless)
+    )  # with the apply, and no nixops4
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     client.post(reverse("panel:deploy", args=[deployment.pk]))
     run = wait_for_run(deployment.runs.get().pk)
@@ -256,12 +308,18 @@ def test_a_second_deploy_while_one_runs_is_refused(operator, client_for, form_da
 
     BOARD.register(LiveRun(running.pk, deployment.pk, "run"))
     try:
-        for url, data in [(reverse("panel:deploy", args=[deployment.pk]), {}),
-                          (reverse("panel:teardown", args=[deployment.pk]), {"confirm": deployment.name})]:
+        for url, data in [
+            (reverse("panel:deploy", args=[deployment.pk]), {}),
+            (reverse("panel:teardown", args=[deployment.pk]), {"confirm": deployment.name}),
+        ]:
             response = client.post(url, data, follow=True)
-            assert response.redirect_chain[0][0] == reverse("panel:run", args=[deployment.pk, running.pk])
-            assert f"Refused: {deployment.name} is already being deployed (run {running.pk} is in progress)" \
-                in response.content.decode()
+            assert response.redirect_chain[0][0] == reverse(
+                "panel:run", args=[deployment.pk, running.pk]
+            )
+            assert (
+                f"Refused: {deployment.name} is already being deployed "
+                f"(run {running.pk} is in progress)" in response.content.decode()
+            )
         assert deployment.runs.count() == 1
     finally:
         BOARD.release(deployment.pk)
@@ -288,8 +346,12 @@ def test_stop_asks_the_engine_to_stop_a_run_in_progress(operator, client_for, fo
         assert not live.stop_requested.is_set()
         response = client.post(url, follow=True)
         assert live.stop_requested.is_set()
-        assert "Stopping: the running tasks finish, nothing new starts." in response.content.decode()
-        assert client.get(reverse("panel:progress", args=[deployment.pk, running.pk])).json()["stopping"]
+        assert (
+            "Stopping: the running tasks finish, nothing new starts." in response.content.decode()
+        )
+        assert client.get(reverse("panel:progress", args=[deployment.pk, running.pk])).json()[
+            "stopping"
+        ]
         assert "stop requested by alice" in live.log()
         again = client.post(url, follow=True).content.decode()
         assert "This run is not in progress, or is already stopping." in again
@@ -299,30 +361,40 @@ def test_stop_asks_the_engine_to_stop_a_run_in_progress(operator, client_for, fo
 
 def test_the_engines_lock_is_respected(operator, client_for, form_data, hostless):
     """A run of the same deployment outside the panel (the CLI) holds the engine's lock."""
-    from fedi_run.engine.state import StateStore
+    from fedi_run.engine.report.state import StateStore
 
     client = client_for(operator())
     deployment = create(client, form_data(services=[], apply=None, inventory=hostless))
-    with StateStore.open(runs.directory(deployment) / ".fedi-run" / "state.db") as store, \
-            store.lock(deployment.name):
+    with (
+        StateStore.open(runs.directory(deployment) / ".fedi-run" / "state.db") as store,
+        store.lock(deployment.name),
+    ):
         client.post(reverse("panel:deploy", args=[deployment.pk]))
         run = wait_for_run(deployment.runs.get().pk)
     assert run.state == Run.ERROR
     assert f"another run of deployment '{deployment.name}' is in progress" in run.error
-    assert "another run" in client.get(reverse("panel:run", args=[deployment.pk, run.pk])).content.decode()
+    assert (
+        "another run"
+        in client.get(reverse("panel:run", args=[deployment.pk, run.pk])).content.decode()
+    )
 
 
 # --- teardown ---------------------------------------------------------------------------------
+
 
 def test_teardown_asks_for_a_confirmation(operator, client_for, form_data, hostless):
     client = client_for(operator())
     deployment = create(client, form_data(services=[], apply=None, inventory=hostless))
     page = client.get(reverse("panel:teardown", args=[deployment.pk])).content.decode()
     assert f"Tear down {deployment.name}?" in page and 'name="confirm"' in page
-    response = client.post(reverse("panel:teardown", args=[deployment.pk]), {"confirm": "wrong"}, follow=True)
+    response = client.post(
+        reverse("panel:teardown", args=[deployment.pk]), {"confirm": "wrong"}, follow=True
+    )
     assert "Type the deployment&#x27;s name to confirm" in response.content.decode()
     assert not deployment.runs.exists()
-    response = client.post(reverse("panel:teardown", args=[deployment.pk]), {"confirm": deployment.name})
+    response = client.post(
+        reverse("panel:teardown", args=[deployment.pk]), {"confirm": deployment.name}
+    )
     run = wait_for_run(deployment.runs.get().pk)
     assert run.kind == "teardown" and run.state == Run.FINISHED and run.exit_status == 0, run.error
     assert response["Location"] == reverse("panel:run", args=[deployment.pk, run.pk])

@@ -6,8 +6,9 @@ import shutil
 from pathlib import Path
 
 from click.testing import CliRunner
-from fedi_run.engine.cli import cli
 from helpers import CliResult
+
+from fedi_run.engine.cli.main import cli
 
 STANDIN = Path(__file__).resolve().parent.parent / "standin"
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"

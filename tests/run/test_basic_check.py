@@ -4,7 +4,6 @@ idempotent, and a teardown that leaves the hosts as they were."""
 from __future__ import annotations
 
 import pytest
-
 from run_helpers import copy_example, fedi
 
 pytestmark = pytest.mark.lab
@@ -30,7 +29,9 @@ def test_basic_check(basic_lab, tmp_path):
     assert first.run_finished()["recap"]["hello"]["changed"] == 2
     assert first.run_finished()["recap"]["cowsay"]["changed"] == 2
 
-    assert lab.run("hello", "hello", check=True).stdout == "Hello from hello in basic.example.org!\n"
+    assert (
+        lab.run("hello", "hello", check=True).stdout == "Hello from hello in basic.example.org!\n"
+    )
     assert "< moo >" in lab.run("cowsay", "cowsay moo", check=True).stdout
     assert not on_path(lab, "hello", "cowsay") and not on_path(lab, "cowsay", "hello")
     assert lab.read_file("cowsay", "/etc/motd") == b"Welcome to basic.example.org (cowsay)\n"
@@ -39,7 +40,9 @@ def test_basic_check(basic_lab, tmp_path):
     assert lab.run("hello", "test -e /usr/local/bin/hello").exit_status == 0
     import os
 
-    assert not os.path.exists("/usr/local/bin/hello") and not os.path.exists("/usr/local/bin/cowsay")
+    assert not os.path.exists("/usr/local/bin/hello") and not os.path.exists(
+        "/usr/local/bin/cowsay"
+    )
 
     second = fedi("run", playbook, "-i", lab.inventory_path, "--no-apply", "--json")
     assert second.exit_code == 0
@@ -58,7 +61,9 @@ def test_basic_check(basic_lab, tmp_path):
 def test_check_changes_nothing_and_diff_shows_the_change(basic_lab, tmp_path):
     lab = basic_lab
     playbook = copy_example("basic.toml", tmp_path)
-    check = fedi("run", playbook, "-i", lab.inventory_path, "--no-apply", "--check", "--diff", "--json")
+    check = fedi(
+        "run", playbook, "-i", lab.inventory_path, "--no-apply", "--check", "--diff", "--json"
+    )
     assert check.exit_code == 0
     finished = check.finished()
     assert finished["tasks.hello"]["status"] == "changed"
@@ -77,7 +82,10 @@ def test_human_output_has_a_recap_per_host(basic_lab, tmp_path):
     result = fedi("run", playbook, "-i", basic_lab.inventory_path, "--no-apply")
     assert result.exit_code == 0
     lines = result.stderr.splitlines()
-    assert any(line.startswith("hello") and "changed=" in line and "unreachable=0" in line for line in lines)
+    assert any(
+        line.startswith("hello") and "changed=" in line and "unreachable=0" in line
+        for line in lines
+    )
     assert any(line.startswith("cowsay") and "ok=" in line for line in lines)
     assert any("wall time" in line for line in lines)
     assert fedi("teardown", playbook, "-i", basic_lab.inventory_path, "--no-apply").exit_code == 0
@@ -88,19 +96,35 @@ def test_junit_report(basic_lab, tmp_path):
 
     playbook = copy_example("basic.toml", tmp_path)
     report = tmp_path / "report.xml"
-    result = fedi("run", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json", "--junit", report)
+    result = fedi(
+        "run", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json", "--junit", report
+    )
     assert result.exit_code == 0
     root = ET.parse(report).getroot()
     cases = {case.get("name") for case in root.iter("testcase")}
-    assert cases == {"tasks.hello", "tasks.cowsay", "tasks.motd@hello", "tasks.motd@cowsay", "nixops4.render"}
+    assert cases == {
+        "tasks.hello",
+        "tasks.cowsay",
+        "tasks.motd@hello",
+        "tasks.motd@cowsay",
+        "nixops4.render",
+    }
     assert oct(report.stat().st_mode & 0o777) == "0o600"
-    assert fedi("teardown", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json").exit_code == 0
+    assert (
+        fedi("teardown", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json").exit_code
+        == 0
+    )
 
 
 def test_history_records_the_runs(basic_lab, tmp_path):
     playbook = copy_example("basic.toml", tmp_path)
-    assert fedi("run", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json").exit_code == 0
-    assert fedi("teardown", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json").exit_code == 0
+    assert (
+        fedi("run", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json").exit_code == 0
+    )
+    assert (
+        fedi("teardown", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json").exit_code
+        == 0
+    )
     history = fedi("history", playbook, "--json")
     runs = __import__("json").loads(history.stdout)
     kinds = [r["kind"] for r in runs]

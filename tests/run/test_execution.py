@@ -11,9 +11,9 @@ import sys
 import time
 
 import pytest
-
 from run_helpers import fedi
-from fedi_run.engine.state import StateStore, default_state_path
+
+from fedi_run.engine.report.state import StateStore, default_state_path
 
 pytestmark = pytest.mark.lab
 
@@ -54,7 +54,11 @@ def test_forks_limits_concurrency(eight, playbook):
 
 def _intervals(events):
     starts = {e["id"]: e["time"] for e in events if e["event"] == "task_started"}
-    return {e["id"]: (starts[e["id"]], e["time"]) for e in events if e["event"] == "task_finished" and e["id"] in starts}
+    return {
+        e["id"]: (starts[e["id"]], e["time"])
+        for e in events
+        if e["event"] == "task_finished" and e["id"] in starts
+    }
 
 
 def _assert_no_overlap(events, ids):
@@ -65,8 +69,11 @@ def _assert_no_overlap(events, ids):
 
 def logged_sleeper(name: str, host: str, extra: str = "") -> str:
     """A task that records on its host when it starts and ends (host clock, one file each)."""
-    return (f'[tasks.{name}]\nhost = "{host}"\n'
-            f'run = "date +%s.%N > /tmp/{name}.span; sleep 0.5; date +%s.%N >> /tmp/{name}.span"\n{extra}\n')
+    return (
+        f'[tasks.{name}]\nhost = "{host}"\n'
+        f'run = "date +%s.%N > /tmp/{name}.span; sleep 0.5; date +%s.%N >> /tmp/{name}.span"\n'
+        f"{extra}\n"
+    )
 
 
 def _host_span(lab, host: str, name: str) -> tuple[float, float]:
@@ -77,11 +84,18 @@ def _host_span(lab, host: str, name: str) -> tuple[float, float]:
 def test_one_task_per_host_unless_shared(eight, playbook):
     """Measured on the hosts themselves: tasks of one host never run at the same time (even
     when the executor sends them in one round trip), unless they say they may share it."""
-    path = playbook(HEADER + logged_sleeper("a", "h1") + logged_sleeper("b", "h1")
-                    + logged_sleeper("c", "h2", "shares_host = true") + logged_sleeper("d", "h2", "shares_host = true"))
+    path = playbook(
+        HEADER
+        + logged_sleeper("a", "h1")
+        + logged_sleeper("b", "h1")
+        + logged_sleeper("c", "h2", "shares_host = true")
+        + logged_sleeper("d", "h2", "shares_host = true")
+    )
     result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
     assert result.exit_code == 0
-    (a_start, a_end), (b_start, b_end) = sorted([_host_span(eight, "h1", "a"), _host_span(eight, "h1", "b")])
+    (a_start, a_end), (b_start, b_end) = sorted(
+        [_host_span(eight, "h1", "a"), _host_span(eight, "h1", "b")]
+    )
     assert b_start >= a_end
     (c_start, c_end), (d_start, d_end) = _host_span(eight, "h2", "c"), _host_span(eight, "h2", "d")
     assert c_start < d_end and d_start < c_end  # shared: they overlapped
@@ -89,25 +103,48 @@ def test_one_task_per_host_unless_shared(eight, playbook):
 
 def test_ready_tasks_of_a_host_share_one_round_trip_but_fail_alone(eight, playbook):
     eight.run("h3", "rm -rf /srv/batch", check=True)
-    path = playbook(HEADER + '[tasks.dir]\nhost = "h3"\ndirectory = { path = "/srv/batch" }\n'
-                    + "".join(f'[tasks.f{i}]\nhost = "h3"\nfile = {{ path = "/srv/batch/f{i}", content = "{i}\\n" }}\nrequires = ["tasks.dir"]\n' for i in range(5))
-                    + '[tasks.bad]\nhost = "h3"\nrun = "echo broken >&2; exit 7"\nrequires = ["tasks.dir"]\n'
-                    + '[tasks.after]\nhost = "h3"\nfile = { path = "/srv/batch/after", content = "x" }\nrequires = ["tasks.bad"]\n')
+    path = playbook(
+        HEADER
+        + '[tasks.dir]\nhost = "h3"\ndirectory = { path = "/srv/batch" }\n'
+        + "".join(
+            f'[tasks.f{i}]\nhost = "h3"\n'
+            f'file = {{ path = "/srv/batch/f{i}", content = "{i}\\n" }}\n'
+            'requires = ["tasks.dir"]\n'
+            for i in range(5)
+        )
+        + '[tasks.bad]\nhost = "h3"\nrun = "echo broken >&2; exit 7"\nrequires = ["tasks.dir"]\n'
+        + (
+            '[tasks.after]\nhost = "h3"\nfile = { path = "/srv/batch/after", content = "x" }\n'
+            'requires = ["tasks.bad"]\n'
+        )
+    )
     result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
     assert result.exit_code == 1
     finished = result.finished()
     assert all(finished[f"tasks.f{i}"]["status"] == "changed" for i in range(5))
-    assert finished["tasks.bad"]["status"] == "failed" and "exited with status 7" in finished["tasks.bad"]["message"]
+    assert (
+        finished["tasks.bad"]["status"] == "failed"
+        and "exited with status 7" in finished["tasks.bad"]["message"]
+    )
     assert finished["tasks.bad"]["output"].strip() == "broken"
     assert finished["tasks.after"]["status"] == "skipped"
     starts = {e["id"]: e["time"] for e in result.events() if e["event"] == "task_started"}
     batch = {t for t in starts if t.startswith("tasks.f") or t == "tasks.bad"}
     assert len({starts[t] for t in batch}) == 1  # one round trip for the six ready tasks
     assert eight.run("h3", "cat /srv/batch/f0 /srv/batch/f4", check=True).stdout == "0\n4\n"
-@pytest.mark.reliability('faults', 'a task fails', 'exit 1; its dependents skipped, other tasks finish; state records it; --resume runs only what is left')
+
+
+@pytest.mark.reliability(
+    "faults",
+    "a task fails",
+    "exit 1; its dependents skipped, other tasks finish; state records it; --resume runs only "
+    "what is left",
+)
 def test_failure_skips_dependents_and_resume_runs_only_what_is_left(eight, playbook, tmp_path):
     eight.run("h1", "rm -f /tmp/go", check=True)
-    path = playbook(HEADER + """
+    path = playbook(
+        HEADER
+        + """
 [tasks.first]
 host = "h1"
 file = { path = "/srv/first", content = "1\\n" }
@@ -130,7 +167,8 @@ requires = ["tasks.after"]
 [tasks.other]
 host = "h3"
 file = { path = "/srv/other", content = "4\\n" }
-""")
+"""
+    )
     first = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
     assert first.exit_code == 1
     finished = first.finished()
@@ -140,15 +178,24 @@ file = { path = "/srv/other", content = "4\\n" }
     assert finished["tasks.after"]["status"] == "skipped"
     assert finished["tasks.after"]["message"] == "skipped: dependency tasks.gate failed"
     assert finished["tasks.later"]["status"] == "skipped"
-    assert finished["tasks.first"]["status"] == "changed" and finished["tasks.other"]["status"] == "changed"
+    assert (
+        finished["tasks.first"]["status"] == "changed"
+        and finished["tasks.other"]["status"] == "changed"
+    )
     assert eight.run("h2", "test -e /srv/after").exit_status != 0
 
     store = StateStore.open(default_state_path(path))
     try:
         record = store.last_run("exec")
         by_id = {t.task_id: t.status.value for t in record.tasks}
-        assert by_id == {"tasks.first": "changed", "tasks.gate": "failed", "tasks.after": "skipped",
-                         "tasks.later": "skipped", "tasks.other": "changed", "nixops4.render": "skipped"}
+        assert by_id == {
+            "tasks.first": "changed",
+            "tasks.gate": "failed",
+            "tasks.after": "skipped",
+            "tasks.later": "skipped",
+            "tasks.other": "changed",
+            "nixops4.render": "skipped",
+        }
         assert record.exit_status == 1
     finally:
         store.close()
@@ -163,8 +210,12 @@ file = { path = "/srv/other", content = "4\\n" }
 
 
 def test_fail_fast_starts_nothing_after_a_failure(eight, playbook):
-    path = playbook(HEADER + '[tasks.bad]\nhost = "h1"\nrun = "exit 1"\n'
-                    + sleeper("slow", "h2", 1) + sleeper("next", "h2", 0, 'requires = ["tasks.slow"]'))
+    path = playbook(
+        HEADER
+        + '[tasks.bad]\nhost = "h1"\nrun = "exit 1"\n'
+        + sleeper("slow", "h2", 1)
+        + sleeper("next", "h2", 0, 'requires = ["tasks.slow"]')
+    )
     result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--fail-fast")
     assert result.exit_code == 1
     finished = result.finished()
@@ -172,7 +223,13 @@ def test_fail_fast_starts_nothing_after_a_failure(eight, playbook):
     assert finished["tasks.slow"]["status"] == "changed"  # was already running
     assert finished["tasks.next"]["status"] == "skipped"
     assert "--fail-fast" in finished["tasks.next"]["message"]
-@pytest.mark.reliability('faults', 'a task runs past its timeout', "exit 1, task failed 'timed out after 0.5 s'; the other host's task finishes")
+
+
+@pytest.mark.reliability(
+    "faults",
+    "a task runs past its timeout",
+    "exit 1, task failed 'timed out after 0.5 s'; the other host's task finishes",
+)
 def test_task_timeout(eight, playbook):
     path = playbook(HEADER + sleeper("slow", "h1", 5, "timeout = 0.5") + sleeper("fine", "h2", 0))
     result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
@@ -180,12 +237,21 @@ def test_task_timeout(eight, playbook):
     assert result.finished()["tasks.slow"]["status"] == "failed"
     assert "timed out after 0.5 s" in result.finished()["tasks.slow"]["message"]
     assert result.finished()["tasks.fine"]["status"] == "changed"
-@pytest.mark.reliability('faults', 'a host stops answering before the run reaches it (sshd SIGSTOPped)', 'exit 1, its tasks unreachable, other hosts finish; --resume completes with nothing done twice')
+
+
+@pytest.mark.reliability(
+    "faults",
+    "a host stops answering before the run reaches it (sshd SIGSTOPped)",
+    "exit 1, its tasks unreachable, other hosts finish; --resume completes with nothing done twice",
+)
 def test_host_that_stops_answering_is_unreachable_and_resume_completes(eight, playbook):
     """h8's sshd is stopped (SIGSTOP) before the run reaches it: the other hosts finish, h8 is
     unreachable; once sshd runs again (SIGCONT), --resume completes the run."""
     sshd = eight.hosts["h8"].process.pid
-    path = playbook(HEADER + sleeper("wait", "h1", 0.3) + """
+    path = playbook(
+        HEADER
+        + sleeper("wait", "h1", 0.3)
+        + """
 [tasks.late]
 host = "h8"
 file = { path = "/srv/late", content = "late\\n" }
@@ -200,11 +266,22 @@ requires = ["tasks.late"]
 host = "h2"
 file = { path = "/srv/elsewhere", content = "x\\n" }
 requires = ["tasks.wait"]
-""")
+"""
+    )
     os.kill(sshd, signal.SIGSTOP)
     try:
-        result = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json",
-                      "--connect-timeout", "1", "--retries", "1")
+        result = fedi(
+            "run",
+            path,
+            "-i",
+            eight.inventory_path,
+            "--no-apply",
+            "--json",
+            "--connect-timeout",
+            "1",
+            "--retries",
+            "1",
+        )
     finally:
         os.kill(sshd, signal.SIGCONT)
     assert result.exit_code == 1
@@ -221,10 +298,21 @@ requires = ["tasks.wait"]
 
 
 def _cli(*args, env=None, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "fedi_run.engine.cli", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})}, **kwargs)
-@pytest.mark.reliability('faults', 'two runs started at once on one deployment', "the second exits 3 naming the holder's pid; the first finishes with exit 0")
+    return subprocess.Popen(
+        [sys.executable, "-m", "fedi_run.engine.cli.main", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
+
+
+@pytest.mark.reliability(
+    "faults",
+    "two runs started at once on one deployment",
+    "the second exits 3 naming the holder's pid; the first finishes with exit 0",
+)
 def test_two_runs_at_once_the_second_exits_3(eight, playbook):
     path = playbook(HEADER + sleeper("hold", "h1", 2))
     first = _cli("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
@@ -241,11 +329,18 @@ def test_two_runs_at_once_the_second_exits_3(eight, playbook):
     assert first.returncode == 0
 
 
-@pytest.mark.reliability('faults', '{signum} mid-run', "exit 130; the running task finishes in its grace period, the rest skipped 'interrupted'; the state records the interrupted run; --resume runs only what was skipped, nothing twice")
+@pytest.mark.reliability(
+    "faults",
+    "{signum} mid-run",
+    "exit 130; the running task finishes in its grace period, the rest skipped 'interrupted'; "
+    "the state records the interrupted run; --resume runs only what was skipped, nothing twice",
+)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_finishes_running_tasks_records_and_exits_130(eight, playbook, signum):
     eight.run("h1", "rm -f /srv/interrupted", check=True)
-    path = playbook(HEADER + """
+    path = playbook(
+        HEADER
+        + """
 [tasks.running]
 host = "h1"
 run = "sleep 1; echo running >> /srv/interrupted"
@@ -254,7 +349,8 @@ run = "sleep 1; echo running >> /srv/interrupted"
 host = "h1"
 run = "echo waiting >> /srv/interrupted"
 requires = ["tasks.running"]
-""")
+"""
+    )
     process = _cli("run", path, "-i", eight.inventory_path, "--no-apply", "--json")
     line = ""
     while "task_started" not in line:
@@ -265,7 +361,9 @@ requires = ["tasks.running"]
     assert process.returncode == 130, err
     events = [json.loads(x) for x in (line + out).splitlines() if x.startswith("{")]
     finished = {e["id"]: e for e in events if e["event"] == "task_finished"}
-    assert finished["tasks.running"]["status"] == "changed", finished["tasks.running"]  # given its grace period
+    assert finished["tasks.running"]["status"] == "changed", finished[
+        "tasks.running"
+    ]  # given its grace period
     assert finished["tasks.waiting"]["status"] == "skipped"
     assert finished["tasks.waiting"]["message"] == "skipped: interrupted"
     store = StateStore.open(default_state_path(path))
@@ -280,17 +378,27 @@ requires = ["tasks.running"]
     assert eight.read_file("h1", "/srv/interrupted") == b"running\nwaiting\n"
 
 
-@pytest.mark.reliability("faults", "a run stopped from another thread (the panel's Stop)", "exit 130 from the Python API; the running task finishes, the rest skipped 'interrupted'; --resume runs what was skipped")
+@pytest.mark.reliability(
+    "faults",
+    "a run stopped from another thread (the panel's Stop)",
+    "exit 130 from the Python API; the running task finishes, the rest skipped 'interrupted'; "
+    "--resume runs what was skipped",
+)
 def test_a_run_in_a_thread_stops_when_asked(eight, playbook):
-    """``RunRequest.stop``: what the panel's Stop button sets — signals reach only the main thread."""
+    """``RunRequest.stop``: what the panel's Stop button sets — signals reach only the main
+    thread."""
     import threading
 
-    from fedi_run.engine.events import TaskStarted
-    from fedi_run.engine.executor import ExecutionOptions
+    from fedi_run.engine.execute.scheduler import ExecutionOptions
     from fedi_run.engine.project import load_project
-    from fedi_run.engine.runner import RunRequest, execute
+    from fedi_run.engine.report.events import TaskStarted
+    from fedi_run.engine.run import RunRequest, run_project
 
-    path = playbook(HEADER + sleeper("first", "h1", 0.5) + sleeper("second", "h1", 0, 'requires = ["tasks.first"]'))
+    path = playbook(
+        HEADER
+        + sleeper("first", "h1", 0.5)
+        + sleeper("second", "h1", 0, 'requires = ["tasks.first"]')
+    )
     stop = threading.Event()
 
     class StopOnStart:
@@ -303,14 +411,21 @@ def test_a_run_in_a_thread_stops_when_asked(eight, playbook):
 
     project = load_project(path, [eight.inventory_path], apply=False)
     outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(
-        result=execute(project, RunRequest(options=ExecutionOptions(), stop=stop), [StopOnStart()])))
+    worker = threading.Thread(
+        target=lambda: outcome.update(
+            result=run_project(
+                project, RunRequest(options=ExecutionOptions(), stop=stop), [StopOnStart()]
+            )
+        )
+    )
     worker.start()
     worker.join(timeout=30)
     assert not worker.is_alive()
     result = outcome["result"]
     assert result.exit_status == 130
-    assert result.statuses["tasks.first"] == "changed" and result.statuses["tasks.second"] == "skipped"
+    assert (
+        result.statuses["tasks.first"] == "changed" and result.statuses["tasks.second"] == "skipped"
+    )
     resumed = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--resume")
     assert resumed.exit_code == 0, resumed.stdout + resumed.stderr
     assert set(resumed.started()) == {"tasks.second", "nixops4.render"}
@@ -326,11 +441,17 @@ def test_apply_runs_last_once_through_nixops4(eight, playbook, standin_nixops4):
     assert call["cwd"] == str(path.parent / ".fedi-run" / "exec")
     finished_at = {e["id"]: e["time"] for e in result.events() if e["event"] == "task_finished"}
     assert call["time"] > max(t for i, t in finished_at.items() if i != "nixops4.apply")
-@pytest.mark.reliability('faults', 'nixops4 missing on the deployer', 'exit 2 before any host is touched')
+
+
+@pytest.mark.reliability(
+    "faults", "nixops4 missing on the deployer", "exit 2 before any host is touched"
+)
 def test_missing_nixops4_stops_before_any_host(eight, playbook, monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     eight.run("h1", "rm -f /srv/untouched", check=True)
-    path = playbook(HEADER + '[tasks.a]\nhost = "h1"\nfile = { path = "/srv/untouched", content = "x" }\n')
+    path = playbook(
+        HEADER + '[tasks.a]\nhost = "h1"\nfile = { path = "/srv/untouched", content = "x" }\n'
+    )
     result = fedi("run", path, "-i", eight.inventory_path, "--json")
     assert result.exit_code == 2
     assert "nixops4 is not on PATH" in result.stderr and "--no-apply" in result.stderr
@@ -338,8 +459,16 @@ def test_missing_nixops4_stops_before_any_host(eight, playbook, monkeypatch):
 
 
 def test_fetch_brings_a_file_back_and_check_mode_leaves_it(eight, playbook, tmp_path):
-    eight.run("h4", "mkdir -p /srv/report && printf 'h4 says hi\\n' > /srv/report/status", check=True)
-    path = playbook(HEADER + '[tasks.back]\nhost = "h4"\nfetch = { remote = "/srv/report/status", local = "fetched/h4-status" }\n')
+    eight.run(
+        "h4", "mkdir -p /srv/report && printf 'h4 says hi\\n' > /srv/report/status", check=True
+    )
+    path = playbook(
+        HEADER
+        + (
+            '[tasks.back]\nhost = "h4"\n'
+            'fetch = { remote = "/srv/report/status", local = "fetched/h4-status" }\n'
+        )
+    )
     local = tmp_path / "fetched" / "h4-status"
     check = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--check")
     assert check.finished()["tasks.back"]["status"] == "changed" and not local.exists()
@@ -354,27 +483,35 @@ def test_fetch_brings_a_file_back_and_check_mode_leaves_it(eight, playbook, tmp_
     assert "cannot fetch /srv/report/status from h4" in missing.finished()["tasks.back"]["message"]
 
 
-@pytest.mark.reliability('faults', 'a task still running when the grace period after SIGINT ends', "exit 130; the task failed 'interrupted: still running when the grace period ended', not retried, its host not called unreachable; the rest skipped 'interrupted'")
+@pytest.mark.reliability(
+    "faults",
+    "a task still running when the grace period after SIGINT ends",
+    "exit 130; the task failed 'interrupted: still running when the grace period ended', "
+    "not retried, its host not called unreachable; the rest skipped 'interrupted'",
+)
 def test_a_task_outliving_the_grace_period_is_aborted(eight, playbook):
     """Through the Python API, with a grace period of 0.5 s: the connection is closed under
     the running task, which is reported failed (interrupted), not retried on a new one."""
     import threading
 
-    from fedi_run.engine.events import Status
-    from fedi_run.engine.executor import ExecutionOptions
+    from fedi_run.engine.execute.scheduler import ExecutionOptions
     from fedi_run.engine.project import load_project
-    from fedi_run.engine.runner import RunRequest, execute
+    from fedi_run.engine.report.events import Status
+    from fedi_run.engine.run import RunRequest, run_project
 
     eight.run("h5", "rm -f /tmp/aborted.count", check=True)
-    path = playbook(HEADER + '[tasks.long]\nhost = "h5"\nrun = "echo x >> /tmp/aborted.count; sleep 20"\n'
-                    + sleeper("next", "h5", 0, 'requires = ["tasks.long"]'))
+    path = playbook(
+        HEADER
+        + '[tasks.long]\nhost = "h5"\nrun = "echo x >> /tmp/aborted.count; sleep 20"\n'
+        + sleeper("next", "h5", 0, 'requires = ["tasks.long"]')
+    )
     project = load_project(path, [eight.inventory_path], apply=False)
     request = RunRequest(options=ExecutionOptions(grace=0.5))
     timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     started = time.monotonic()
     try:
-        outcome = execute(project, request, [])
+        outcome = run_project(project, request, [])
     finally:
         timer.cancel()
     assert time.monotonic() - started < 10
@@ -386,5 +523,9 @@ def test_a_task_outliving_the_grace_period_is_aborted(eight, playbook):
         tasks = {t.task_id: t for t in store.last_run("exec").tasks}
     finally:
         store.close()
-    assert tasks["tasks.long"].message.startswith("interrupted: still running when the grace period ended")
-    assert eight.read_file("h5", "/tmp/aborted.count") == b"x\n"  # not run again on a new connection
+    assert tasks["tasks.long"].message.startswith(
+        "interrupted: still running when the grace period ended"
+    )
+    assert (
+        eight.read_file("h5", "/tmp/aborted.count") == b"x\n"
+    )  # not run again on a new connection

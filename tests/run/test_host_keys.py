@@ -9,7 +9,6 @@ import tomllib
 
 import paramiko
 import pytest
-
 from run_helpers import fedi
 
 pytestmark = pytest.mark.lab
@@ -32,8 +31,10 @@ def inventory(lab, tmp_path, edit) -> str:
     lines = []
     for name, table in hosts.items():
         lines.append(f"[hosts.{name}]")
-        lines += [f"{key} = {value!r}".replace("'", '"') if isinstance(value, str) else f"{key} = {value}"
-                  for key, value in table.items()]
+        lines += [
+            f"{key} = {value!r}".replace("'", '"') if isinstance(value, str) else f"{key} = {value}"
+            for key, value in table.items()
+        ]
     path = tmp_path / "inventory.toml"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
@@ -52,9 +53,12 @@ def fingerprint(public: str) -> str:
     return paramiko.PKey.from_type_string(key_type, base64.b64decode(blob)).fingerprint
 
 
-@pytest.mark.reliability("security", "host keys: a wrong pinned key",
-                         "exit 1, that host unreachable with 'presented a different host key' and "
-                         "'man-in-the-middle', nothing runs there; the other host finishes")
+@pytest.mark.reliability(
+    "security",
+    "host keys: a wrong pinned key",
+    "exit 1, that host unreachable with 'presented a different host key' and "
+    "'man-in-the-middle', nothing runs there; the other host finishes",
+)
 def test_wrong_pinned_key_nothing_runs_there(clean, tmp_path):
     lab = clean
 
@@ -62,7 +66,9 @@ def test_wrong_pinned_key_nothing_runs_there(clean, tmp_path):
         hosts["cowsay"]["host_key"] = hosts["hello"]["host_key"]
 
     (tmp_path / "p.toml").write_text(PLAYBOOK)
-    result = fedi("run", tmp_path / "p.toml", "-i", inventory(lab, tmp_path, swap), "--no-apply", "--json")
+    result = fedi(
+        "run", tmp_path / "p.toml", "-i", inventory(lab, tmp_path, swap), "--no-apply", "--json"
+    )
     assert result.exit_code == 1
     finished = result.finished()
     assert finished["tasks.mark@cowsay"]["status"] == "unreachable"
@@ -72,10 +78,13 @@ def test_wrong_pinned_key_nothing_runs_there(clean, tmp_path):
     assert lab.run("cowsay", "test -e /srv/keys-mark").exit_status != 0
 
 
-@pytest.mark.reliability("security", "host keys: unknown, then accepted, then changed",
-                         "unknown refused (exit 1, naming --accept-new-host-keys, nothing "
-                         "recorded); accepted and recorded 0600 with the flag; a changed key "
-                         "refused even with the flag")
+@pytest.mark.reliability(
+    "security",
+    "host keys: unknown, then accepted, then changed",
+    "unknown refused (exit 1, naming --accept-new-host-keys, nothing "
+    "recorded); accepted and recorded 0600 with the flag; a changed key "
+    "refused even with the flag",
+)
 def test_unknown_key_refused_then_accepted_and_recorded_then_changed_refused(clean, tmp_path):
     lab = clean
 
@@ -86,7 +95,18 @@ def test_unknown_key_refused_then_accepted_and_recorded_then_changed_refused(cle
     known_hosts = tmp_path / "known_hosts"
     (tmp_path / "p.toml").write_text(PLAYBOOK)
     inv = inventory(lab, tmp_path, unpin)
-    args = ("run", tmp_path / "p.toml", "-i", inv, "--no-apply", "--json", "--known-hosts", known_hosts, "--retries", "0")
+    args = (
+        "run",
+        tmp_path / "p.toml",
+        "-i",
+        inv,
+        "--no-apply",
+        "--json",
+        "--known-hosts",
+        known_hosts,
+        "--retries",
+        "0",
+    )
 
     refused = fedi(*args)
     assert refused.exit_code == 1
@@ -100,14 +120,20 @@ def test_unknown_key_refused_then_accepted_and_recorded_then_changed_refused(cle
     assert accepted.exit_code == 0, accepted.stdout
     recorded = known_hosts.read_text().splitlines()
     assert len(recorded) == 2
-    assert {line.split()[0] for line in recorded} == {lab.hosts["hello"].address, lab.hosts["cowsay"].address}
+    assert {line.split()[0] for line in recorded} == {
+        lab.hosts["hello"].address,
+        lab.hosts["cowsay"].address,
+    }
     assert oct(known_hosts.stat().st_mode & 0o777) == "0o600"
 
     again = fedi(*args)  # known now: no flag needed
     assert again.exit_code == 0
 
     hello_key = " ".join(lab.hosts["hello"].host_key.split()[:2])
-    known_hosts.write_text(f"{lab.hosts['cowsay'].address} {hello_key}\n{recorded[0] if recorded[0].startswith(lab.hosts['hello'].address + ' ') else recorded[1]}\n")
+    hello_line = (
+        recorded[0] if recorded[0].startswith(lab.hosts["hello"].address + " ") else recorded[1]
+    )
+    known_hosts.write_text(f"{lab.hosts['cowsay'].address} {hello_key}\n{hello_line}\n")
     changed = fedi(*args, "--accept-new-host-keys")  # even with the flag: a changed key is refused
     assert changed.exit_code == 1
     assert changed.finished()["tasks.mark@cowsay"]["status"] == "unreachable"
@@ -115,11 +141,14 @@ def test_unknown_key_refused_then_accepted_and_recorded_then_changed_refused(cle
     assert changed.finished()["tasks.mark@hello"]["status"] == "ok"
 
 
-@pytest.mark.reliability("security", "host keys: a key removed from the inventory",
-                         "that host refused as unknown (exit 1), the message naming it, the "
-                         "presented fingerprint, the known_hosts file and the flag; nothing runs "
-                         "there, nothing is recorded; the other host finishes; with "
-                         "--accept-new-host-keys its key is recorded (0600 in a new 0700 ~/.ssh)")
+@pytest.mark.reliability(
+    "security",
+    "host keys: a key removed from the inventory",
+    "that host refused as unknown (exit 1), the message naming it, the "
+    "presented fingerprint, the known_hosts file and the flag; nothing runs "
+    "there, nothing is recorded; the other host finishes; with "
+    "--accept-new-host-keys its key is recorded (0600 in a new 0700 ~/.ssh)",
+)
 def test_a_key_removed_from_the_inventory_is_unknown_never_silently_trusted(clean, tmp_path):
     lab = clean
 
@@ -129,8 +158,16 @@ def test_a_key_removed_from_the_inventory_is_unknown_never_silently_trusted(clea
     home = tmp_path / "home"  # the default known_hosts: ~/.ssh/known_hosts, absent
     home.mkdir()
     (tmp_path / "p.toml").write_text(PLAYBOOK)
-    args = ("run", tmp_path / "p.toml", "-i", inventory(lab, tmp_path, remove_cowsays_key),
-            "--no-apply", "--json", "--retries", "0")
+    args = (
+        "run",
+        tmp_path / "p.toml",
+        "-i",
+        inventory(lab, tmp_path, remove_cowsays_key),
+        "--no-apply",
+        "--json",
+        "--retries",
+        "0",
+    )
 
     refused = fedi(*args, env={"HOME": str(home)})
     assert refused.exit_code == 1
@@ -157,10 +194,13 @@ def test_a_key_removed_from_the_inventory_is_unknown_never_silently_trusted(clea
     assert oct(os.stat(home / ".ssh").st_mode & 0o777) == "0o700"
 
 
-@pytest.mark.reliability("security", "host keys: a changed key recorded in --known-hosts",
-                         "refused even with --accept-new-host-keys (exit 1): the message names "
-                         "the presented and the recorded fingerprints and the known_hosts file; "
-                         "a recorded key of another type is a changed key too, not a new host")
+@pytest.mark.reliability(
+    "security",
+    "host keys: a changed key recorded in --known-hosts",
+    "refused even with --accept-new-host-keys (exit 1): the message names "
+    "the presented and the recorded fingerprints and the known_hosts file; "
+    "a recorded key of another type is a changed key too, not a new host",
+)
 def test_a_changed_key_in_known_hosts_names_both_fingerprints_and_the_file(clean, tmp_path):
     lab = clean
     from cryptography.hazmat.primitives import serialization
@@ -172,14 +212,30 @@ def test_a_changed_key_in_known_hosts_names_both_fingerprints_and_the_file(clean
 
     (tmp_path / "p.toml").write_text(PLAYBOOK)
     known_hosts = tmp_path / "known_hosts"
-    args = ("run", tmp_path / "p.toml", "-i", inventory(lab, tmp_path, unpin), "--no-apply",
-            "--json", "--known-hosts", known_hosts, "--retries", "0", "--accept-new-host-keys")
+    args = (
+        "run",
+        tmp_path / "p.toml",
+        "-i",
+        inventory(lab, tmp_path, unpin),
+        "--no-apply",
+        "--json",
+        "--known-hosts",
+        known_hosts,
+        "--retries",
+        "0",
+        "--accept-new-host-keys",
+    )
     hello, cowsay = lab.hosts["hello"], lab.hosts["cowsay"]
-    other_type = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    other_type = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
     for recorded in (" ".join(hello.host_key.split()[:2]), other_type):
-        known_hosts.write_text(f"{cowsay.address} {recorded}\n"
-                               f"{hello.address} {' '.join(hello.host_key.split()[:2])}\n")
+        known_hosts.write_text(
+            f"{cowsay.address} {recorded}\n{hello.address} {' '.join(hello.host_key.split()[:2])}\n"
+        )
         changed = fedi(*args)
         assert changed.exit_code == 1
         message = changed.finished()["tasks.mark@cowsay"]["message"]

@@ -4,7 +4,6 @@ any output, report or the state file."""
 from __future__ import annotations
 
 import pytest
-
 from run_helpers import fedi
 
 pytestmark = pytest.mark.lab
@@ -23,10 +22,13 @@ TOKEN = "/var/lib/fedi-run/secrets/vault/token"
 KEY_ID = "/var/lib/fedi-run/secrets/vault/key-id"
 
 
-@pytest.mark.reliability("security", "secrets masked in every output (a task prints them)",
-                         "placed once, 0400 in 0700, kept unless rotated; ******** in -v, JSON, "
-                         "JUnit, history and show-run, never in the state files; teardown "
-                         "removes them")
+@pytest.mark.reliability(
+    "security",
+    "secrets masked in every output (a task prints them)",
+    "placed once, 0400 in 0700, kept unless rotated; ******** in -v, JSON, "
+    "JUnit, history and show-run, never in the state files; teardown "
+    "removes them",
+)
 def test_secrets_are_placed_once_and_masked_everywhere(basic_lab, tmp_path):
     lab = basic_lab
     playbook = tmp_path / "p.toml"
@@ -38,7 +40,9 @@ def test_secrets_are_placed_once_and_masked_everywhere(basic_lab, tmp_path):
     token = lab.read_file("hello", TOKEN).decode()
     key_id = lab.read_file("hello", KEY_ID).decode()
     assert len(token) == 64 and key_id.startswith("GK") and len(key_id) == 26
-    assert lab.run("hello", f"stat -c %a {TOKEN} {KEY_ID} /var/lib/fedi-run/secrets/vault", check=True).stdout.split() == ["400", "400", "700"]
+    assert lab.run(
+        "hello", f"stat -c %a {TOKEN} {KEY_ID} /var/lib/fedi-run/secrets/vault", check=True
+    ).stdout.split() == ["400", "400", "700"]
     assert verbose.exit_code == 1  # vault.leak fails on purpose, printing the token
 
     as_json = fedi(*base, "--json", "--junit", junit)
@@ -64,6 +68,15 @@ def test_secrets_are_placed_once_and_masked_everywhere(basic_lab, tmp_path):
     assert rotated.finished()["vault.secrets"]["status"] == "changed"
     assert lab.read_file("hello", TOKEN).decode() != token
 
-    down = fedi("teardown", playbook, "-i", lab.inventory_path, "--no-apply", "--plugin", "vault_service", "--json")
+    down = fedi(
+        "teardown",
+        playbook,
+        "-i",
+        lab.inventory_path,
+        "--no-apply",
+        "--plugin",
+        "vault_service",
+        "--json",
+    )
     assert down.exit_code == 0, down.stdout
     assert lab.run("hello", "test -e /var/lib/fedi-run").exit_status != 0

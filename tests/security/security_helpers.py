@@ -31,13 +31,23 @@ SECRETS_ROOT = "/var/lib/fedi-run/secrets"
 Result = CliResult
 
 
-def cli(*args: object, umask: int | None = None, env: dict | None = None, cwd: Path | None = None,
-        timeout: float = 300) -> Result:
+def cli(
+    *args: object,
+    umask: int | None = None,
+    env: dict | None = None,
+    cwd: Path | None = None,
+    timeout: float = 300,
+) -> Result:
     """``fedi-run ARGS`` in a subprocess of its own (``umask`` set in it before it starts)."""
     done = subprocess.run(
-        [sys.executable, "-m", "fedi_run.engine.cli", *(str(a) for a in args)],
-        env={**os.environ, **(env or {})}, cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, umask=-1 if umask is None else umask, check=False,
+        [sys.executable, "-m", "fedi_run.engine.cli.main", *(str(a) for a in args)],
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        umask=-1 if umask is None else umask,
+        check=False,
     )
     return Result(done.returncode, done.stdout, done.stderr)
 
@@ -47,8 +57,9 @@ def standin_env(log: Path) -> dict[str, str]:
     return {"PATH": f"{STANDIN}:{os.environ['PATH']}", "NIXOPS4_STANDIN_LOG": str(log)}
 
 
-def with_enabled(target: Path, enabled: set[str], source: Path = EXAMPLE,
-                 **replacements: str) -> Path:
+def with_enabled(
+    target: Path, enabled: set[str], source: Path = EXAMPLE, **replacements: str
+) -> Path:
     """A copy of the playbook ``source`` at ``target`` enabling exactly ``enabled``."""
     return helpers.with_enabled(source, target, enabled, **replacements)
 
@@ -80,9 +91,12 @@ def loose_entries(root: Path) -> list[str]:
 
 def target_secret_modes(lab, host: str) -> dict[str, str]:
     """Every entry under the host's secrets root: path → ``<d|f> <mode>``."""
-    listing = lab.run(host, f"find {SECRETS_ROOT} -printf '%y %m %p\\n' 2>/dev/null; true",
-                      check=True).stdout
-    return {line.split(" ", 2)[2]: " ".join(line.split(" ", 2)[:2]) for line in listing.splitlines()}
+    listing = lab.run(
+        host, f"find {SECRETS_ROOT} -printf '%y %m %p\\n' 2>/dev/null; true", check=True
+    ).stdout
+    return {
+        line.split(" ", 2)[2]: " ".join(line.split(" ", 2)[:2]) for line in listing.splitlines()
+    }
 
 
 # --- sampling while a run goes on --------------------------------------------------------------
@@ -97,8 +111,12 @@ class Sampler:
     in the given mount namespaces); ``loose`` each non-private entry seen under ``watch``;
     ``sweeps`` how many passes were made."""
 
-    def __init__(self, watch: Path | None = None, pause: float = 0.004,
-                 namespaces: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        watch: Path | None = None,
+        pause: float = 0.004,
+        namespaces: frozenset[str] = frozenset(),
+    ):
         self.watch = watch
         self.pause = pause
         self.namespaces = namespaces
@@ -181,8 +199,11 @@ class LeakScan:
     hits: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._needles = [(name, form, needle) for name, value in self.secrets.items()
-                         for form, needle in variants(value).items()]
+        self._needles = [
+            (name, form, needle)
+            for name, value in self.secrets.items()
+            for form, needle in variants(value).items()
+        ]
 
     @property
     def needles(self) -> int:

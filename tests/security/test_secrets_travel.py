@@ -9,9 +9,10 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from fedi_run.engine.cli import cli as fedi_cli
-from fedi_run.engine.connection import HostConnection
 from security_helpers import SECRETS_ROOT, cli, loose_entries, standin_env, target_secret_modes
+
+from fedi_run.engine.cli.main import cli as fedi_cli
+from fedi_run.engine.execute.connection import HostConnection
 
 pytestmark = pytest.mark.lab
 
@@ -44,9 +45,12 @@ def _secrets_on(lab, hosts) -> dict[str, str]:
     return found
 
 
-@pytest.mark.reliability("security", "secrets on the command line (compiled scripts of a run)",
-                         "no placed secret is in any command's text; each is in a stdin payload; "
-                         "on a second run with --rotate-secrets too")
+@pytest.mark.reliability(
+    "security",
+    "secrets on the command line (compiled scripts of a run)",
+    "no placed secret is in any command's text; each is in a stdin payload; "
+    "on a second run with --rotate-secrets too",
+)
 def test_secrets_travel_on_stdin_never_in_a_command(lab_factory, tmp_path, monkeypatch):
     lab = lab_factory(["garage", "mastodon"])
     (tmp_path / "password").write_text(PASSWORD + "\n")
@@ -63,9 +67,11 @@ def test_secrets_travel_on_stdin_never_in_a_command(lab_factory, tmp_path, monke
     values: dict[str, str] = {}
     for extra in ((), ("--rotate-secrets",)):
         before = len(sent)
-        result = CliRunner().invoke(fedi_cli, ["run", str(playbook), "-i", str(lab.inventory_path),
-                                               "--no-apply", "--json", *extra],
-                                    catch_exceptions=False)
+        result = CliRunner().invoke(
+            fedi_cli,
+            ["run", str(playbook), "-i", str(lab.inventory_path), "--no-apply", "--json", *extra],
+            catch_exceptions=False,
+        )
         assert result.exit_code == 0, result.stdout[-3000:]
         placed = _secrets_on(lab, ("garage", "mastodon"))
         assert len(placed) >= 14, placed.keys()
@@ -85,10 +91,13 @@ def test_secrets_travel_on_stdin_never_in_a_command(lab_factory, tmp_path, monke
     assert PASSWORD not in "".join(command for _, command, _ in sent)
 
 
-@pytest.mark.reliability("security", "deployer files under umask 022",
-                         "the state directory, logs, lock and the rendered deployment: files "
-                         "0600 or stricter, directories 0700; the JUnit report 0600; the "
-                         "teardown leaves no secret file or directory on the hosts")
+@pytest.mark.reliability(
+    "security",
+    "deployer files under umask 022",
+    "the state directory, logs, lock and the rendered deployment: files "
+    "0600 or stricter, directories 0700; the JUnit report 0600; the "
+    "teardown leaves no secret file or directory on the hosts",
+)
 def test_the_deployers_files_are_private_under_umask_022(lab_factory, tmp_path):
     lab = lab_factory(["garage", "mastodon"])
     (tmp_path / "password").write_text(PASSWORD + "\n")
@@ -96,9 +105,19 @@ def test_the_deployers_files_are_private_under_umask_022(lab_factory, tmp_path):
     playbook.write_text(PLAYBOOK)
     env = standin_env(tmp_path / "nixops4.log")
     for command in ("run", "teardown"):
-        result = cli(command, playbook, "-i", lab.inventory_path, "-v", "--json",
-                     "--junit", tmp_path / "reports" / f"{command}.xml", umask=0o022, env=env,
-                     cwd=tmp_path)
+        result = cli(
+            command,
+            playbook,
+            "-i",
+            lab.inventory_path,
+            "-v",
+            "--json",
+            "--junit",
+            tmp_path / "reports" / f"{command}.xml",
+            umask=0o022,
+            env=env,
+            cwd=tmp_path,
+        )
         assert result.exit_code == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert loose_entries(tmp_path / ".fedi-run") == []
         assert (tmp_path / ".fedi-run" / "travel" / "flake.nix").is_file()
@@ -108,24 +127,43 @@ def test_the_deployers_files_are_private_under_umask_022(lab_factory, tmp_path):
         assert lab.run(host, "find /var/lib/fedi-run", check=False).stdout == "", host
 
 
-@pytest.mark.reliability("security", "secrets placed by plugin functions, printed in a later "
-                         "run that does not place them (an app's S3 key, the VAPID pair, the "
-                         "initial user's password)", "masked in -v and JSON like a generated "
-                         "secret: the executor learns every declared path's value first")
-def test_secrets_placed_by_calls_are_masked_in_a_run_that_does_not_place_them(lab_factory,
-                                                                               tmp_path):
+@pytest.mark.reliability(
+    "security",
+    "secrets placed by plugin functions, printed in a later "
+    "run that does not place them (an app's S3 key, the VAPID pair, the "
+    "initial user's password)",
+    "masked in -v and JSON like a generated "
+    "secret: the executor learns every declared path's value first",
+)
+def test_secrets_placed_by_calls_are_masked_in_a_run_that_does_not_place_them(
+    lab_factory, tmp_path
+):
     lab = lab_factory(["garage", "mastodon"])
     (tmp_path / "password").write_text(PASSWORD + "\n")
     playbook = tmp_path / "travel.toml"
-    shown = [f"{SECRETS_ROOT}/mastodon/{name}" for name in
-             ("vapid-private-key", "s3/secret", "initial-user", "secret-key-base")]
+    shown = [
+        f"{SECRETS_ROOT}/mastodon/{name}"
+        for name in ("vapid-private-key", "s3/secret", "initial-user", "secret-key-base")
+    ]
     playbook.write_text(PLAYBOOK)
     first = cli("run", playbook, "-i", lab.inventory_path, "--no-apply", "--json", cwd=tmp_path)
     assert first.exit_code == 0, first.stdout[-3000:]
     # the operator's task that prints them, run on its own: the calls do not run this time
-    playbook.write_text(PLAYBOOK + f'\n[tasks.show]\nhost = "mastodon"\nrun = "cat {" ".join(shown)}"\n')
-    show = cli("run", playbook, "-i", lab.inventory_path, "--no-apply", "--json", "-v",
-               "--only", "tasks.show", cwd=tmp_path)
+    playbook.write_text(
+        PLAYBOOK + f'\n[tasks.show]\nhost = "mastodon"\nrun = "cat {" ".join(shown)}"\n'
+    )
+    show = cli(
+        "run",
+        playbook,
+        "-i",
+        lab.inventory_path,
+        "--no-apply",
+        "--json",
+        "-v",
+        "--only",
+        "tasks.show",
+        cwd=tmp_path,
+    )
     assert show.exit_code == 0 and show.finished()["tasks.show"]["output"]
     for path in shown:
         value = lab.read_file("mastodon", path).decode()

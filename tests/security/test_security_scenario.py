@@ -84,27 +84,48 @@ def scenario(lab, tmp_path_factory):
     loose_after: dict[str, list[str]] = {}
     target_modes: dict[str, dict[str, str]] = {}
     placed: dict[str, str] = {}
-    namespaces = frozenset(os.readlink(f"/proc/{lab.hosts[host].process.pid}/ns/mnt")
-                           for host in HOSTS)
+    namespaces = frozenset(
+        os.readlink(f"/proc/{lab.hosts[host].process.pid}/ns/mnt") for host in HOSTS
+    )
     with Sampler(watch=state_dir, namespaces=namespaces) as sampler:
         for number, (step, command, enabled) in enumerate(STEPS):
-            with_enabled(playbook, enabled,
-                         **{'email = "ops@fediversity.net"': 'email = "ops@fedi-test.org"'})
+            with_enabled(
+                playbook,
+                enabled,
+                **{'email = "ops@fediversity.net"': 'email = "ops@fedi-test.org"'},
+            )
             junit = base / f"junit-{number}-{step}.xml"
             display = ("--json",) if step != "again" else ()  # one step shows the live display
-            result = cli(command, playbook, "-i", lab.inventory_path, "-v", *display,
-                         "--junit", junit, umask=0o000, env=env, cwd=base)
+            result = cli(
+                command,
+                playbook,
+                "-i",
+                lab.inventory_path,
+                "-v",
+                *display,
+                "--junit",
+                junit,
+                umask=0o000,
+                env=env,
+                cwd=base,
+            )
             outputs[f"{step}: stdout"] = result.stdout
             outputs[f"{step}: stderr"] = result.stderr
             outputs[f"{step}: junit"] = junit.read_text()
             assert result.exit_code == 0, (step, result.stdout[-3000:], result.stderr[-3000:])
             loose_after[step] = loose_entries(state_dir)
-            target_modes[step] = {f"{host}:{path}": mode for host in HOSTS
-                                  for path, mode in target_secret_modes(lab, host).items()}
+            target_modes[step] = {
+                f"{host}:{path}": mode
+                for host in HOSTS
+                for path, mode in target_secret_modes(lab, host).items()
+            }
             if command == "run":
                 placed.update(_host_secrets(lab))
-    for extra in (("history", playbook, "--json"), ("show-run", playbook, "2"),
-                  ("show-run", playbook, "5")):
+    for extra in (
+        ("history", playbook, "--json"),
+        ("show-run", playbook, "2"),
+        ("show-run", playbook, "5"),
+    ):
         shown = cli(*extra, env=env, cwd=base)
         assert shown.exit_code == 0, shown.stderr
         outputs[" ".join(map(str, extra[:1] + extra[2:]))] = shown.stdout + shown.stderr
@@ -112,8 +133,11 @@ def scenario(lab, tmp_path_factory):
     secrets = {**placed, "initial user's password": PASSWORD}
     # the ACME account key is the deployer's own secret: only in its file, nowhere else
     [key] = (state_dir / "acme").glob("*-account.pem")
-    account_key = {f"ACME account key, line {n}": line for n, line in
-                   enumerate(key.read_text().splitlines()) if not line.startswith("-----")}
+    account_key = {
+        f"ACME account key, line {n}": line
+        for n, line in enumerate(key.read_text().splitlines())
+        if not line.startswith("-----")
+    }
     scan = _scan({**secrets, **account_key}, lab, base, state_dir, rendered, log, outputs)
     own = LeakScan(secrets)  # the key's own directory (left out above): every other secret
     own.tree("state directory", state_dir / "acme")
@@ -121,9 +145,15 @@ def scenario(lab, tmp_path_factory):
     scan.files["state directory"] += own.files["state directory"]
     canary = _planted_scan(lab, base, state_dir, rendered, log, outputs)
     return {
-        "sampler": sampler, "loose_after": loose_after, "target_modes": target_modes,
-        "secrets": secrets, "scan": scan, "canary": canary, "rendered": rendered,
-        "state_dir": state_dir, "log": log,
+        "sampler": sampler,
+        "loose_after": loose_after,
+        "target_modes": target_modes,
+        "secrets": secrets,
+        "scan": scan,
+        "canary": canary,
+        "rendered": rendered,
+        "state_dir": state_dir,
+        "log": log,
     }
 
 
@@ -157,8 +187,15 @@ def _planted_scan(lab, base, state_dir, rendered, log, outputs) -> dict[str, lis
     lab.write_file("mastodon", "/var/log/planted.log", f"{canary}\n")
     lab.run("pixelfed", f"echo {canary} >> /root/.bash_history", check=True)
     try:
-        scan = _scan({"canary": canary}, lab, base, state_dir, rendered, log,
-                     {**outputs, "planted output": f"... {canary} ..."})
+        scan = _scan(
+            {"canary": canary},
+            lab,
+            base,
+            state_dir,
+            rendered,
+            log,
+            {**outputs, "planted output": f"... {canary} ..."},
+        )
     finally:
         planted_state.unlink()
         planted_rendered.unlink()
@@ -168,10 +205,13 @@ def _planted_scan(lab, base, state_dir, rendered, log, outputs) -> dict[str, lis
     return {"hits": scan.hits, "files": scan.files}
 
 
-@pytest.mark.reliability("security", "deployer files under umask 000 (the cli-check scenario)",
-                         "the state directory, its database, lock, logs and ACME key, and the "
-                         "rendered deployment: files 0600 or stricter, directories 0700, after "
-                         "every step and whenever sampled during the runs")
+@pytest.mark.reliability(
+    "security",
+    "deployer files under umask 000 (the cli-check scenario)",
+    "the state directory, its database, lock, logs and ACME key, and the "
+    "rendered deployment: files 0600 or stricter, directories 0700, after "
+    "every step and whenever sampled during the runs",
+)
 def test_the_deployers_files_are_private_under_umask_000(scenario):
     for step, loose in scenario["loose_after"].items():
         assert loose == [], step
@@ -184,9 +224,11 @@ def test_the_deployers_files_are_private_under_umask_000(scenario):
     assert (scenario["rendered"] / "flake.nix").is_file()
 
 
-@pytest.mark.reliability("security", "secret files on the targets (the cli-check scenario)",
-                         "every file under /var/lib/fedi-run/secrets is 0400, every directory "
-                         "0700, after every step")
+@pytest.mark.reliability(
+    "security",
+    "secret files on the targets (the cli-check scenario)",
+    "every file under /var/lib/fedi-run/secrets is 0400, every directory 0700, after every step",
+)
 def test_secret_files_on_the_targets_are_0400_in_0700(scenario):
     seen_files = 0
     for step, modes in scenario["target_modes"].items():
@@ -195,13 +237,18 @@ def test_secret_files_on_the_targets_are_0400_in_0700(scenario):
             assert octal == ("400" if kind == "f" else "700"), (step, path, mode)
             seen_files += kind == "f"
     assert seen_files > 40
-    assert not any(path.endswith("/secrets/mastodon/secret-key-base") for path in
-                   scenario["target_modes"]["teardown"])
+    assert not any(
+        path.endswith("/secrets/mastodon/secret-key-base")
+        for path in scenario["target_modes"]["teardown"]
+    )
 
 
-@pytest.mark.reliability("security", "secrets on command lines (the cli-check scenario)",
-                         "no secret on any process's command line on the deployer or the hosts, "
-                         "sampled continuously; the sampler saw the runs' scripts")
+@pytest.mark.reliability(
+    "security",
+    "secrets on command lines (the cli-check scenario)",
+    "no secret on any process's command line on the deployer or the hosts, "
+    "sampled continuously; the sampler saw the runs' scripts",
+)
 def test_no_secret_is_ever_on_a_command_line(scenario):
     sampler = scenario["sampler"]
     scripts = [line for line in sampler.in_namespaces if b"@@fedi-" in line]
@@ -211,26 +258,43 @@ def test_no_secret_is_ever_on_a_command_line(scenario):
             assert value.encode() not in line, f"{name} on a command line: {line[:200]!r}"
 
 
-@pytest.mark.reliability("security", "leak scan after the cli-check scenario (-v, --json, "
-                         "--junit)", "zero hits of every generated secret and the password, raw "
-                         "or encoded, in the state directory, the rendered deployment, every "
-                         "output, the stand-in's record and the lab hosts' files")
+@pytest.mark.reliability(
+    "security",
+    "leak scan after the cli-check scenario (-v, --json, --junit)",
+    "zero hits of every generated secret and the password, raw "
+    "or encoded, in the state directory, the rendered deployment, every "
+    "output, the stand-in's record and the lab hosts' files",
+)
 def test_no_secret_leaks_anywhere(scenario):
     scan = scenario["scan"]
     assert scan.hits == []
     assert len(scenario["secrets"]) > 25 and scan.needles > 60
-    for category in ("state directory", "rendered deployment", "output",
-                     "nixops4 stand-in record", "lab host"):
+    for category in (
+        "state directory",
+        "rendered deployment",
+        "output",
+        "nixops4 stand-in record",
+        "lab host",
+    ):
         assert scan.files.get(category, 0) > 0, category
     assert scan.files["output"] >= 3 * len(STEPS)
 
 
-@pytest.mark.reliability("security", "the leak scan can fail", "a value planted in the state "
-                         "directory, the rendered deployment, an output, the stand-in's record, a "
-                         "host's /var/log and a host's shell history is found in each")
+@pytest.mark.reliability(
+    "security",
+    "the leak scan can fail",
+    "a value planted in the state "
+    "directory, the rendered deployment, an output, the stand-in's record, a "
+    "host's /var/log and a host's shell history is found in each",
+)
 def test_the_leak_scan_finds_a_planted_value(scenario):
     hits = scenario["canary"]["hits"]
-    for place in ("state directory: ", "rendered deployment: ", "output: planted output",
-                  "nixops4 stand-in record: ", "/private/var/log/planted.log",
-                  "/private/root/.bash_history"):
+    for place in (
+        "state directory: ",
+        "rendered deployment: ",
+        "output: planted output",
+        "nixops4 stand-in record: ",
+        "/private/var/log/planted.log",
+        "/private/root/.bash_history",
+    ):
         assert any(place in hit for hit in hits), (place, hits)

@@ -18,8 +18,9 @@ import shlex
 import pytest
 import tomli_w
 from click.testing import CliRunner
-from fedi_run.engine.cli import cli as fedi_cli
 from security_helpers import cli
+
+from fedi_run.engine.cli.main import cli as fedi_cli
 
 HOSTILE = [
     "$(touch pwned-{n})",
@@ -52,60 +53,96 @@ def _playbook(tmp_path, lab) -> dict:
     (tmp_path / "password").write_text(PASSWORD + "\n")
     tasks: dict[str, dict] = {
         "root": {"host": "target", "directory": {"path": ROOT, "mode": "0755"}},
-        "blocker": {"host": "target", "requires": ["tasks.root"],
-                    "file": {"path": f"{ROOT}/blocker", "content": "a file, not a directory\n"}},
-        "src": {"host": "target", "requires": ["tasks.root"],
-                "file": {"path": f"{ROOT}/from-src", "src": str(src)}},
-        "display-name": {"host": "target", "requires": ["tasks.root"],
-                         "run": f"printf %s {{{{ initial_user.display_name | quote }}}} "
-                                f"> {ROOT}/display-name"},
-        "control": {"host": "target", "run": "touch pwned-control",
-                    "description": "the one task that does touch a marker"},
+        "blocker": {
+            "host": "target",
+            "requires": ["tasks.root"],
+            "file": {"path": f"{ROOT}/blocker", "content": "a file, not a directory\n"},
+        },
+        "src": {
+            "host": "target",
+            "requires": ["tasks.root"],
+            "file": {"path": f"{ROOT}/from-src", "src": str(src)},
+        },
+        "display-name": {
+            "host": "target",
+            "requires": ["tasks.root"],
+            "run": f"printf %s {{{{ initial_user.display_name | quote }}}} > {ROOT}/display-name",
+        },
+        "control": {
+            "host": "target",
+            "run": "touch pwned-control",
+            "description": "the one task that does touch a marker",
+        },
     }
     for i in range(len(HOSTILE)):
         after = {"host": "target", "requires": ["tasks.root"]}
-        tasks[f"content-{i}"] = {**after, "description": _value(i, "description"),
-                                 "file": {"path": f"{ROOT}/content-{i}",
-                                          "content": _value(i, "content")}}
+        tasks[f"content-{i}"] = {
+            **after,
+            "description": _value(i, "description"),
+            "file": {"path": f"{ROOT}/content-{i}", "content": _value(i, "content")},
+        }
         if "\n" in HOSTILE[i]:  # a path holds no newline: refused where it enters
             continue
-        tasks[f"file-{i}"] = {**after, "file": {"path": f"{ROOT}/f-{_value(i, 'file')}",
-                                                "content": "x\n", "mode": "0600"}}
+        tasks[f"file-{i}"] = {
+            **after,
+            "file": {"path": f"{ROOT}/f-{_value(i, 'file')}", "content": "x\n", "mode": "0600"},
+        }
         tasks[f"dir-{i}"] = {**after, "directory": {"path": f"{ROOT}/d-{_value(i, 'dir')}"}}
         created = f"{ROOT}/c-{_value(i, 'creates')}"
-        tasks[f"creates-{i}"] = {**after, "run": f"touch -- {shlex.quote(created)}",
-                                 "creates": created}
+        tasks[f"creates-{i}"] = {
+            **after,
+            "run": f"touch -- {shlex.quote(created)}",
+            "creates": created,
+        }
         blocked = {"host": "target", "requires": ["tasks.blocker"]}
-        tasks[f"blocked-dir-{i}"] = {**blocked, "directory": {
-            "path": f"{ROOT}/blocker/d-{_value(i, 'blocked-dir')}"}}
-        tasks[f"blocked-file-{i}"] = {**blocked, "file": {
-            "path": f"{ROOT}/blocker/f-{_value(i, 'blocked-file')}", "content": "x\n"}}
+        tasks[f"blocked-dir-{i}"] = {
+            **blocked,
+            "directory": {"path": f"{ROOT}/blocker/d-{_value(i, 'blocked-dir')}"},
+        }
+        tasks[f"blocked-file-{i}"] = {
+            **blocked,
+            "file": {"path": f"{ROOT}/blocker/f-{_value(i, 'blocked-file')}", "content": "x\n"},
+        }
     target = lab.hosts["target"]
     return {
         "deployment": {"name": "injection", "domain": "injection.example.org"},
-        "hosts": {"target": {"address": target.address, "port": target.port,
-                             "host_key": target.host_key, "identity": str(lab.identity)}},
-        "services": {"garage": {"host": "target"},
-                     "pixelfed": {"enable": True, "host": "target"}},
-        "initial_user": {"username": "admin", "display_name": DISPLAY_NAME,
-                         "email": "admin@injection.example.org",
-                         "password_file": str(tmp_path / "password")},
+        "hosts": {
+            "target": {
+                "address": target.address,
+                "port": target.port,
+                "host_key": target.host_key,
+                "identity": str(lab.identity),
+            }
+        },
+        "services": {"garage": {"host": "target"}, "pixelfed": {"enable": True, "host": "target"}},
+        "initial_user": {
+            "username": "admin",
+            "display_name": DISPLAY_NAME,
+            "email": "admin@injection.example.org",
+            "password_file": str(tmp_path / "password"),
+        },
         "run": {"dns": "off"},
         "tasks": tasks,
     }
 
 
 def _markers_on_host(lab) -> list[str]:
-    found = lab.run("target", "find / -maxdepth 4 -name 'pwned-*' -not -path '/proc/*' "
-                    "2>/dev/null; true", check=True).stdout
+    found = lab.run(
+        "target",
+        "find / -maxdepth 4 -name 'pwned-*' -not -path '/proc/*' 2>/dev/null; true",
+        check=True,
+    ).stdout
     return sorted(found.split())
 
 
 @pytest.mark.lab
-@pytest.mark.reliability("security", "hostile text in free-text fields (file content and src, "
-                         "descriptions, file/directory/creates paths, display name)",
-                         "nothing runs on the host or the deployer; each value arrives as data "
-                         "(file contents, names); tasks whose parent is a file fail naming it")
+@pytest.mark.reliability(
+    "security",
+    "hostile text in free-text fields (file content and src, "
+    "descriptions, file/directory/creates paths, display name)",
+    "nothing runs on the host or the deployer; each value arrives as data "
+    "(file contents, names); tasks whose parent is a file fail naming it",
+)
 def test_hostile_values_reach_the_host_as_data_only(lab_factory, tmp_path):
     lab = lab_factory(["target"])
     playbook = tmp_path / "injection.toml"
@@ -131,13 +168,18 @@ def test_hostile_values_reach_the_host_as_data_only(lab_factory, tmp_path):
     # Each value arrived as it was: file contents byte for byte, names as given.
     for i in range(len(HOSTILE)):
         assert lab.read_file("target", f"{ROOT}/content-{i}") == _value(i, "content").encode()
-    names = set(lab.run("target", f"find {ROOT} -mindepth 1 -maxdepth 1 -printf '%f\\0'",
-                        check=True).stdout.split("\0")) - {""}
+    names = set(
+        lab.run(
+            "target", f"find {ROOT} -mindepth 1 -maxdepth 1 -printf '%f\\0'", check=True
+        ).stdout.split("\0")
+    ) - {""}
     for i, hostile in enumerate(HOSTILE):
         if "\n" not in hostile:
             assert {f"f-{_value(i, 'file')}", f"d-{_value(i, 'dir')}"} <= names, i
-    assert lab.read_file("target", f"{ROOT}/from-src") == "".join(
-        _value(i, "src") for i in range(len(HOSTILE))).encode()
+    assert (
+        lab.read_file("target", f"{ROOT}/from-src")
+        == "".join(_value(i, "src") for i in range(len(HOSTILE))).encode()
+    )
     assert lab.read_file("target", f"{ROOT}/display-name") == DISPLAY_NAME.encode()
     initial_user = lab.read_file("target", "/var/lib/fedi-run/secrets/pixelfed/initial-user")
     assert json.loads(initial_user)["displayName"] == DISPLAY_NAME
@@ -151,44 +193,62 @@ def test_hostile_values_reach_the_host_as_data_only(lab_factory, tmp_path):
     assert down.exit_code == 0, down.stdout[-3000:] + down.stderr[-3000:]
     assert _markers_on_host(lab) == ["/root/pwned-control"]
     assert list(tmp_path.rglob("pwned-*")) == []
-    left = set(lab.run("target", f"find {ROOT} -mindepth 1 -printf '%P\\0'",
-                       check=True).stdout.split("\0")) - {""}
+    left = set(
+        lab.run("target", f"find {ROOT} -mindepth 1 -printf '%P\\0'", check=True).stdout.split("\0")
+    ) - {""}
     # what commands made stays (a command has no undo); every file and directory went
-    assert left == {"display-name"} | {f"c-{_value(i, 'creates')}" for i, hostile in
-                                        enumerate(HOSTILE) if "\n" not in hostile}, left
+    assert left == {"display-name"} | {
+        f"c-{_value(i, 'creates')}" for i, hostile in enumerate(HOSTILE) if "\n" not in hostile
+    }, left
 
 
-@pytest.mark.reliability("security", "a target path with a newline; a relative `creates`",
-                         "exit 2 naming the key and 'expected an absolute path on the host'")
+@pytest.mark.reliability(
+    "security",
+    "a target path with a newline; a relative `creates`",
+    "exit 2 naming the key and 'expected an absolute path on the host'",
+)
 def test_a_path_with_a_newline_is_refused_where_it_enters(tmp_path):
     """The one thing a target path may not hold besides NUL (the fuzz suite covers names)."""
     playbook = tmp_path / "p.toml"
-    playbook.write_text(tomli_w.dumps({
-        "deployment": {"name": "x", "domain": "x.example.org"},
-        "hosts": {"h": {"address": "127.0.0.1", "port": 1}},
-        "tasks": {
-            "a": {"host": "h", "file": {"path": "/srv/a\ntouch pwned", "content": ""}},
-            "b": {"host": "h", "run": "true", "creates": "relative/path"},
-        },
-    }))
+    playbook.write_text(
+        tomli_w.dumps(
+            {
+                "deployment": {"name": "x", "domain": "x.example.org"},
+                "hosts": {"h": {"address": "127.0.0.1", "port": 1}},
+                "tasks": {
+                    "a": {"host": "h", "file": {"path": "/srv/a\ntouch pwned", "content": ""}},
+                    "b": {"host": "h", "run": "true", "creates": "relative/path"},
+                },
+            }
+        )
+    )
     result = cli("validate", playbook, cwd=tmp_path)
     assert result.exit_code == 2
     assert "tasks.a.file.path" in result.stderr and "tasks.b.creates" in result.stderr
     assert "expected an absolute path on the host" in result.stderr
 
 
-@pytest.mark.reliability("security", "an identity path with shell characters",
-                         "exit 2 naming hosts.<name>.identity and the characters: NixOps4's ssh "
-                         "options are one string a shell may split; nothing rendered or run")
+@pytest.mark.reliability(
+    "security",
+    "an identity path with shell characters",
+    "exit 2 naming hosts.<name>.identity and the characters: NixOps4's ssh "
+    "options are one string a shell may split; nothing rendered or run",
+)
 def test_an_identity_path_with_shell_characters_is_refused(tmp_path):
     playbook = tmp_path / "p.toml"
     for identity in ("keys/$(reboot)", "keys/`reboot`", "keys/a;b", "keys/'q'", "keys/a|b"):
-        playbook.write_text(tomli_w.dumps({
-            "deployment": {"name": "x", "domain": "x.example.org"},
-            "hosts": {"garage": {"address": "127.0.0.1", "port": 1, "identity": identity},
-                      "mastodon": {"address": "127.0.0.1", "port": 1}},
-            "services": {"mastodon": {"enable": True}},
-        }))
+        playbook.write_text(
+            tomli_w.dumps(
+                {
+                    "deployment": {"name": "x", "domain": "x.example.org"},
+                    "hosts": {
+                        "garage": {"address": "127.0.0.1", "port": 1, "identity": identity},
+                        "mastodon": {"address": "127.0.0.1", "port": 1},
+                    },
+                    "services": {"mastodon": {"enable": True}},
+                }
+            )
+        )
         result = CliRunner().invoke(fedi_cli, ["plan", str(playbook)])
         assert result.exit_code == 2, (identity, result.stdout, result.stderr)
         assert "hosts.garage.identity" in result.stderr and "shell" in result.stderr

@@ -12,9 +12,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from fedi_run.engine.plugins import Plugins
-from fedi_run.engine.project import load_project
 from helpers import with_enabled
+
+from fedi_run.engine.plugin.manager import Plugins
+from fedi_run.engine.project import load_project
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fediversity.toml"
@@ -35,8 +36,12 @@ def nix_instantiate(*args: str, timeout: float = 60) -> subprocess.CompletedProc
         "real Nix parser and evaluator (apt-get install nix-bin)"
     )
     return subprocess.run(
-        [executable, *args], env={**os.environ, **NIX_ENV}, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [executable, *args],
+        env={**os.environ, **NIX_ENV},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -76,15 +81,28 @@ def make_ca(directory: Path, name: str = "fedi-run test CA"):
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(key, hashes.SHA256())
     )
     pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
@@ -110,7 +128,8 @@ def make_leaf(directory: Path, ca, domain: str) -> tuple[Path, Path]:
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
         .issuer_name(ca_certificate.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
@@ -119,8 +138,13 @@ def make_leaf(directory: Path, ca, domain: str) -> tuple[Path, Path]:
     chain = directory / f"{domain}.crt"
     chain.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     key_file = directory / f"{domain}.key"
-    key_file.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return chain, key_file
 
 
@@ -148,9 +172,7 @@ class TlsServer:
         self.httpd = http.server.ThreadingHTTPServer((address, 0), Handler)
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.address, self.port = self.httpd.server_address[:2]
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, args=(0.05,), daemon=True
-        )
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self):
         self.thread.start()

@@ -19,8 +19,8 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from fedi_run.engine.actions import ActionFailed
-from fedi_run.engine.cli import cli
+from fedi_run.engine.cli.main import cli
+from fedi_run.engine.execute.perform import ActionFailed
 from fedi_run.plugins.acme import CA_LINK, CA_PATH, account
 from fedi_run.plugins.acme.trust import trust_link
 
@@ -62,7 +62,8 @@ def fedi(command: str, playbook: Path, *inventories: Path, args: tuple[str, ...]
 
 def write_playbook(directory: Path, *, accept_terms: bool = True, email: str = EMAIL) -> Path:
     path = directory / "playbook.toml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         [deployment]
         name = "{NAME}"
         domain = "fedi-test.org"
@@ -73,7 +74,8 @@ def write_playbook(directory: Path, *, accept_terms: bool = True, email: str = E
         [acme]
         email = "{email}"
         accept_terms = {str(accept_terms).lower()}
-        """))
+        """)
+    )
     return path
 
 
@@ -103,8 +105,9 @@ def account_status(lab, key: Path) -> str:
     from cryptography.hazmat.primitives import serialization
 
     private = serialization.load_pem_private_key(key.read_bytes(), password=None)
-    network = client.ClientNetwork(jose.JWKEC(key=private), alg=jose.ES256,
-                                   verify_ssl=str(lab.acme.ca_file), timeout=10)
+    network = client.ClientNetwork(
+        jose.JWKEC(key=private), alg=jose.ES256, verify_ssl=str(lab.acme.ca_file), timeout=10
+    )
     acme_client = client.ClientV2(client.ClientV2.get_directory(lab.acme.server, network), network)
     try:
         blank = messages.RegistrationResource(body=messages.Registration())
@@ -131,14 +134,18 @@ def test_run_trusts_the_ca_registers_the_account_and_teardown_undoes_it(lab, tmp
     assert first.exit_code == 0, first.stdout
     assert first.statuses() == {
         "acme.account": "changed",
-        "acme.trust@garage": "changed", "acme.trust@mastodon": "changed",
-        "acme.reach@garage": "ok", "acme.reach@mastodon": "ok",
+        "acme.trust@garage": "changed",
+        "acme.trust@mastodon": "changed",
+        "acme.reach@garage": "ok",
+        "acme.reach@mastodon": "ok",
     }
     finished = first.finished()
     assert finished["acme.account"]["changes"] == [
-        f"registered ACME account {EMAIL} at {lab.acme.server}"]
+        f"registered ACME account {EMAIL} at {lab.acme.server}"
+    ]
     assert finished["acme.trust@mastodon"]["changes"] == [
-        f"trusted the CA {lab.acme.ca_file} in {CA_PATH}"]
+        f"trusted the CA {lab.acme.ca_file} in {CA_PATH}"
+    ]
     for host in ("garage", "mastodon"):
         after = curl(lab, host)
         assert after.ok and after.stdout == "200", after  # its own trust store, no --cacert
@@ -193,13 +200,15 @@ def test_a_changed_email_updates_the_account(lab, tmp_path):
     check = fedi("run", playbook, lab.inventory_path, args=("--only", "acme.account", "--check"))
     assert check.exit_code == 0, check.stdout
     assert check.finished()["acme.account"]["changes"] == [
-        f"updated the ACME account's contact to admin@fedi-test.org at {lab.acme.server}"]
+        f"updated the ACME account's contact to admin@fedi-test.org at {lab.acme.server}"
+    ]
     # a check changes nothing
     assert account_status(lab, key_file(playbook)) == f"valid mailto:{EMAIL}"
     changed = fedi("run", playbook, lab.inventory_path, args=("--only", "acme.account"))
     assert changed.exit_code == 0, changed.stdout
     assert changed.finished()["acme.account"]["changes"] == [
-        f"updated the ACME account's contact to admin@fedi-test.org at {lab.acme.server}"]
+        f"updated the ACME account's contact to admin@fedi-test.org at {lab.acme.server}"
+    ]
     assert account_status(lab, key_file(playbook)) == "valid mailto:admin@fedi-test.org"
 
 
@@ -210,8 +219,10 @@ def test_check_mode_changes_nothing_and_predicts_the_run(lab, tmp_path):
     assert check.exit_code == 0, check.stdout
     assert check.statuses() == {
         "acme.account": "changed",
-        "acme.trust@garage": "changed", "acme.trust@mastodon": "changed",
-        "acme.reach@garage": "ok", "acme.reach@mastodon": "ok",
+        "acme.trust@garage": "changed",
+        "acme.trust@mastodon": "changed",
+        "acme.reach@garage": "ok",
+        "acme.reach@mastodon": "ok",
     }
     assert not key_file(playbook).exists()
     for host in ("garage", "mastodon"):
@@ -220,12 +231,19 @@ def test_check_mode_changes_nothing_and_predicts_the_run(lab, tmp_path):
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("server, expected", [
-    ("https://127.0.0.1:1/dir", "cannot connect to the ACME server https://127.0.0.1:1/dir"),
-    ("{base}/no-such-directory", "{base}/no-such-directory is not an ACME directory (HTTP 404)"),
-])
+@pytest.mark.parametrize(
+    "server, expected",
+    [
+        ("https://127.0.0.1:1/dir", "cannot connect to the ACME server https://127.0.0.1:1/dir"),
+        (
+            "{base}/no-such-directory",
+            "{base}/no-such-directory is not an ACME directory (HTTP 404)",
+        ),
+    ],
+)
 def test_a_wrong_server_fails_the_account_first_and_skips_the_services(
-        lab, tmp_path, server, expected):
+    lab, tmp_path, server, expected
+):
     base = lab.acme.server.rsplit("/", 1)[0]
     server, expected = server.format(base=base), expected.format(base=base)
     playbook = write_playbook(tmp_path)
@@ -272,13 +290,15 @@ def test_terms_not_accepted_fail_with_where_to_read_them(lab, tmp_path):
 @pytest.mark.lab
 def test_a_host_that_cannot_reach_the_directory_is_named(lab, tmp_path):
     playbook = write_playbook(tmp_path)
-    run = fedi("run", playbook, lab.inventory_path,
-               args=("--only", "acme.reach@mastodon", "--no-deps"))
+    run = fedi(
+        "run", playbook, lab.inventory_path, args=("--only", "acme.reach@mastodon", "--no-deps")
+    )
     assert run.exit_code == 1, run.stdout
     message = run.finished()["acme.reach@mastodon"]["message"]
     address = lab.hosts["mastodon"].address
     assert message.startswith(
-        f"host mastodon ({address}) cannot reach the ACME directory {lab.acme.server}: ")
+        f"host mastodon ({address}) cannot reach the ACME directory {lab.acme.server}: "
+    )
     assert "certificate" in message
 
 
@@ -286,8 +306,13 @@ def test_a_host_that_cannot_reach_the_directory_is_named(lab, tmp_path):
 def test_a_ca_file_that_is_not_a_certificate_never_leaves_the_deployer(lab, tmp_path):
     key = Path(lab.acme.ca_file).with_name("ca.key")
     inventory = write_inventory(tmp_path, "key.toml", f'[acme]\nca_file = "{key}"\n')
-    run = fedi("run", write_playbook(tmp_path), lab.inventory_path, inventory,
-               args=("--only", "acme.trust@mastodon", "--no-deps"))
+    run = fedi(
+        "run",
+        write_playbook(tmp_path),
+        lab.inventory_path,
+        inventory,
+        args=("--only", "acme.trust@mastodon", "--no-deps"),
+    )
     # Bad input: refused when the playbook is read (the CA goes into the Nix deployment too),
     # before any host is touched.
     assert run.exit_code == 2, run.stdout
@@ -300,28 +325,36 @@ def test_a_ca_file_that_is_not_a_certificate_never_leaves_the_deployer(lab, tmp_
 
 def test_place_ca_refuses_what_is_not_a_certificate(tmp_path):
     """The trust task itself never sends a key to a host, even if asked to directly."""
-    from fedi_run.engine.actions import ActionFailed, Context
-    from fedi_run.engine.masking import Masker
+    from fedi_run.engine.execute.perform import ActionFailed, Context
+    from fedi_run.engine.report.masking import Masker
     from fedi_run.plugins.acme.trust import place_ca
 
     key = tmp_path / "ca.key"
     key.write_text("-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n")
     playbook = SimpleNamespace(section=lambda name: SimpleNamespace(ca_file=str(key)))
-    context = Context(connection=SimpleNamespace(name="mastodon", host=SimpleNamespace(address="127.0.0.9")),
-                      masker=Masker(), playbook=playbook)
+    context = Context(
+        connection=SimpleNamespace(name="mastodon", host=SimpleNamespace(address="127.0.0.9")),
+        masker=Masker(),
+        playbook=playbook,
+    )
     with pytest.raises(ActionFailed, match="no PEM certificate|PRIVATE KEY"):
         place_ca(context, to=CA_PATH)
 
 
 # --- without the lab -----------------------------------------------------------------------
 
+
 def test_the_trust_link_is_the_one_update_ca_certificates_makes():
     assert trust_link(CA_PATH) == CA_LINK
     assert os.path.basename(CA_LINK) == "fedi-run-acme.pem"
 
 
-SETTINGS = SimpleNamespace(server="https://acme.example.net/directory", email="ops@example.com",
-                           ca_file=None, accept_terms=True)
+SETTINGS = SimpleNamespace(
+    server="https://acme.example.net/directory",
+    email="ops@example.com",
+    ca_file=None,
+    accept_terms=True,
+)
 
 
 def acme_error(code: str, detail: str):
@@ -352,14 +385,24 @@ def test_bad_nonces_without_end_fail_naming_the_server():
         account._call(SETTINGS, "registering", always)
 
 
-@pytest.mark.parametrize("code, detail, expected", [
-    ("invalidContact", "example.com is a forbidden domain",
-     "the ACME server https://acme.example.net/directory rejected the contact address "
-     "'ops@example.com': example.com is a forbidden domain; set a valid email in [acme]"),
-    ("agreementRequired", "must agree to terms of service",
-     "the ACME server https://acme.example.net/directory requires agreeing to its terms of "
-     "service: must agree to terms of service; read them and set accept_terms = true in [acme]"),
-])
+@pytest.mark.parametrize(
+    "code, detail, expected",
+    [
+        (
+            "invalidContact",
+            "example.com is a forbidden domain",
+            "the ACME server https://acme.example.net/directory rejected the contact address "
+            "'ops@example.com': example.com is a forbidden domain; set a valid email in [acme]",
+        ),
+        (
+            "agreementRequired",
+            "must agree to terms of service",
+            "the ACME server https://acme.example.net/directory requires agreeing to its terms "
+            "of service: must agree to terms of service; read them and set accept_terms = true "
+            "in [acme]",
+        ),
+    ],
+)
 def test_rejections_name_the_server_and_what_to_change(code, detail, expected):
     def rejected():
         raise acme_error(code, detail)

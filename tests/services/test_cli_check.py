@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from fedi_run.engine.cli import cli
 from render_helpers import nix_eval, nix_string, with_enabled
+
+from fedi_run.engine.cli.main import cli
 
 pytestmark = pytest.mark.lab
 
@@ -29,9 +29,18 @@ APPS = ("mastodon", "peertube", "pixelfed")
 SECRETS = "/var/lib/fedi-run/secrets"
 FILES = {
     "garage": ["admin-token", "rpc-secret"],
-    "mastodon": ["ar-deterministic-key", "ar-key-derivation-salt", "ar-primary-key", "initial-user",
-                 "otp-secret", "s3/key-id", "s3/secret", "secret-key-base", "vapid-private-key",
-                 "vapid-public-key"],
+    "mastodon": [
+        "ar-deterministic-key",
+        "ar-key-derivation-salt",
+        "ar-primary-key",
+        "initial-user",
+        "otp-secret",
+        "s3/key-id",
+        "s3/secret",
+        "secret-key-base",
+        "vapid-private-key",
+        "vapid-public-key",
+    ],
     "peertube": ["initial-user", "s3/key-id", "s3/secret", "secrets"],
     "pixelfed": ["app-key", "initial-user", "s3/key-id", "s3/secret"],
 }
@@ -40,7 +49,9 @@ PASSWORD = "a long and secret admin password"
 
 def secret_files(lab, host: str) -> dict[str, str]:
     """Every file under the host's secrets root: path → mode."""
-    listing = lab.run(host, f"find {SECRETS} -type f -printf '%P %m\\n' 2>/dev/null; true", check=True).stdout
+    listing = lab.run(
+        host, f"find {SECRETS} -type f -printf '%P %m\\n' 2>/dev/null; true", check=True
+    ).stdout
     return dict(line.rsplit(" ", 1) for line in listing.splitlines())
 
 
@@ -49,7 +60,9 @@ def expected_files(enabled: set[str]) -> dict[str, dict[str, str]]:
     if enabled:
         expected["garage"] = {f"garage/{name}": "400" for name in FILES["garage"]}
         for app in enabled:
-            expected["garage"] |= {f"garage/keys/{app}/{name}": "400" for name in ("key-id", "secret", "bucket")}
+            expected["garage"] |= {
+                f"garage/keys/{app}/{name}": "400" for name in ("key-id", "secret", "bucket")
+            }
     for app in enabled:
         expected[app] = {f"{app}/{name}": "400" for name in FILES[app]}
     return expected
@@ -67,11 +80,18 @@ def deployment(lab, tmp_path, monkeypatch):
     outputs: list[str] = []
 
     def deploy(enabled: set[str], command: str = "run") -> dict:
-        with_enabled(EXAMPLE, playbook, enabled,
-                     **{'email = "ops@fediversity.net"': 'email = "ops@fedi-test.org"'})
+        with_enabled(
+            EXAMPLE,
+            playbook,
+            enabled,
+            **{'email = "ops@fediversity.net"': 'email = "ops@fedi-test.org"'},
+        )
         calls_before = len(log.read_text().splitlines()) if log.exists() else 0
-        result = CliRunner().invoke(cli, [command, str(playbook), "-i", str(lab.inventory_path), "--json", "-v"],
-                                    catch_exceptions=False)
+        result = CliRunner().invoke(
+            cli,
+            [command, str(playbook), "-i", str(lab.inventory_path), "--json", "-v"],
+            catch_exceptions=False,
+        )
         outputs.extend([result.stdout, result.stderr])
         assert result.exit_code == 0, result.stdout[-4000:] + result.stderr[-4000:]
         events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
@@ -115,30 +135,66 @@ def test_cli_check(lab, deployment):
     garage_key = lab.read_file("garage", f"{SECRETS}/garage/keys/mastodon/key-id").decode()
     assert re.fullmatch(r"GK[0-9a-f]{24}", garage_key)
     assert lab.read_file("mastodon", f"{SECRETS}/mastodon/s3/key-id").decode() == garage_key
-    assert re.fullmatch(r"[0-9a-f]{64}", lab.read_file("garage", f"{SECRETS}/garage/keys/mastodon/secret").decode())
-    assert re.fullmatch(r"base64:[A-Za-z0-9+/]{43}=", lab.read_file("pixelfed", f"{SECRETS}/pixelfed/app-key").decode())
+    assert re.fullmatch(
+        r"[0-9a-f]{64}", lab.read_file("garage", f"{SECRETS}/garage/keys/mastodon/secret").decode()
+    )
+    assert re.fullmatch(
+        r"base64:[A-Za-z0-9+/]{43}=",
+        lab.read_file("pixelfed", f"{SECRETS}/pixelfed/app-key").decode(),
+    )
     user = json.loads(lab.read_file("mastodon", f"{SECRETS}/mastodon/initial-user"))
-    assert user == {"username": "admin", "displayName": "Admin", "email": "admin@fediversity.net", "password": PASSWORD}
-    first_values = {path: lab.read_file("mastodon", f"{SECRETS}/{path}") for path in expected_files({"mastodon"})["mastodon"]}
+    assert user == {
+        "username": "admin",
+        "displayName": "Admin",
+        "email": "admin@fediversity.net",
+        "password": PASSWORD,
+    }
+    first_values = {
+        path: lab.read_file("mastodon", f"{SECRETS}/{path}")
+        for path in expected_files({"mastodon"})["mastodon"]
+    }
 
     again = deployment({"mastodon", "pixelfed"})
     check_step(lab, deployment, again, {"mastodon", "pixelfed"})
-    changed = [e["id"] for e in again["events"] if e["event"] == "task_finished" and e["status"] == "changed"]
+    changed = [
+        e["id"]
+        for e in again["events"]
+        if e["event"] == "task_finished" and e["status"] == "changed"
+    ]
     assert changed == ["nixops4.apply"]  # a re-run changes nothing but running the apply
-    assert {path: lab.read_file("mastodon", f"{SECRETS}/{path}") for path in first_values} == first_values
+    assert {
+        path: lab.read_file("mastodon", f"{SECRETS}/{path}") for path in first_values
+    } == first_values
 
     peertube = deployment({"peertube"})
     check_step(lab, deployment, peertube, {"peertube"})
-    changed = {e["id"] for e in peertube["events"] if e["event"] == "task_finished" and e["status"] == "changed"}
-    assert {"mastodon.absent", "pixelfed.absent", "garage.drop-key.mastodon", "garage.drop-key.pixelfed",
-            "peertube.secrets", "garage.key.peertube"} <= changed
+    changed = {
+        e["id"]
+        for e in peertube["events"]
+        if e["event"] == "task_finished" and e["status"] == "changed"
+    }
+    assert {
+        "mastodon.absent",
+        "pixelfed.absent",
+        "garage.drop-key.mastodon",
+        "garage.drop-key.pixelfed",
+        "peertube.secrets",
+        "garage.key.peertube",
+    } <= changed
     assert not changed & {"garage.secrets", "acme.account"}  # nothing else changed
 
     # No secret in any output, the state file or the rendered deployment.
-    secrets = [lab.read_file(host, f"{SECRETS}/{path}").decode() for host, files in expected_files({"peertube"}).items() for path in files]
+    secrets = [
+        lab.read_file(host, f"{SECRETS}/{path}").decode()
+        for host, files in expected_files({"peertube"}).items()
+        for path in files
+    ]
     secrets += [v.decode() for v in first_values.values()]
     state = (deployment.playbook.parent / ".fedi-run" / "state.db").read_bytes()
-    rendered = "".join(p.read_text() for p in (deployment.playbook.parent / ".fedi-run" / "fediversity").rglob("*.nix"))
+    rendered = "".join(
+        p.read_text()
+        for p in (deployment.playbook.parent / ".fedi-run" / "fediversity").rglob("*.nix")
+    )
     for secret in secrets:
         for value in [json.loads(secret)["password"]] if secret.startswith("{") else [secret]:
             if len(str(value)) < 8:
@@ -165,10 +221,25 @@ def test_secrets_differ_between_deployments(lab, tmp_path, monkeypatch):
         directory.mkdir()
         (directory / "secrets").mkdir()
         (directory / "secrets" / "admin-password").write_text(PASSWORD)
-        playbook = with_enabled(EXAMPLE, directory / "p.toml", {"peertube"},
-                                **{'name = "fediversity"': f'name = "{name}"'})
-        result = CliRunner().invoke(cli, ["run", str(playbook), "-i", str(lab.inventory_path), "--json",
-                                          "--only", "peertube.secrets"], catch_exceptions=False)
+        playbook = with_enabled(
+            EXAMPLE,
+            directory / "p.toml",
+            {"peertube"},
+            **{'name = "fediversity"': f'name = "{name}"'},
+        )
+        result = CliRunner().invoke(
+            cli,
+            [
+                "run",
+                str(playbook),
+                "-i",
+                str(lab.inventory_path),
+                "--json",
+                "--only",
+                "peertube.secrets",
+            ],
+            catch_exceptions=False,
+        )
         assert result.exit_code == 0, result.stdout
         values.append(lab.read_file("peertube", f"{SECRETS}/peertube/secrets"))
         lab.run("peertube", f"rm -rf {SECRETS}/peertube", check=True)

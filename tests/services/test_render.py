@@ -14,12 +14,6 @@ import types
 from pathlib import Path
 
 import pytest
-from fedi_run.engine.errors import PlaybookError, PluginError
-from fedi_run.engine.hookspecs import hookimpl
-from fedi_run.engine.nix import NixModule, to_nix
-from fedi_run.engine.operations import Call, Secret
-from fedi_run.engine.render import FLAKE_INPUTS, deployment_data, render_deployment
-from fedi_run.plugins.fediversity import SECRETS_ROOT
 from render_helpers import (
     APPS,
     CANARY_PASSWORD,
@@ -32,12 +26,24 @@ from render_helpers import (
     write_files,
 )
 
+from fedi_run.engine.errors import PlaybookError, PluginError
+from fedi_run.engine.nixops.nix import NixModule, to_nix
+from fedi_run.engine.nixops.render import FLAKE_INPUTS, deployment_data, render_deployment
+from fedi_run.engine.planning.operations import Call, Secret
+from fedi_run.engine.plugin.hookspecs import hookimpl
+from fedi_run.plugins.fediversity import SECRETS_ROOT
+
+
 def evaluate(directory: Path, files: dict[str, str]):
     """Evaluate, in one ``nix-instantiate --eval --strict`` call: data.nix, each host module
     (its imports as strings, relative to the directory) and each plugin module, applied to
     ``{ config = {}; lib = {}; pkgs = {}; }``: they need nothing from NixOS to evaluate."""
-    hosts = sorted(p[len("hosts/"):-len(".nix")] for p in files if re.fullmatch(r"hosts/[^/]+\.nix", p))
-    modules = sorted(p[len("hosts/"):-len(".nix")] for p in files if re.fullmatch(r"hosts/[^/]+/[^/]+\.nix", p))
+    hosts = sorted(
+        p[len("hosts/") : -len(".nix")] for p in files if re.fullmatch(r"hosts/[^/]+\.nix", p)
+    )
+    modules = sorted(
+        p[len("hosts/") : -len(".nix")] for p in files if re.fullmatch(r"hosts/[^/]+/[^/]+\.nix", p)
+    )
     root = nix_string(directory)
     expression = f"""
       let
@@ -53,7 +59,9 @@ def evaluate(directory: Path, files: dict[str, str]):
       in {{
         data = import (root + "/data.nix");
         hosts = builtins.listToAttrs (map (n: {{ name = n; value = host n; }}) {to_nix(hosts)});
-        modules = builtins.listToAttrs (map (n: {{ name = n; value = import (root + "/hosts/${{n}}.nix") args; }}) {to_nix(modules)});
+        modules = builtins.listToAttrs (map
+          (n: {{ name = n; value = import (root + "/hosts/${{n}}.nix") args; }})
+          {to_nix(modules)});
       }}
     """
     return nix_eval(expression)
@@ -90,7 +98,8 @@ def test_the_example_parses_and_evaluates_to_the_playbook(tmp_path):
     data = evaluated["data"]
 
     assert set(files) == {
-        "flake.nix", "data.nix",
+        "flake.nix",
+        "data.nix",
         *(f"hosts/{h}.nix" for h in playbook.hosts),
         *(f"hosts/{h}/acme.nix" for h in playbook.hosts),
         *(f"hosts/{h}/{h}.nix" for h in playbook.hosts),
@@ -99,9 +108,14 @@ def test_the_example_parses_and_evaluates_to_the_playbook(tmp_path):
     assert data == deployment_data_json(project, files)
     for name, host in playbook.hosts.items():
         assert data["hosts"][name] | {"services": None, "modules": None, "sshOpts": None} == {
-            "address": host.address, "port": host.port, "user": host.user,
-            "hostPublicKey": host.host_key, "identity": host.identity,
-            "services": None, "modules": None, "sshOpts": None,
+            "address": host.address,
+            "port": host.port,
+            "user": host.user,
+            "hostPublicKey": host.host_key,
+            "identity": host.identity,
+            "services": None,
+            "modules": None,
+            "sshOpts": None,
         }
         assert data["hosts"][name]["services"] == [name]
         assert evaluated["hosts"][name] == {
@@ -113,11 +127,14 @@ def test_the_example_parses_and_evaluates_to_the_playbook(tmp_path):
         assert data["services"][service]["host"] == service
         assert data["services"][service]["domain"] == f"{service}.fediversity.net"
     assert data["initialUser"] == {
-        "username": "admin", "displayName": "Admin", "email": "admin@fediversity.net",
+        "username": "admin",
+        "displayName": "Admin",
+        "email": "admin@fediversity.net",
     }
     assert data["acme"] == {
         "server": "https://acme-v02.api.letsencrypt.org/directory",
-        "email": "ops@fediversity.net", "acceptTerms": True,
+        "email": "ops@fediversity.net",
+        "acceptTerms": True,
     }
     assert enabled_in_modules(evaluated) == {*APPS, "garage"}
 
@@ -125,13 +142,17 @@ def test_the_example_parses_and_evaluates_to_the_playbook(tmp_path):
     mastodon = evaluated["modules"]["mastodon/mastodon"]
     secrets = data["services"]["mastodon"]["secrets"]
     assert mastodon["fediversity"]["mastodon"] == {
-        "enable": True, "domain": "mastodon.fediversity.net",
+        "enable": True,
+        "domain": "mastodon.fediversity.net",
         "s3AccessKeyFile": f"{SECRETS_ROOT}/mastodon/s3/key-id",
         "s3SecretKeyFile": f"{SECRETS_ROOT}/mastodon/s3/secret",
         "initialUserFile": f"{SECRETS_ROOT}/mastodon/initial-user",
     }
     assert mastodon["services"]["mastodon"]["secretKeyBaseFile"] == secrets["secret-key-base"]
-    assert mastodon["services"]["mastodon"]["vapidPublicKeyFile"] == f"{SECRETS_ROOT}/mastodon/vapid-public-key"
+    assert (
+        mastodon["services"]["mastodon"]["vapidPublicKeyFile"]
+        == f"{SECRETS_ROOT}/mastodon/vapid-public-key"
+    )
     for name, module in evaluated["modules"].items():
         host, module_name = name.split("/")
         named = set(strings(module))
@@ -145,9 +166,17 @@ def test_the_example_parses_and_evaluates_to_the_playbook(tmp_path):
         "secretFile": f"{SECRETS_ROOT}/garage/keys/pixelfed/secret",
     }
     acme = evaluated["modules"]["mastodon/acme"]
-    assert acme == {"security": {"acme": {"acceptTerms": True, "defaults": {
-        "server": "https://acme-v02.api.letsencrypt.org/directory", "email": "ops@fediversity.net",
-    }}}}
+    assert acme == {
+        "security": {
+            "acme": {
+                "acceptTerms": True,
+                "defaults": {
+                    "server": "https://acme-v02.api.letsencrypt.org/directory",
+                    "email": "ops@fediversity.net",
+                },
+            }
+        }
+    }
 
     flake = files["flake.nix"]
     for url in FLAKE_INPUTS.values():
@@ -160,9 +189,11 @@ def test_the_example_parses_and_evaluates_to_the_playbook(tmp_path):
 
 def deployment_data_json(project, files):
     """data.nix's expected value: deployment_data as JSON would carry it."""
-    from fedi_run.engine.render import host_modules
+    from fedi_run.engine.nixops.render import host_modules
 
-    modules = {h: host_modules(project.plugins, project.playbook, h) for h in project.playbook.hosts}
+    modules = {
+        h: host_modules(project.plugins, project.playbook, h) for h in project.playbook.hosts
+    }
     return json.loads(json.dumps(deployment_data(project.playbook, modules)))
 
 
@@ -207,10 +238,13 @@ def flake_resources(directory: Path, name: str) -> str:
 
 def test_the_flake_declares_one_nixops4_nixos_resource_per_host(tmp_path):
     playbook = example_copy(tmp_path, {"peertube"})
-    playbook.write_text(playbook.read_text().replace(
-        'host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINM+4i3rv0BOVcp6UFjjylhqbGiAtv/QWfV2IMJq7+PY"',
-        'port = 2222\nuser = "deploy"\nidentity = "keys/deployer"',
-    ))
+    playbook.write_text(
+        playbook.read_text().replace(
+            'host_key = "ssh-ed25519 '
+            'AAAAC3NzaC1lZDI1NTE5AAAAINM+4i3rv0BOVcp6UFjjylhqbGiAtv/QWfV2IMJq7+PY"',
+            'port = 2222\nuser = "deploy"\nidentity = "keys/deployer"',
+        )
+    )
     project = load(playbook)
     files = render_deployment(project.playbook, project.plugins)
     directory = tmp_path / "deployment"
@@ -226,12 +260,19 @@ def test_the_flake_declares_one_nixops4_nixos_resource_per_host(tmp_path):
         "imports": ["nixops4-nixos resource"],
         "nixpkgs": "nixpkgs",
         "ssh": {
-            "host": "203.0.113.10", "user": "root", "opts": "",
+            "host": "203.0.113.10",
+            "user": "root",
+            "opts": "",
             "hostPublicKey": project.playbook.hosts["garage"].host_key,
         },
-        "nixos": {"module": {"imports": [
-            "fediversity modules", str(directory / "hosts" / "garage.nix"),
-        ]}},
+        "nixos": {
+            "module": {
+                "imports": [
+                    "fediversity modules",
+                    str(directory / "hosts" / "garage.nix"),
+                ]
+            }
+        },
     }
     peertube = f"({resources}).peertube.ssh"
     assert nix_eval(f"{peertube}.opts") == (
@@ -240,13 +281,18 @@ def test_the_flake_declares_one_nixops4_nixos_resource_per_host(tmp_path):
     assert nix_eval(f"{peertube}.user") == "deploy"
     done = nix_instantiate("--eval", "--strict", "--json", "-E", f"{peertube}.hostPublicKey")
     assert done.returncode != 0
-    assert "fedi-run: host peertube has no host_key in the playbook or its inventories" in done.stderr
+    assert (
+        "fedi-run: host peertube has no host_key in the playbook or its inventories" in done.stderr
+    )
 
 
 def test_an_identity_with_whitespace_is_refused(tmp_path):
     playbook = example_copy(tmp_path)
-    playbook.write_text(playbook.read_text().replace(
-        '[hosts.garage]\n', '[hosts.garage]\nidentity = "my keys/deployer"\n'))
+    playbook.write_text(
+        playbook.read_text().replace(
+            "[hosts.garage]\n", '[hosts.garage]\nidentity = "my keys/deployer"\n'
+        )
+    )
     with pytest.raises(PlaybookError, match=r"hosts\.garage\.identity: .* contains whitespace"):
         load(playbook)  # the deployment is rendered as the project is loaded
 
@@ -254,8 +300,11 @@ def test_an_identity_with_whitespace_is_refused(tmp_path):
 # --- exactly the enabled services -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("apps", [set(), {"mastodon", "pixelfed"}, {"peertube"}],
-                         ids=["nothing", "mastodon+pixelfed", "peertube"])
+@pytest.mark.parametrize(
+    "apps",
+    [set(), {"mastodon", "pixelfed"}, {"peertube"}],
+    ids=["nothing", "mastodon+pixelfed", "peertube"],
+)
 def test_the_deployment_enables_exactly_those_services(tmp_path, apps):
     project, files, evaluated = render_and_check(tmp_path, example_copy(tmp_path, apps))
     expected = apps | ({"garage"} if apps else set())
@@ -276,11 +325,15 @@ def test_the_deployment_enables_exactly_those_services(tmp_path, apps):
         assert data["hosts"][name]["services"] == ([name] if name in expected else [])
         assert (f"hosts/{name}/acme.nix" in files) == (name in expected)
     if apps:
-        assert sorted(evaluated["modules"]["garage/garage"]["fediversity"]["garage"]["keys"]) == sorted(apps)
+        assert sorted(
+            evaluated["modules"]["garage/garage"]["fediversity"]["garage"]["keys"]
+        ) == sorted(apps)
 
 
 def test_switched_off_the_deployment_enables_nothing(tmp_path):
-    project, files, evaluated = render_and_check(tmp_path, example_copy(tmp_path), switched_off=True)
+    project, files, evaluated = render_and_check(
+        tmp_path, example_copy(tmp_path), switched_off=True
+    )
     data = evaluated["data"]
 
     assert set(project.playbook.enabled) == {*APPS, "garage"}  # the playbook itself is untouched
@@ -304,8 +357,11 @@ def test_values_cannot_inject_nix_code(tmp_path):
     playbook = example_copy(tmp_path)
     text = playbook.read_text()
     text = text.replace('display_name = "Admin"', f"display_name = {json.dumps(HOSTILE)}")
-    text = re.sub(r'(\[hosts\.garage\]\naddress = "[^"]*"\nhost_key = "[^"]*)"',
-                  lambda m: m[1] + " " + hostile_key_comment.replace('"', '\\"') + '"', text)
+    text = re.sub(
+        r'(\[hosts\.garage\]\naddress = "[^"]*"\nhost_key = "[^"]*)"',
+        lambda m: m[1] + " " + hostile_key_comment.replace('"', '\\"') + '"',
+        text,
+    )
     playbook.write_text(text)
     project, _, evaluated = render_and_check(tmp_path, playbook)
 
@@ -318,8 +374,27 @@ def test_values_cannot_inject_nix_code(tmp_path):
 
 def test_to_nix_round_trips_through_the_real_evaluator():
     values = [
-        HOSTILE, "", "$", "$$", "${", "$${", "\\${x}", "''${x}", "é ☃ 𝄞", "\x01\x1b\x7f", "\r\n",
-        0, -1, 2**62, -(2**62), True, False, None, [], {}, [-1, [-2], {"a": -3}],
+        HOSTILE,
+        "",
+        "$",
+        "$$",
+        "${",
+        "$${",
+        "\\${x}",
+        "''${x}",
+        "é ☃ 𝄞",
+        "\x01\x1b\x7f",
+        "\r\n",
+        0,
+        -1,
+        2**62,
+        -(2**62),
+        True,
+        False,
+        None,
+        [],
+        {},
+        [-1, [-2], {"a": -3}],
         {"": 1, "or": 2, "a b": 3, "${x}": 4, "1x": 5, "x'": 6, "in": [None]},
     ]
     assert nix_eval(to_nix(values)) == values
@@ -333,9 +408,15 @@ def test_to_nix_round_trips_generated_values():
     import hypothesis  # a test extra: missing, the test fails
     from hypothesis import strategies as st
 
-    text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+    text = st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
+    )
     leaves = st.none() | st.booleans() | st.integers(-(2**63) + 1, 2**63 - 1) | text
-    values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4), max_leaves=12)
+    values = st.recursive(
+        leaves,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+        max_leaves=12,
+    )
 
     @hypothesis.settings(max_examples=3, deadline=None, database=None)
     @hypothesis.given(st.lists(values, min_size=30, max_size=30))
@@ -362,7 +443,11 @@ def created_secret_paths(project) -> set[str]:
             if isinstance(operation, Secret):
                 created.add(operation.path)
             elif isinstance(operation, Call):
-                created |= {v for _, v in operation.kwargs if isinstance(v, str) and v.startswith(SECRETS_ROOT)}
+                created |= {
+                    v
+                    for _, v in operation.kwargs
+                    if isinstance(v, str) and v.startswith(SECRETS_ROOT)
+                }
     return created
 
 
@@ -378,17 +463,28 @@ def test_no_secret_value_is_ever_rendered(tmp_path, switched_off):
         for key in public_keys:
             scanned = scanned.replace(key, "")
         for kind, pattern in SECRET_FORMATS.items():
-            assert not pattern.search(scanned), f"{path} holds something like a {kind}: {pattern.search(scanned)[0]}"
+            assert not pattern.search(scanned), (
+                f"{path} holds something like a {kind}: {pattern.search(scanned)[0]}"
+            )
 
     # every string value any file evaluates to is a public value of the playbook or a path the
     # tasks place a secret at
     allowed = {
-        playbook.name, playbook.domain, *playbook.hosts, *playbook.services,
+        playbook.name,
+        playbook.domain,
+        *playbook.hosts,
+        *playbook.services,
         *(playbook.service_domain(s) for s in playbook.services),
-        *(h.address for h in playbook.hosts.values()), *(h.user for h in playbook.hosts.values()),
-        *public_keys, *(evaluated["data"]["hosts"][h]["sshOpts"] for h in playbook.hosts),
-        "admin", "Admin", "admin@fediversity.net", "ops@fediversity.net",
-        "https://acme-v02.api.letsencrypt.org/directory", "acme",
+        *(h.address for h in playbook.hosts.values()),
+        *(h.user for h in playbook.hosts.values()),
+        *public_keys,
+        *(evaluated["data"]["hosts"][h]["sshOpts"] for h in playbook.hosts),
+        "admin",
+        "Admin",
+        "admin@fediversity.net",
+        "ops@fediversity.net",
+        "https://acme-v02.api.letsencrypt.org/directory",
+        "acme",
     }
     created = created_secret_paths(project)
     for value in strings(evaluated):
@@ -409,8 +505,11 @@ def test_a_test_ca_is_trusted_inline_and_a_key_is_refused(tmp_path):
     _, pem, (_, key) = make_ca(tmp_path)
     (tmp_path / "ca.pem").write_text("some comment before the certificate\n" + pem)
     playbook = example_copy(tmp_path, {"mastodon"})
-    playbook.write_text(playbook.read_text().replace(
-        "accept_terms = true", 'accept_terms = true\nca_file = "ca.pem"'))
+    playbook.write_text(
+        playbook.read_text().replace(
+            "accept_terms = true", 'accept_terms = true\nca_file = "ca.pem"'
+        )
+    )
     project, files, evaluated = render_and_check(tmp_path, playbook)
 
     security = evaluated["modules"]["mastodon/acme"]["security"]
@@ -420,12 +519,19 @@ def test_a_test_ca_is_trusted_inline_and_a_key_is_refused(tmp_path):
 
     from cryptography.hazmat.primitives import serialization
 
-    (tmp_path / "ca.pem").write_text(pem + key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode())
+    (tmp_path / "ca.pem").write_text(
+        pem
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+    )
     with pytest.raises(PlaybookError, match=r"acme\.ca_file.*PRIVATE KEY block"):
         render_deployment(project.playbook, project.plugins)
-    assert "PRIVATE" not in "".join(render_deployment(project.playbook, project.plugins, switched_off=True).values())
+    assert "PRIVATE" not in "".join(
+        render_deployment(project.playbook, project.plugins, switched_off=True).values()
+    )
 
 
 # --- the hook contract ------------------------------------------------------------------------
@@ -446,10 +552,13 @@ def test_module_names_clash_loudly_and_results_are_checked(tmp_path):
     project = load(example_copy(tmp_path))
     twin = plugin("twin", lambda host: [NixModule(host, "{ ... }: { }")])
     clashing = type(project.plugins).load(objects=[twin])
-    with pytest.raises(PluginError, match=(
-        r"plugins 'garage(-nix)?' and 'twin' both contribute a NixOS module named 'garage' to "
-        r"host 'garage'; module names must be unique on a host"
-    )):
+    with pytest.raises(
+        PluginError,
+        match=(
+            r"plugins 'garage(-nix)?' and 'twin' both contribute a NixOS module named 'garage' to "
+            r"host 'garage'; module names must be unique on a host"
+        ),
+    ):
         render_deployment(project.playbook, clashing)
     for bad in ("{ ... }: { }", NixModule("x", "{ }"), [{"name": "x"}]):
         broken = type(project.plugins).load(objects=[plugin("broken", bad)])
@@ -463,7 +572,10 @@ def test_module_names_clash_loudly_and_results_are_checked(tmp_path):
 
 def test_a_third_party_module_is_rendered_and_imported(tmp_path):
     project = load(example_copy(tmp_path))
-    extra = plugin("motd", lambda host: [NixModule("motd", "{ ... }: { users.motd = " + to_nix(f"hi {host}") + "; }")])
+    extra = plugin(
+        "motd",
+        lambda host: [NixModule("motd", "{ ... }: { users.motd = " + to_nix(f"hi {host}") + "; }")],
+    )
     plugins = type(project.plugins).load(objects=[extra])
     files = render_deployment(project.playbook, plugins)
     directory = tmp_path / "deployment"

@@ -8,12 +8,11 @@ import os
 import stat
 
 import pytest
-
-from fedi_run.engine.actions import Context
-from fedi_run.engine.masking import Masker
-from fedi_run.engine.render import MANIFEST, RENDER_ID, render_deployment, render_task, write
 from render_helpers import example_copy, load, nix_instantiate
 
+from fedi_run.engine.execute.perform import Context
+from fedi_run.engine.nixops.render import MANIFEST, RENDER_ID, render_deployment, render_task, write
+from fedi_run.engine.report.masking import Masker
 
 
 def context(check: bool = False) -> Context:
@@ -22,8 +21,12 @@ def context(check: bool = False) -> Context:
 
 def test_write_is_atomic_idempotent_private_and_removes_only_its_own_stale_files(tmp_path):
     directory = tmp_path / ".fedi-run" / "demo"
-    files = (("flake.nix", "{ }\n"), ("data.nix", "{ a = 1; }\n"), ("hosts/web.nix", "{ ... }: { }\n"),
-             ("hosts/web/app.nix", "{ ... }: { }\n"))
+    files = (
+        ("flake.nix", "{ }\n"),
+        ("data.nix", "{ a = 1; }\n"),
+        ("hosts/web.nix", "{ ... }: { }\n"),
+        ("hosts/web/app.nix", "{ ... }: { }\n"),
+    )
 
     assert write(context(check=True), str(directory), files) == [p for p, _ in files]
     assert not directory.exists()
@@ -39,19 +42,31 @@ def test_write_is_atomic_idempotent_private_and_removes_only_its_own_stale_files
     (directory / "flake.lock").write_text("{}")  # nixops4's, never touched
     (directory / "hosts" / "web" / "mine.nix").write_text("operator's")  # not fedi-run's
     os.chmod(directory / "data.nix", 0o644)
-    smaller = (("flake.nix", "{ }\n"), ("data.nix", "{ a = 2; }\n"), ("hosts/db.nix", "{ ... }: { }\n"))
+    smaller = (
+        ("flake.nix", "{ }\n"),
+        ("data.nix", "{ a = 2; }\n"),
+        ("hosts/db.nix", "{ ... }: { }\n"),
+    )
     assert write(context(check=True), str(directory), smaller) == [
-        "data.nix", "hosts/db.nix", "removed hosts/web.nix", "removed hosts/web/app.nix"]
+        "data.nix",
+        "hosts/db.nix",
+        "removed hosts/web.nix",
+        "removed hosts/web/app.nix",
+    ]
     assert (directory / "hosts" / "web" / "app.nix").exists()
     assert write(context(), str(directory), smaller) == [
-        "data.nix", "hosts/db.nix", "removed hosts/web.nix", "removed hosts/web/app.nix"]
+        "data.nix",
+        "hosts/db.nix",
+        "removed hosts/web.nix",
+        "removed hosts/web/app.nix",
+    ]
     assert not (directory / "hosts" / "web.nix").exists()
     assert (directory / "hosts" / "web" / "mine.nix").read_text() == "operator's"
     assert (directory / "flake.lock").exists()
     assert json.loads((directory / MANIFEST).read_text()) == sorted(p for p, _ in smaller)
     assert write(context(), str(directory), smaller) == []
 
-    from fedi_run.engine.actions import ActionFailed
+    from fedi_run.engine.execute.perform import ActionFailed
 
     with pytest.raises(ActionFailed, match="not a file fedi-run renders"):
         write(context(), str(directory), (("../escape.nix", "x"),))
@@ -62,14 +77,23 @@ def test_the_render_task_carries_both_renderings(tmp_path):
     directory = tmp_path / ".fedi-run" / "fediversity"
     task = render_task(project.playbook, project.plugins, directory, requires=("mastodon.secrets",))
 
-    assert (task.id, task.host, task.tags, task.requires) == (RENDER_ID, None, ("apply", "render"), ("mastodon.secrets",))
+    assert (task.id, task.host, task.tags, task.requires) == (
+        RENDER_ID,
+        None,
+        ("apply", "render"),
+        ("mastodon.secrets",),
+    )
     (action,), (undo,) = task.actions, task.undo
-    assert action.function == undo.function == "fedi_run.engine.render:write"
+    assert action.function == undo.function == "fedi_run.engine.nixops.render:write"
     assert dict(action.kwargs)["directory"] == dict(undo.kwargs)["directory"] == str(directory)
-    assert dict(dict(action.kwargs)["files"]) == render_deployment(project.playbook, project.plugins)
-    assert dict(dict(undo.kwargs)["files"]) == render_deployment(project.playbook, project.plugins, switched_off=True)
+    assert dict(dict(action.kwargs)["files"]) == render_deployment(
+        project.playbook, project.plugins
+    )
+    assert dict(dict(undo.kwargs)["files"]) == render_deployment(
+        project.playbook, project.plugins, switched_off=True
+    )
 
-    from fedi_run.engine.actions import perform
+    from fedi_run.engine.execute.perform import perform
 
     outcome = perform(task.actions, context())
     assert "flake.nix" in outcome.changes

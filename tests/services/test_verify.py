@@ -13,11 +13,12 @@ import socket
 
 import pytest
 from click.testing import CliRunner
-from fedi_run.engine.connection import ConnectionPool
+from render_helpers import TlsServer, make_ca, make_leaf
+
+from fedi_run.engine.cli.verify import verify
+from fedi_run.engine.execute.connection import ConnectionPool
 from fedi_run.engine.project import load_project
 from fedi_run.engine.verify import UNITS, check_https, verify_project
-from fedi_run.engine.verify_cli import verify
-from render_helpers import TlsServer, make_ca, make_leaf
 
 PLAYBOOK = """
 [deployment]
@@ -51,7 +52,9 @@ def tls(tmp_path):
 
 def test_https_answers_with_a_certificate_of_the_configured_ca(tls):
     server, ca_file, _ = tls
-    result = check_https(server.address, "mastodon.verify.test", str(ca_file), port=server.port, timeout=5)
+    result = check_https(
+        server.address, "mastodon.verify.test", str(ca_file), port=server.port, timeout=5
+    )
     assert (result.status, result.verified, result.http_status) == ("ok", True, 200)
     assert result.issuer == "CN=fedi-run verify CA"
     assert result.describe() == (
@@ -62,7 +65,9 @@ def test_https_answers_with_a_certificate_of_the_configured_ca(tls):
 
 def test_a_certificate_of_another_ca_is_reported_not_trusted(tls):
     server, _, other_file = tls
-    result = check_https(server.address, "mastodon.verify.test", str(other_file), port=server.port, timeout=5)
+    result = check_https(
+        server.address, "mastodon.verify.test", str(other_file), port=server.port, timeout=5
+    )
     assert (result.status, result.verified) == ("tls-error", False)
     assert f"certificate not verified against the CA in {other_file}" in result.detail
     assert "unable to get local issuer certificate" in result.detail
@@ -72,7 +77,9 @@ def test_a_certificate_of_another_ca_is_reported_not_trusted(tls):
 
 def test_a_certificate_for_another_name_and_the_system_cas_are_refused(tls):
     server, ca_file, _ = tls
-    wrong_name = check_https(server.address, "pixelfed.verify.test", str(ca_file), port=server.port, timeout=5)
+    wrong_name = check_https(
+        server.address, "pixelfed.verify.test", str(ca_file), port=server.port, timeout=5
+    )
     assert wrong_name.status == "tls-error" and "mismatch" in wrong_name.detail.lower()
     system = check_https(server.address, "mastodon.verify.test", None, port=server.port, timeout=5)
     assert system.status == "tls-error" and "against the system CAs" in system.detail
@@ -107,7 +114,9 @@ def test_verify_on_the_lab_reports_what_it_finds(lab_factory, tmp_path):
         line = by_service[service]
         address = lab.hosts[host].address
         assert f"{UNITS[service]}: not active (systemctl: " in line, line
-        assert f"https://{service}.verify.test/ (at {address}:443): connection refused" in line, line
+        assert f"https://{service}.verify.test/ (at {address}:443): connection refused" in line, (
+            line
+        )
         assert " FAIL " in line
 
     done = runner.invoke(verify, [str(playbook), "-i", inventory, "--json"])
@@ -129,7 +138,10 @@ def test_verify_on_the_lab_reports_what_it_finds(lab_factory, tmp_path):
     with TlsServer(lab.hosts["mastodon"].address, chain, key) as server:
         pool = ConnectionPool(project.playbook.hosts)
         try:
-            results = {r.service: r for r in verify_project(project, pool, https_port=server.port, timeout=5)}
+            results = {
+                r.service: r
+                for r in verify_project(project, pool, https_port=server.port, timeout=5)
+            }
         finally:
             pool.close_all()
     mastodon = results["mastodon"]
@@ -148,7 +160,9 @@ def test_an_unloadable_playbook_is_an_error_with_status_2(tmp_path):
 
 def test_nothing_enabled_passes(tmp_path):
     playbook = tmp_path / "playbook.toml"
-    playbook.write_text('[deployment]\nname = "x"\ndomain = "x.test"\n\n[hosts.web]\naddress = "127.0.0.2"\n')
+    playbook.write_text(
+        '[deployment]\nname = "x"\ndomain = "x.test"\n\n[hosts.web]\naddress = "127.0.0.2"\n'
+    )
     done = CliRunner().invoke(verify, [str(playbook)])
     assert done.exit_code == 0, done.output
     assert "no service is enabled" in done.output

@@ -1,7 +1,7 @@
 """A plugin whose tasks form a cycle."""
 
-from fedi_run.engine.hookspecs import hookimpl
-from fedi_run.engine.tasks import Task
+from fedi_run.engine.planning.tasks import Task
+from fedi_run.engine.plugin.hookspecs import hookimpl
 
 
 @hookimpl

@@ -2,11 +2,11 @@
 
 from pydantic import Field
 
-from fedi_run.engine.hookspecs import hookimpl
-from fedi_run.engine.operations import Command
-from fedi_run.engine.playbook import Playbook, ServiceConfig
-from fedi_run.engine.sections import ConfigSection
-from fedi_run.engine.tasks import Task
+from fedi_run.engine.model.playbook import Playbook, ServiceConfig
+from fedi_run.engine.model.sections import ConfigSection
+from fedi_run.engine.planning.operations import Command
+from fedi_run.engine.planning.tasks import Task
+from fedi_run.engine.plugin.hookspecs import hookimpl
 
 PLUGIN_NAME = "matrix"
 __version__ = "9.9.9"

@@ -1,11 +1,11 @@
 """A test plugin with secrets: a 'vault' service that places two secrets and then prints them
 (which fedi-run must mask everywhere)."""
 
-from fedi_run.engine.hookspecs import hookimpl
-from fedi_run.engine.operations import Command, Directory, Secret
-from fedi_run.engine.playbook import ServiceConfig
-from fedi_run.engine.sections import ConfigSection
-from fedi_run.engine.tasks import Task
+from fedi_run.engine.model.playbook import ServiceConfig
+from fedi_run.engine.model.sections import ConfigSection
+from fedi_run.engine.planning.operations import Command, Directory, Secret
+from fedi_run.engine.planning.tasks import Task
+from fedi_run.engine.plugin.hookspecs import hookimpl
 
 PLUGIN_NAME = "vault"
 DIRECTORY = "/var/lib/fedi-run/secrets/vault"
@@ -27,16 +27,32 @@ def fedi_run_tasks(playbook):
     host = playbook.service_host("vault")
     show = f"cat {DIRECTORY}/token; echo; cat {DIRECTORY}/key-id; echo"
     tasks = [
-        Task("vault.secrets", host, actions=(
-            Directory("/var/lib/fedi-run", mode=0o755),
-            Directory("/var/lib/fedi-run/secrets", mode=0o700),
-            Directory(DIRECTORY, mode=0o700),
-            Secret(f"{DIRECTORY}/token", "hex32"),
-            Secret(f"{DIRECTORY}/key-id", "garage-key-id"),
-        )),
-        Task("vault.show", host, requires=("vault.secrets",), actions=(Command(show),), undo=(Command(show),)),
+        Task(
+            "vault.secrets",
+            host,
+            actions=(
+                Directory("/var/lib/fedi-run", mode=0o755),
+                Directory("/var/lib/fedi-run/secrets", mode=0o700),
+                Directory(DIRECTORY, mode=0o700),
+                Secret(f"{DIRECTORY}/token", "hex32"),
+                Secret(f"{DIRECTORY}/key-id", "garage-key-id"),
+            ),
+        ),
+        Task(
+            "vault.show",
+            host,
+            requires=("vault.secrets",),
+            actions=(Command(show),),
+            undo=(Command(show),),
+        ),
     ]
     if playbook.services["vault"].fail:
-        tasks.append(Task("vault.leak", host, requires=("vault.secrets",),
-                          actions=(Command(f"echo token=$(cat {DIRECTORY}/token) >&2; exit 3"),)))
+        tasks.append(
+            Task(
+                "vault.leak",
+                host,
+                requires=("vault.secrets",),
+                actions=(Command(f"echo token=$(cat {DIRECTORY}/token) >&2; exit 3"),),
+            )
+        )
     return tasks

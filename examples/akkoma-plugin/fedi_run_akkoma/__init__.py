@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from fedi_run.engine.hookspecs import hookimpl
-from fedi_run.engine.nix import NixModule, render_template
-from fedi_run.engine.operations import Directory, Template
-from fedi_run.engine.playbook import Playbook, ServiceConfig
-from fedi_run.engine.sections import ConfigSection
-from fedi_run.engine.tasks import Task
+from fedi_run.engine.model.playbook import Playbook, ServiceConfig
+from fedi_run.engine.model.sections import ConfigSection
+from fedi_run.engine.nixops.nix import NixModule, render_template
+from fedi_run.engine.planning.operations import Directory, Template
+from fedi_run.engine.planning.tasks import Task
+from fedi_run.engine.plugin.hookspecs import hookimpl
 from fedi_run.plugins.fediversity import SecretSpec, app_tasks, s3_dir, secrets_dir
 
 __version__ = "0.1.0"
@@ -31,13 +31,17 @@ SETTINGS = "/var/lib/akkoma-fedi-run/settings.json"
 class AkkomaConfig(ServiceConfig):
     """``[services.akkoma]``."""
 
-    instance_name: str = Field("Akkoma", min_length=1, max_length=80, description="The instance's name.")
+    instance_name: str = Field(
+        "Akkoma", min_length=1, max_length=80, description="The instance's name."
+    )
     registrations_open: bool = Field(False, description="Whether anyone may sign up.")
 
 
 @hookimpl
 def fedi_run_config_sections():
-    return [ConfigSection(NAME, AkkomaConfig, needs=("garage",), description="Akkoma, microblogging.")]
+    return [
+        ConfigSection(NAME, AkkomaConfig, needs=("garage",), description="Akkoma, microblogging.")
+    ]
 
 
 @hookimpl
@@ -54,11 +58,17 @@ def fedi_run_tasks(playbook: Playbook):
         description="Akkoma's instance settings",
         actions=(
             Directory("/var/lib/akkoma-fedi-run", mode=0o755),
-            Template(SETTINGS, "settings.json.j2", package="fedi_run_akkoma", context=(
-                ("instance_name", config.instance_name),
-                ("registrations_open", config.registrations_open),
-                ("domain", playbook.service_domain(NAME)),
-            ), mode=0o644),
+            Template(
+                SETTINGS,
+                "settings.json.j2",
+                package="fedi_run_akkoma",
+                context=(
+                    ("instance_name", config.instance_name),
+                    ("registrations_open", config.registrations_open),
+                    ("domain", playbook.service_domain(NAME)),
+                ),
+                mode=0o644,
+            ),
         ),
     )
     return [*tasks, settings]
@@ -69,7 +79,8 @@ def fedi_run_nix_modules(playbook: Playbook, host: str):
     if playbook.service_host(NAME) != host or host not in playbook.hosts:
         return []
     text = render_template(
-        "fedi_run_akkoma", "akkoma.nix.j2",
+        "fedi_run_akkoma",
+        "akkoma.nix.j2",
         enable=playbook.is_enabled(NAME),
         domain=playbook.service_domain(NAME),
         secret_key_base_file=f"{secrets_dir(NAME)}/secret-key-base",

@@ -1,0 +1,1 @@
+"""The ``fedi-run`` command line."""

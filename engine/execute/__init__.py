@@ -1,0 +1,1 @@
+"""Carrying out a plan over SSH: scheduling, performing operations as scripts, connections."""

@@ -1,0 +1,1 @@
+"""The playbook's files read into one validated, immutable Playbook."""

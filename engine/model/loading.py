@@ -1,0 +1,359 @@
+"""Reading a playbook, its inventories and a Fediversity configuration into a :class:`Playbook`.
+
+The contract of :func:`load_playbook`: it either returns a fully validated, merged
+:class:`~fedi_run.engine.model.playbook.Playbook`, or raises one
+:class:`~fedi_run.engine.errors.PlaybookError` carrying *every* problem found, each naming the
+file the value came from, its key path, what was found and what was expected.
+
+Merging: each inventory (``-i``, in order) may hold only ``[hosts.*]`` and ``[acme]``; its
+tables are merged key by key over the playbook's. A configuration file (``--configuration``)
+is read last. Relative paths are resolved against the directory of the file that names them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tomllib
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from fedi_run.engine.errors import PlaybookError, Problem
+from fedi_run.engine.model import configuration_json as configuration
+from fedi_run.engine.model import pydantic_problems as describe
+from fedi_run.engine.model.playbook import (
+    DeploymentSection,
+    HostSection,
+    InitialUserSection,
+    PathMarker,
+    Playbook,
+    RunSection,
+    Section,
+    ServiceConfig,
+    UserTaskSection,
+)
+from fedi_run.engine.model.sections import ConfigSection
+from fedi_run.engine.model.validators import check_plain_name, did_you_mean
+
+Key = tuple[str, ...]
+CORE_TABLES: dict[str, type[Section]] = {
+    "deployment": DeploymentSection,
+    "initial_user": InitialUserSection,
+    "run": RunSection,
+}
+NAMED_TABLES: dict[str, type[Section]] = {"hosts": HostSection, "tasks": UserTaskSection}
+INVENTORY_TABLES = ("hosts", "acme")
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Parse the TOML file ``path``; ``(document, [])`` or ``(None, [the problem])``."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return None, [Problem(path, "", f"cannot read the file: {error.strerror or error}")]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return None, [
+            Problem(path, "", f"not valid UTF-8 (byte {error.start}); expected a UTF-8 TOML file")
+        ]
+    try:
+        return tomllib.loads(text), []
+    except tomllib.TOMLDecodeError as error:
+        return None, [Problem(path, "", f"not valid TOML: {error}")]
+    except RecursionError:
+        return None, [Problem(path, "", "not valid TOML: nested too deeply")]
+
+
+class _Merged:
+    """The merged document and, for every table and value, the file it came from."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.origins: dict[Key, Path] = {}
+
+    def merge(self, document: Mapping[str, Any], source: Path, prefix: Key = ()) -> None:
+        target = self.data
+        for part in prefix:
+            target = target.setdefault(part, {})
+        self.origins.setdefault(prefix, source)
+        for key, value in document.items():
+            here = prefix + (key,)
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                self.merge(value, source, here)
+            else:
+                target[key] = value
+                self._forget_below(here)
+                self.origins[here] = source
+
+    def _forget_below(self, key: Key) -> None:
+        for known in [k for k in self.origins if k[: len(key)] == key and len(k) > len(key)]:
+            del self.origins[known]
+
+    def origin(self, key: Key) -> Path:
+        for length in range(len(key), -1, -1):
+            if key[:length] in self.origins:
+                return self.origins[key[:length]]
+        raise KeyError(key)  # pragma: no cover - the root always has an origin
+
+
+@functools.cache
+def _path_fields(model: type[BaseModel]) -> frozenset[str]:
+    """Names of ``model``'s fields declared as :data:`~fedi_run.engine.model.playbook.FilePath`."""
+
+    def marked(annotation: Any) -> bool:
+        if typing.get_origin(annotation) is typing.Annotated:
+            if any(isinstance(m, PathMarker) for m in annotation.__metadata__):
+                return True
+        return any(marked(arg) for arg in typing.get_args(annotation))
+
+    return frozenset(
+        name
+        for name, field in model.model_fields.items()
+        if marked(field.annotation) or any(isinstance(m, PathMarker) for m in field.metadata)
+    )
+
+
+def _resolve_paths(table: Any, model: type[BaseModel], key: Key, merged: _Merged) -> None:
+    """Make the relative paths in ``table`` absolute, relative to the file each came from."""
+    if not isinstance(table, dict):
+        return
+    for name in _path_fields(model):
+        value = table.get(name)
+        if isinstance(value, str) and value:
+            expanded = os.path.expanduser(value)
+            if not os.path.isabs(expanded):
+                base = merged.origin(key + (name,)).parent
+                expanded = os.path.normpath(os.path.join(base.absolute(), expanded))
+            table[name] = expanded
+    for name, nested in _nested_models(model).items():
+        _resolve_paths(table.get(name), nested, key + (name,), merged)
+
+
+@functools.cache
+def _nested_models(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """The fields of ``model`` that hold a table validated by another model."""
+    nested = {}
+    for name, field in model.model_fields.items():
+        for candidate in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                nested[name] = candidate
+    return nested
+
+
+def _freeze(value: Any) -> Any:
+    """Lists become tuples (the models are immutable and strict)."""
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _freeze(v) for k, v in value.items()}
+    return value
+
+
+class _Validator:
+    """Validates one table at a time so that one bad table never hides another's problems."""
+
+    def __init__(self, merged: _Merged):
+        self.merged = merged
+        self.problems: list[Problem] = []
+
+    def problem(self, key: Key, message: str) -> None:
+        self.problems.append(Problem(self.merged.origin(key), describe.dotted(key), message))
+
+    def table(self, model: type[Section], value: Any, key: Key) -> Section | None:
+        if not isinstance(value, dict):
+            self.problem(key, f"found {describe.found(value)}, expected a table")
+            return None
+        _resolve_paths(value, model, key, self.merged)
+        try:
+            return model.model_validate(_freeze(value))
+        except ValidationError as error:
+            for item in error.errors():
+                loc = key + tuple(str(part) for part in item["loc"])
+                self.problem(loc, describe.message(item, model, item["loc"]))
+            return None
+
+    def named_tables(self, model: type[Section], value: Any, key: Key) -> dict[str, Section]:
+        if not isinstance(value, dict):
+            self.problem(key, f"found {describe.found(value)}, expected a table of tables")
+            return {}
+        result = {}
+        for name, table in value.items():
+            try:
+                check_plain_name(name)
+            except ValueError as error:
+                self.problem(key + (name,), f"{name!r} is not a valid name: {error}")
+                continue
+            validated = self.table(model, table, key + (name,))
+            if validated is not None:
+                result[name] = validated
+        return result
+
+
+def load_playbook(
+    path: Path,
+    sections: Sequence[ConfigSection],
+    inventories: Iterable[Path] = (),
+    configuration_file: Path | None = None,
+    disabled_plugins: Iterable[str] = (),
+) -> Playbook:
+    """Read, merge and validate; see the module docstring for the contract."""
+    path = Path(path)
+    problems: list[Problem] = []
+    merged = _Merged()
+    document, found = read_toml(path)
+    problems += found
+    if document is not None:
+        merged.merge(document, path)
+    for inventory in inventories:
+        inventory = Path(inventory)
+        document, found = read_toml(inventory)
+        problems += found
+        if document is None:
+            continue
+        for table, value in document.items():
+            if table not in INVENTORY_TABLES:
+                problems.append(
+                    Problem(
+                        inventory, table, "an inventory may hold only [hosts.*] and [acme] tables"
+                    )
+                )
+            elif not isinstance(value, dict):
+                problems.append(
+                    Problem(inventory, table, f"found {describe.found(value)}, expected a table")
+                )
+            else:
+                merged.merge({table: value}, inventory)
+    if configuration_file is not None:
+        document, found = configuration.read(Path(configuration_file))
+        problems += found
+        if document is not None:
+            merged.merge(document, Path(configuration_file))
+    if problems:
+        raise PlaybookError(problems)
+    playbook, problems = _validate(path, merged, sections, frozenset(disabled_plugins))
+    if problems:
+        raise PlaybookError(problems)
+    assert playbook is not None
+    return playbook
+
+
+def _validate(
+    path: Path, merged: _Merged, sections: Sequence[ConfigSection], disabled: frozenset[str]
+) -> tuple[Playbook | None, list[Problem]]:
+    check = _Validator(merged)
+    data = merged.data
+    services = {s.name: s for s in sections if s.kind == "service"}
+    tables = {s.name: s for s in sections if s.kind == "table"}
+    known = [*CORE_TABLES, *NAMED_TABLES, "services", *tables]
+    for key in data:
+        if key not in known:
+            hint = _disabled_hint(key, disabled) or did_you_mean(key, known)
+            check.problem((key,), f"unknown table{hint}; expected one of: {', '.join(known)}")
+    values: dict[str, Any] = {}
+    if "deployment" not in data:
+        check.problem(
+            ("deployment",), "missing; expected a [deployment] table with name and domain"
+        )
+    for name, model in CORE_TABLES.items():
+        if name in data:
+            values[name] = check.table(model, data[name], (name,))
+    values["hosts"] = check.named_tables(HostSection, data.get("hosts", {}), ("hosts",))
+    values["tasks"] = check.named_tables(UserTaskSection, data.get("tasks", {}), ("tasks",))
+    service_values: dict[str, ServiceConfig] = {}
+    raw_services = data.get("services", {})
+    if not isinstance(raw_services, dict):
+        check.problem(
+            ("services",), f"found {describe.found(raw_services)}, expected a table of tables"
+        )
+        raw_services = {}
+    for name, raw in raw_services.items():
+        if name not in services:
+            hint = _disabled_hint(name, disabled) or did_you_mean(name, services)
+            check.problem(
+                ("services", name),
+                f"unknown service{hint}; known services: {', '.join(sorted(services)) or 'none'}",
+            )
+            continue
+        validated = check.table(services[name].model, raw, ("services", name))
+        if validated is not None:
+            service_values[name] = validated  # type: ignore[assignment]
+    for name, section in services.items():
+        if name not in raw_services:
+            service_values[name] = section.model()  # type: ignore[assignment]
+    table_values = {
+        name: (check.table(section.model, data[name], (name,)) if name in data else None)
+        for name, section in tables.items()
+    }
+    enabled = _enabled(service_values, services, merged)
+    hosts = values["hosts"]
+    raw_hosts = data.get("hosts", {}) if isinstance(data.get("hosts"), dict) else {}
+    for service, reason in sorted(enabled.items(), key=lambda item: item[1].startswith("needed")):
+        config = service_values[service]
+        host = config.host or service
+        if host not in hosts and host not in raw_hosts:
+            where = ("services", service, "host") if config.host else ("services", service)
+            check.problem(
+                where,
+                f"service {service!r} ({reason}) runs on host {host!r}, which is not defined; "
+                f"expected one of the [hosts] tables: {', '.join(raw_hosts) or 'none'}"
+                f"{did_you_mean(host, raw_hosts)}",
+            )
+    for name, task in values["tasks"].items():
+        for index, host in enumerate([task.host] if task.host else task.hosts or ()):
+            if host not in raw_hosts:
+                key = ("tasks", name, "host") if task.host else ("tasks", name, "hosts", str(index))
+                check.problem(
+                    key,
+                    f"found {host!r}, expected a host defined under [hosts]"
+                    f"{did_you_mean(host, raw_hosts)}",
+                )
+    if check.problems:
+        return None, check.problems
+    playbook = Playbook(
+        source=path,
+        deployment=values["deployment"],
+        hosts=hosts,
+        services=service_values,
+        enabled=enabled,
+        sections=table_values,
+        initial_user=values.get("initial_user"),
+        tasks=values["tasks"],
+        run=values.get("run") or RunSection(),
+        origins=merged.origins,
+        needs={name: section.needs for name, section in services.items()},
+    )
+    return playbook, []
+
+
+def _enabled(
+    values: Mapping[str, ServiceConfig], sections: Mapping[str, ConfigSection], merged: _Merged
+) -> dict[str, str]:
+    """Each enabled service and why: the file that enables it, or the service that needs it."""
+    enabled = {
+        name: f"enabled in {merged.origin(('services', name, 'enable')).name}"
+        for name, config in values.items()
+        if config.enable
+    }
+    needed_by: dict[str, list[str]] = {}
+    pending = list(enabled)
+    while pending:
+        name = pending.pop()
+        for needed in sections[name].needs:
+            if needed in sections and needed not in enabled:
+                if needed not in needed_by:
+                    pending.append(needed)
+                needed_by.setdefault(needed, []).append(name)
+    for name, needers in needed_by.items():
+        enabled[name] = f"needed by {', '.join(sorted(needers))}"
+    return dict(sorted(enabled.items()))
+
+
+def _disabled_hint(name: str, disabled: frozenset[str]) -> str:
+    if name in disabled:
+        return f" (the plugin {name!r} is blocked by FEDI_RUN_DISABLE_PLUGINS)"
+    return ""

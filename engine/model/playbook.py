@@ -1,0 +1,293 @@
+"""The playbook: the validated, immutable description of one deployment.
+
+Two layers:
+
+* pydantic models (:class:`Section` and its subclasses) validate each table of ``playbook.toml``
+  strictly — no coercion, unknown keys rejected — and give the JSON Schema for free;
+* :class:`Playbook`, a frozen dataclass, is what the engine and the plugins receive: the
+  sections after inventories and a Fediversity configuration were merged in, relative paths made
+  absolute, cross references checked, and services switched on by the services that need them.
+
+``engine.loading`` builds a :class:`Playbook` from files; nothing here reads files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from fedi_run.engine.model import validators as names
+
+
+class Section(BaseModel):
+    """Base of every playbook table: strict types, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+PlainName = Annotated[str, AfterValidator(names.check_plain_name)]
+DnsName = Annotated[str, AfterValidator(names.check_dns_name)]
+Address = Annotated[str, AfterValidator(names.check_address)]
+PosixUser = Annotated[str, AfterValidator(names.check_posix_user)]
+Email = Annotated[str, AfterValidator(names.check_email)]
+HostKey = Annotated[str, AfterValidator(names.check_host_key)]
+Tag = Annotated[str, AfterValidator(names.check_tag)]
+HttpsUrl = Annotated[str, AfterValidator(names.check_https_url)]
+
+
+class PathMarker:
+    """Marks a field as a path on the deployer, made absolute by the loader."""
+
+
+FilePath = Annotated[
+    str,
+    PathMarker(),
+    Field(
+        min_length=1,
+        description="A file on the deployer; relative paths are relative to the file that "
+        "names them.",
+    ),
+]
+"""A path on the deployer. The loader makes it absolute before validation."""
+
+
+class DeploymentSection(Section):
+    """``[deployment]``: what the deployment is called and where its services live."""
+
+    name: Annotated[str, AfterValidator(names.check_deployment_name)] = Field(
+        description="The NixOps4 deployment name."
+    )
+    domain: DnsName = Field(description="Services live at <service>.<domain>.")
+
+
+class HostSection(Section):
+    """``[hosts.<name>]``: one target machine, reached over SSH."""
+
+    address: Address = Field(description="IP address or DNS name of the host.")
+    port: int = Field(22, ge=1, le=65535, description="SSH port.")
+    user: PosixUser = Field("root", description="SSH login user.")
+    host_key: HostKey | None = Field(
+        None, description="The host's pinned SSH public key, 'ssh-ed25519 AAAA...'."
+    )
+    identity: FilePath | None = Field(None, description="Private key file to log in with.")
+
+
+class ServiceConfig(Section):
+    """``[services.<name>]``: the base every service plugin's options extend.
+
+    A plugin subclasses it to add its own options; ``enable`` and ``host`` are common to all.
+    """
+
+    enable: bool = Field(False, description="Deploy this service.")
+    host: PlainName | None = Field(
+        None, description="The [hosts] entry the service runs on; defaults to its own name."
+    )
+
+
+class InitialUserSection(Section):
+    """``[initial_user]``: the first account created on every enabled service."""
+
+    username: Annotated[str, AfterValidator(names.check_username)]
+    display_name: str = Field(min_length=1, max_length=100)
+    email: Email
+    password_file: FilePath = Field(
+        description="File holding the password; a password is never written in the playbook."
+    )
+
+
+def _check_target_path(value: str) -> str:
+    if not value.startswith("/") or "\x00" in value or "\n" in value or value.rstrip("/") == "":
+        raise ValueError("expected an absolute path on the host, such as '/srv/app/config'")
+    return value
+
+
+def _check_mode(value: str) -> str:
+    if not (3 <= len(value) <= 4 and all(c in "01234567" for c in value)):
+        raise ValueError('expected an octal file mode as a string, such as "0644"')
+    return value
+
+
+TargetPath = Annotated[str, AfterValidator(_check_target_path)]
+Mode = Annotated[str, AfterValidator(_check_mode)]
+
+
+class FileSpec(Section):
+    """``file = {...}`` in a task: a file on the host with this content (a jinja2 template, or
+    the deployer's file ``src``), mode and owner; ``present = false`` removes it."""
+
+    path: TargetPath
+    content: str | None = None
+    src: FilePath | None = None
+    mode: Mode = "0644"
+    owner: PosixUser | None = None
+    present: bool = True
+
+    @model_validator(mode="after")
+    def _content_or_src(self) -> FileSpec:
+        if self.present and (self.content is None) == (self.src is None):
+            raise ValueError("expected exactly one of `content` or `src`")
+        return self
+
+
+class DirectorySpec(Section):
+    """``directory = {...}`` in a task: a directory on the host (``present = false`` removes
+    it and what it holds)."""
+
+    path: TargetPath
+    mode: Mode = "0755"
+    owner: PosixUser | None = None
+    present: bool = True
+
+
+class FetchSpec(Section):
+    """``fetch = {...}`` in a task: copy the host's file ``remote`` to ``local`` on the
+    deployer."""
+
+    remote: TargetPath
+    local: FilePath
+
+
+ACTIONS = ("run", "file", "directory", "fetch")
+
+
+class UserTaskSection(Section):
+    """``[tasks.<name>]``: a task of the operator's own.
+
+    It does exactly one thing: ``run`` a shell command (guarded by ``creates``/``unless``), or
+    ensure a ``file`` or ``directory``, or ``fetch`` a file back. ``run``, ``undo`` and file
+    contents are jinja2 templates over the playbook's values (``deployment``, ``hosts``,
+    ``services``, ``initial_user``, and ``host`` for the host it runs on).
+    """
+
+    host: PlainName | None = Field(None, description="The one host this task runs on.")
+    hosts: tuple[PlainName, ...] | None = Field(
+        None, min_length=1, description="Several hosts: one task per host, '<id>@<host>'."
+    )
+    run: str | None = Field(None, min_length=1, description="Shell command (a jinja2 template).")
+    creates: TargetPath | None = Field(
+        None, description="Skip `run` when this path (absolute) exists on the host."
+    )
+    unless: str | None = Field(None, description="Skip `run` when this command succeeds.")
+    file: FileSpec | None = None
+    directory: DirectorySpec | None = None
+    fetch: FetchSpec | None = None
+    undo: str | None = Field(
+        None,
+        description="Shell command that undoes the task in a teardown (default: remove "
+        "the file or directory; nothing for a command).",
+    )
+    requires: tuple[str, ...] = Field((), description="Ids of tasks that must run first.")
+    tags: tuple[Tag, ...] = ()
+    description: str = ""
+    shares_host: bool = Field(False, description="May run beside other tasks on its host.")
+    timeout: float | None = Field(None, gt=0, description="Seconds before the task fails.")
+
+    @model_validator(mode="after")
+    def _one_host_spec_and_one_action(self) -> UserTaskSection:
+        if (self.host is None) == (self.hosts is None):
+            raise ValueError("expected exactly one of `host` or `hosts`")
+        given = [name for name in ACTIONS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "expected exactly one of `run`, `file`, `directory` or `fetch`"
+                + (f", found {', '.join(given)}" if given else "")
+            )
+        if (self.creates or self.unless) and self.run is None:
+            raise ValueError("`creates` and `unless` guard `run` only")
+        return self
+
+
+class RunSection(Section):
+    """``[run]``: defaults for how tasks run."""
+
+    forks: int = Field(10, ge=1, le=1000, description="At most this many tasks at once.")
+    dns: Literal["warn", "error", "off"] = Field(
+        "warn",
+        description="When a service's domain does not resolve to its host: warn, fail, "
+        "or do not check.",
+    )
+
+
+@dataclass(frozen=True)
+class Playbook:
+    """One deployment, validated and merged: the value plugins build their tasks from.
+
+    ``services`` holds the options of every service a plugin knows, enabled or not;
+    ``enabled`` maps each enabled service to the reason it is (``"playbook.toml"``, or
+    ``"needed by mastodon"``); ``needs`` maps each service to the services it needs.
+    ``sections`` holds the top-level tables contributed by plugins (such as ``acme``), or
+    ``None`` when absent. All paths are absolute.
+    """
+
+    source: Path
+    deployment: DeploymentSection
+    hosts: Mapping[str, HostSection]
+    services: Mapping[str, ServiceConfig]
+    enabled: Mapping[str, str]
+    sections: Mapping[str, Section | None]
+    initial_user: InitialUserSection | None
+    tasks: Mapping[str, UserTaskSection]
+    run: RunSection = field(default_factory=RunSection)
+    origins: Mapping[tuple[str, ...], Path] = field(default_factory=dict)
+    needs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("hosts", "services", "enabled", "sections", "tasks", "origins", "needs"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    @property
+    def name(self) -> str:
+        """The deployment name."""
+        return self.deployment.name
+
+    @property
+    def domain(self) -> str:
+        """The deployment's domain."""
+        return self.deployment.domain
+
+    def users_of(self, service: str) -> list[str]:
+        """The services (enabled or not) that need ``service`` — garage's apps, sorted."""
+        return sorted(name for name, needed in self.needs.items() if service in needed)
+
+    def is_enabled(self, service: str) -> bool:
+        """Whether ``service`` is deployed (by the playbook or because another needs it)."""
+        return service in self.enabled
+
+    def service_host(self, service: str) -> str:
+        """The name of the host ``service`` runs on (its ``host``, or its own name)."""
+        return self.services[service].host or service
+
+    def service_domain(self, service: str) -> str:
+        """``<service>.<domain>``."""
+        return f"{service}.{self.deployment.domain}"
+
+    def origin(self, *key: str) -> Path:
+        """The file the value at ``key`` came from (the playbook, an inventory or a
+        configuration file), for error messages."""
+        for length in range(len(key), 0, -1):
+            found = self.origins.get(tuple(key[:length]))
+            if found is not None:
+                return found
+        return self.source
+
+    def section(self, name: str) -> Any:
+        """A plugin's top-level table (``acme``), or ``None`` when the playbook has none."""
+        return self.sections.get(name)
+
+    def template_context(self) -> dict[str, Any]:
+        """The values user task templates see: plain data, no secrets."""
+        return {
+            "deployment": self.deployment.model_dump(),
+            "hosts": {n: h.model_dump() for n, h in self.hosts.items()},
+            "services": {
+                n: {**s.model_dump(), "enabled": n in self.enabled, "host": self.service_host(n)}
+                for n, s in self.services.items()
+            },
+            "initial_user": self.initial_user.model_dump() if self.initial_user else None,
+            **{n: (s.model_dump() if s else None) for n, s in self.sections.items()},
+        }

@@ -1,0 +1,93 @@
+"""The plan: the selected tasks in the order they would run, grouped into parallel steps."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fedi_run.engine.planning.graph import TaskGraph
+from fedi_run.engine.planning.selection import Selection
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    """One task of a plan: where it runs, what it waits for, and why it was selected."""
+
+    id: str
+    host: str
+    requires: tuple[str, ...]
+    tags: tuple[str, ...]
+    selected_by: str
+    description: str
+    plugin: str
+    step: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """``steps[i]`` holds the tasks that may run in parallel once steps ``0..i-1`` are done."""
+
+    deployment: str
+    steps: tuple[tuple[PlannedTask, ...], ...]
+
+    @property
+    def tasks(self) -> tuple[PlannedTask, ...]:
+        """Every planned task in execution order."""
+        return tuple(task for step in self.steps for task in step)
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"deployment": ..., "tasks": [{"id", "host", "requires", "tags", "selected_by",
+        ...}, ...]}`` in execution order."""
+        return {
+            "deployment": self.deployment,
+            "tasks": [
+                {**asdict(task), "requires": list(task.requires), "tags": list(task.tags)}
+                for task in self.tasks
+            ],
+        }
+
+    def render(self) -> str:
+        """The plan as text: a header, then each step with its tasks, hosts and reasons."""
+        tasks = self.tasks
+        hosts = sorted({t.host for t in tasks})
+        lines = [
+            f"Plan for {self.deployment}: {len(tasks)} task(s) in {len(self.steps)} step(s) "
+            f"on {len(hosts)} host(s)",
+        ]
+        width = max((len(t.id) for t in tasks), default=4)
+        host_width = max((len(t.host) for t in tasks), default=4)
+        lines.append("")
+        lines.append(f"  {'TASK':<{width}}  {'HOST':<{host_width}}  SELECTED BY")
+        for number, step in enumerate(self.steps, 1):
+            lines.append("")
+            lines.append(
+                f"step {number} ({len(step)} in parallel)" if len(step) > 1 else f"step {number}"
+            )
+            for task in step:
+                lines.append(f"  {task.id:<{width}}  {task.host:<{host_width}}  {task.selected_by}")
+        return "\n".join(lines)
+
+
+def make_plan(deployment: str, graph: TaskGraph, selection: Selection) -> Plan:
+    """The plan of ``selection`` over ``graph``."""
+    steps = []
+    for number, step in enumerate(
+        graph.steps(selection.reasons.keys() if len(selection) < len(graph) else None)
+    ):
+        planned = []
+        for task_id in step:
+            task = graph.tasks[task_id]
+            planned.append(
+                PlannedTask(
+                    id=task.id,
+                    host=task.where,
+                    requires=tuple(graph.dependencies(task_id)),
+                    tags=task.tags,
+                    selected_by=selection.reasons[task_id],
+                    description=task.description,
+                    plugin=task.plugin,
+                    step=number,
+                )
+            )
+        steps.append(tuple(planned))
+    return Plan(deployment, tuple(steps))

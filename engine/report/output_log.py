@@ -1,0 +1,185 @@
+"""A run's output log: the whole output of each task on the deployer, a bounded tail in memory.
+
+Contract:
+
+* :meth:`OutputLog.create` makes ``<state dir>/logs/<run id>/`` (directories 0700) when the run
+  starts, before any host is touched; a directory that cannot be made is a
+  :class:`~fedi_run.engine.report.state_records.StateError` (exit status 2);
+* :meth:`OutputLog.task` gives a task's :class:`TaskOutput`: everything the task prints goes
+  through it, chunk by chunk. Its whole output, secrets masked, is appended to
+  ``<task id>.log`` (0600, created on the first byte: a task that prints nothing has no file);
+  only the last :data:`TAIL` characters are kept in memory, and :meth:`TaskOutput.text` is
+  that tail under a note ``[… 49.9 MiB more in <log path>]`` when it was cut;
+* masking holds back the last characters of a chunk that could be the beginning of a secret,
+  so a secret split across two chunks is masked as well as a whole one;
+* a log that cannot be written (disk full on the deployer) never fails the task: the tail is
+  still reported, and the note says the log is incomplete.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+from pathlib import Path
+
+from fedi_run.engine.report.masking import Masker
+from fedi_run.engine.report.recap import TailBuffer
+
+TAIL = 64 * 1024
+"""Characters of a task's output kept in memory (what the display, events and JUnit get)."""
+LOGS = "logs"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
+
+
+def log_directory(state_dir: Path, run_id: int) -> Path:
+    """``<state dir>/logs/<run id>``."""
+    return Path(state_dir) / LOGS / str(run_id)
+
+
+def log_path(state_dir: Path, run_id: int, task_id: str) -> Path:
+    """Where the whole output of ``task_id`` in run ``run_id`` is kept."""
+    return log_directory(state_dir, run_id) / f"{_UNSAFE.sub('_', task_id)}.log"
+
+
+def size_text(size: int) -> str:
+    """``812 B``, ``63.9 KiB``, ``49.9 MiB``."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024 or unit == "MiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class OutputLog:
+    """The output log of one run (``directory`` None: no log, tails only)."""
+
+    def __init__(self, directory: Path | None, masker: Masker):
+        self.directory = directory
+        self.masker = masker
+
+    @classmethod
+    def create(cls, state_dir: Path, run_id: int, masker: Masker) -> OutputLog:
+        """Make the run's log directory (0700, and ``logs/`` too); StateError naming it if
+        that fails."""
+        from fedi_run.engine.report.state_records import StateError
+
+        directory = log_directory(state_dir, run_id)
+        for new in (directory.parent, directory):
+            try:
+                os.mkdir(new, 0o700)
+            except FileExistsError:
+                pass
+            except OSError as error:
+                raise StateError.cannot("create the output log directory", new, error) from None
+            try:
+                os.chmod(new, 0o700)
+            except OSError as error:
+                raise StateError.cannot("use the output log directory", new, error) from None
+        return cls(directory, masker)
+
+    def task(self, task_id: str) -> TaskOutput:
+        """A fresh :class:`TaskOutput` for ``task_id`` (appending to its log)."""
+        path = (
+            None if self.directory is None else self.directory / f"{_UNSAFE.sub('_', task_id)}.log"
+        )
+        return TaskOutput(path, self.masker)
+
+
+class TaskOutput:
+    """One task's output as it arrives: masked, appended to its log, its tail kept."""
+
+    def __init__(self, path: Path | None, masker: Masker, limit: int = TAIL):
+        self.path = path
+        self.masker = masker
+        self.limit = limit
+        self.size = 0  # bytes received
+        self.error: str | None = None
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._held = ""
+        self._chars = 0  # characters passed on (masked)
+        self._tail = TailBuffer(limit)
+        self._file = None
+
+    # -- input --------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Take a chunk of raw output."""
+        if not data:
+            return
+        self.size += len(data)
+        self._take(self._held + self._decoder.decode(data), final=False)
+
+    def write_text(self, text: str) -> None:
+        """Take a piece of already decoded output (a local program's)."""
+        if text:
+            self.size += len(text.encode("utf-8", "replace"))
+            self._take(self._held + text, final=False)
+
+    def close(self) -> None:
+        """The output is complete: flush what was held back, close the log (idempotent)."""
+        rest = self._decoder.decode(b"", final=True)
+        if self._held or rest:
+            self._take(self._held + rest, final=True)
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError as error:
+                self._fail(error)
+            self._file = None
+
+    # -- output -------------------------------------------------------------------------------
+
+    def text(self) -> str:
+        """The kept tail (masked), under a note saying how much more the log holds when the
+        output was longer than the tail."""
+        self.close()
+        kept = self._tail.text()
+        if len(kept) > self.limit:
+            kept = kept[-self.limit :]
+        if self._chars <= len(kept):
+            return kept
+        newline = kept.find("\n", 0, len(kept) - 1)
+        if newline != -1:  # start at a line boundary
+            kept = kept[newline + 1 :]
+        more = max(0, self.size - len(kept.encode("utf-8", "replace")))
+        where = (
+            f"in {self.path}"
+            if self.path is not None and self.error is None
+            else (f"not kept: {self.error}" if self.error else "not kept")
+        )
+        return f"[… {size_text(more)} more {where}]\n{kept}"
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _take(self, text: str, final: bool) -> None:
+        cut = len(text) if final else self.masker.safe_cut(text)
+        self._held = text[cut:]
+        if cut:
+            masked = self.masker.mask(text[:cut])
+            self._chars += len(masked)
+            self._tail.add(masked)
+            self._log(masked)
+
+    def _log(self, text: str) -> None:
+        if self.path is None or self.error is not None:
+            return
+        try:
+            if self._file is None:
+                descriptor = os.open(
+                    self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
+                )
+                self._file = os.fdopen(descriptor, "w", encoding="utf-8", errors="replace")
+            self._file.write(text)
+        except OSError as error:
+            self._fail(error)
+
+    def _fail(self, error: OSError) -> None:
+        self.error = f"cannot write {self.path}: {error.strerror or error}"
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None

@@ -1,0 +1,332 @@
+"""Summing up a run, for every sink: counts per host and status, the exit status, the recap
+table, the bounded tail of a task's output, and the display lines of a finished task.
+
+Everything here is a pure function of its arguments (or, for :class:`TailBuffer`, of what it
+was given): no I/O, no clock, no global state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from fedi_run.engine.report.events import Status, TaskFinished
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+"""The five status values, in recap column order: ok, changed, failed, skipped, unreachable."""
+
+LOCAL = "local"
+"""The deployer's own pseudo-host; always listed last."""
+
+Recap = dict[str, dict[str, int]]
+Segment = tuple[str, str]
+"""A piece of a display line: ``(text, style)``, the style a rich style name or ``""``."""
+Line = list[Segment]
+
+STYLES = {
+    "ok": "green",
+    "changed": "yellow",
+    "failed": "bold red",
+    "skipped": "cyan",
+    "unreachable": "magenta",
+}
+
+
+def empty_counts() -> dict[str, int]:
+    """A fresh count per status value, all five present and zero."""
+    return dict.fromkeys(STATUSES, 0)
+
+
+def recap(finished: Iterable[TaskFinished]) -> Recap:
+    """Each host's count per status value over ``finished``; every host seen has all five
+    status values (zeros included). Hosts are keyed in :func:`host_order`."""
+    counts: Recap = {}
+    for event in finished:
+        host_counts = counts.get(event.host)
+        if host_counts is None:
+            host_counts = counts[event.host] = empty_counts()
+        host_counts[Status(event.status).value] += 1
+    return {host: counts[host] for host in host_order(counts)}
+
+
+def host_order(hosts: Iterable[str]) -> list[str]:
+    """``hosts`` sorted by name, with ``local`` (the deployer) last."""
+    return sorted(set(hosts), key=lambda h: (h == LOCAL, h))
+
+
+def exit_status_for(recap: Mapping[str, Mapping[str, int]], interrupted: bool) -> int:
+    """The process exit status of a run: 130 if interrupted; else 1 if any task failed or
+    any host was unreachable; else 0. Skipped tasks alone do not fail a run: a task is
+    skipped only because a dependency failed (counted already) or the run stopped (130)."""
+    if interrupted:
+        return 130
+    for counts in recap.values():
+        if counts.get("failed", 0) or counts.get("unreachable", 0):
+            return 1
+    return 0
+
+
+def recap_rows(recap: Mapping[str, Mapping[str, int]]) -> list[tuple[str, str]]:
+    """One ``(host, line)`` per host in :func:`host_order`, then ``("total", line)``; each
+    line holds the host name and ``ok=`` … ``unreachable=`` columns, aligned across lines."""
+    hosts = host_order(recap)
+    totals = empty_counts()
+    for host in hosts:
+        for status in STATUSES:
+            totals[status] += recap[host].get(status, 0)
+    table = [(host, recap[host]) for host in hosts] + [("total", totals)]
+    name_width = max(len(name) for name, _ in table)
+    widths = {s: len(s) + 1 + max(len(str(c.get(s, 0))) for _, c in table) for s in STATUSES}
+    rows = []
+    for name, counts in table:
+        cells = "  ".join(f"{s}={counts.get(s, 0)}".ljust(widths[s]) for s in STATUSES)
+        rows.append((name, f"{name.ljust(name_width)} : {cells}".rstrip()))
+    return rows
+
+
+def render_recap(recap: Mapping[str, Mapping[str, int]], duration: float, check: bool) -> str:
+    """The plain-text recap, like Ansible's PLAY RECAP: a header (noting, in --check, that
+    ``changed`` means *would change*), one aligned line per host (sorted, ``local`` last),
+    a totals line, and ``wall time 3.21 s``. No trailing newline, no escape codes."""
+    return "\n".join(line for _, line in recap_lines(recap, duration, check))
+
+
+def recap_lines(
+    recap: Mapping[str, Mapping[str, int]], duration: float, check: bool
+) -> list[tuple[str | None, str]]:
+    """The lines of :func:`render_recap`, each with the host it is about (``"total"`` for
+    the totals line, ``None`` for the others), for displays that colour them."""
+    header = "RECAP (check mode: changed = would change)" if check else "RECAP"
+    lines: list[tuple[str | None, str]] = [(None, header)]
+    if recap:
+        lines += recap_rows(recap)
+    else:
+        lines.append((None, "no tasks ran"))
+    lines.append((None, f"wall time {format_wall_time(duration)}"))
+    return lines
+
+
+def format_wall_time(seconds: float) -> str:
+    """``3.21 s``; from a minute on, also ``(2 min 5 s)``."""
+    text = f"{seconds:.2f} s"
+    if seconds >= 60:
+        minutes, rest = divmod(round(seconds), 60)
+        text += f" ({minutes} min {rest} s)"
+    return text
+
+
+def format_duration(seconds: float) -> str:
+    """A task's duration: ``0.12s``, ``2m05s``."""
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+# --- bounded text ----------------------------------------------------------------------------
+
+MAX_LINES = 200
+MAX_CHARS = 64 * 1024
+
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CARRIAGE = re.compile(r"[^\n]*\r(?!\n|$)")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Part of a longer text: ``text`` kept, and how many lines (a partial line counts as
+    one) and characters of the original were cut."""
+
+    text: str
+    cut_lines: int = 0
+    cut_chars: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.cut_chars > 0
+
+
+def tail(text: str, max_lines: int | None = MAX_LINES, max_chars: int = MAX_CHARS) -> Clip:
+    """The end of ``text``: at most ``max_lines`` lines (``None``: no line limit) and at most
+    ``max_chars`` characters, starting at a line boundary unless the last line alone is
+    longer than ``max_chars``. Linear in ``max_chars`` plus one ``count`` over the cut part,
+    so a 50 MB text costs a few milliseconds."""
+    start = max(0, len(text) - max_chars)
+    if start and text[start - 1] != "\n":
+        newline = text.find("\n", start, len(text) - 1)
+        if newline != -1:
+            start = newline + 1
+    if max_lines is not None:
+        end = len(text) - 1 if text.endswith("\n") else len(text)
+        position = end
+        for _ in range(max_lines):
+            position = text.rfind("\n", start, position)
+            if position == -1:
+                break
+        else:
+            start = position + 1
+    if not start:
+        return Clip(text)
+    cut_lines = text.count("\n", 0, start) + (text[start - 1] != "\n")
+    return Clip(text[start:], cut_lines, start)
+
+
+_LOG_NOTE = re.compile(r"\[… \d+(?:\.\d)? (?:B|KiB|MiB) more (?:in |not kept)[^\n]*\]\n")
+
+
+def split_log_note(output: str) -> tuple[str, str]:
+    """A task's output as the engine reports a long one — ``[… 49.9 MiB more in <log>]`` on
+    its first line, then the tail (see ``engine.output_log``) — as ``(note, tail)``; the note
+    is ``""`` when the output was not cut."""
+    if output.startswith("[… "):
+        match = _LOG_NOTE.match(output)
+        if match:
+            return match.group()[:-1], output[match.end() :]
+    return "", output
+
+
+def head(text: str, max_lines: int = MAX_LINES, max_chars: int = MAX_CHARS) -> Clip:
+    """The beginning of ``text``: at most ``max_lines`` lines and ``max_chars`` characters."""
+    end = min(len(text), max_chars)
+    position = -1
+    for _ in range(max_lines):
+        position = text.find("\n", position + 1, end)
+        if position == -1:
+            break
+    else:
+        end = position + 1
+    if end >= len(text):
+        return Clip(text)
+    rest = text[end:]
+    return Clip(text[:end], rest.count("\n") + (not rest.endswith("\n")), len(rest))
+
+
+class TailBuffer:
+    """The bounded tail of a text that arrives in pieces (a running task's output): keeps at
+    most about ``2 * max_chars`` characters, counting the lines it drops."""
+
+    def __init__(self, max_chars: int = MAX_CHARS) -> None:
+        self.max_chars = max_chars
+        self._parts: list[str] = []
+        self._size = 0
+        self.cut_lines = 0
+
+    def add(self, text: str) -> None:
+        """Append ``text``, dropping the oldest characters beyond the bound."""
+        self._parts.append(text)
+        self._size += len(text)
+        if self._size > 2 * self.max_chars:
+            joined = "".join(self._parts)
+            drop = len(joined) - self.max_chars
+            self.cut_lines += joined.count("\n", 0, drop)
+            self._parts, self._size = [joined[drop:]], self.max_chars
+
+    def text(self) -> str:
+        """What is kept (its first line may be partial; :func:`tail` drops it)."""
+        return "".join(self._parts)
+
+
+def plain(text: str) -> str:
+    """``text`` safe to show on a terminal: ANSI escape sequences and control characters
+    other than tab and newline removed; a line redrawn with carriage returns (progress bars)
+    shows only its last state, as a terminal would."""
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    if "\r" in text:
+        text = _CARRIAGE.sub("", text.replace("\r\n", "\n"))
+    return _CONTROL.sub("", text)
+
+
+# --- display lines ---------------------------------------------------------------------------
+
+CUT_NOTE = "… {lines:,} earlier lines cut (the run's log keeps the whole output)"
+FAILED_TAIL = 20
+"""Output lines shown under a failed task without -v."""
+
+
+def task_lines(
+    event: TaskFinished,
+    check: bool,
+    verbose: bool,
+    diff: bool,
+    widths: tuple[int, int] = (24, 8),
+    streamed: TailBuffer | None = None,
+) -> list[Line]:
+    """The display lines of a finished task: ``changed  <id>  @<host>  0.12s`` (``would
+    change`` in --check; the message's first line appended — why it failed, was skipped or
+    unreachable, or a warning of a task that succeeded — its other lines below), then changes
+    (``  - …``, changed tasks, ``verbose`` or ``check``), the diff (``diff``), and the output's
+    tail (``verbose``: 200 lines; failed: 20), taken from ``streamed`` when the event has none,
+    under a :data:`CUT_NOTE` when cut. At most 200 lines / 64 KiB of each part; all text made
+    :func:`plain`."""
+    status = str(event.status)
+    style = STYLES.get(status, "")
+    label = "would change" if check and status == "changed" else status
+    never_ran = status in ("skipped", "unreachable") and not event.duration
+    duration = "" if never_ran else format_duration(event.duration)
+    where = f" {event.task_id.ljust(widths[0])}  @{event.host.ljust(widths[1])}  {duration:>6}"
+    line: Line = [(label.ljust(12 if check else 11), style), (where, "")]
+    message = plain(event.message).strip()  # for ok/changed: the task's warnings
+    first, _, rest = message.partition("\n")
+    if first:
+        line.append(("  " + first, style))
+    lines = [line] + _block(head(rest, FAILED_TAIL).text, style)
+    if event.changes and status == "changed" and (verbose or check):
+        lines += [[(f"  - {plain(change)}", "")] for change in event.changes[:MAX_LINES]]
+        if len(event.changes) > MAX_LINES:
+            lines.append([(f"  … {len(event.changes) - MAX_LINES} more changes", "dim")])
+    if diff and event.diff:
+        clip = head(event.diff)
+        lines += [[(f"    {row}", _diff_style(row))] for row in plain(clip.text).splitlines()]
+        if clip.truncated:
+            lines.append([(f"    … {clip.cut_lines:,} more diff lines cut", "dim")])
+    if verbose or status == "failed":
+        note, output = split_log_note(event.output)
+        cut = 0
+        if not output and streamed is not None:
+            output, cut = streamed.text(), streamed.cut_lines
+        clip = tail(output, MAX_LINES if verbose else FAILED_TAIL, MAX_CHARS)
+        if note:
+            lines.append([("    " + plain(note), "dim")])
+        elif cut + clip.cut_lines:
+            lines.append([("    " + CUT_NOTE.format(lines=cut + clip.cut_lines), "dim")])
+        lines += _block(plain(clip.text), "")
+    return lines
+
+
+def recap_text(
+    recap: Mapping[str, Mapping[str, int]], duration: float, check: bool, interrupted: bool
+) -> list[Line]:
+    """:func:`render_recap` as display lines after a blank one (``interrupted`` first if
+    so), each host's line green, yellow (changed) or red (failed or unreachable)."""
+    full = {host: {**empty_counts(), **counts} for host, counts in recap.items()}
+    lines: list[Line] = [[("", "")]]
+    if interrupted:
+        lines.append([("interrupted", "bold red")])
+    for index, (host, text) in enumerate(recap_lines(full, duration, check)):
+        counts = full.get(host or "", {})
+        style = (
+            "bold"
+            if index == 0
+            else ""
+            if host in (None, "total")
+            else "red"
+            if counts["failed"] or counts["unreachable"]
+            else "yellow"
+            if counts["changed"]
+            else "green"
+        )
+        lines.append([(text, style)])
+    return lines
+
+
+def _block(text: str, style: str) -> list[Line]:
+    return [[(f"    {row}", style)] for row in text.splitlines()]
+
+
+def _diff_style(row: str) -> str:
+    if row.startswith(("+++", "---")):
+        return "bold"
+    return {"+": "green", "-": "red", "@": "cyan"}.get(row[:1], "")

@@ -1,0 +1,449 @@
+"""The run state database: one SQLite file per deployment recording every run and its tasks.
+
+The default file is ``.fedi-run/state.db`` beside the playbook (:func:`default_state_path`).
+:class:`StateStore` is an :class:`~fedi_run.engine.report.events.EventSink`: the executor calls
+:meth:`StateStore.begin_run`, then feeds it the run's events. Every finished task and the end
+of the run are committed at once, so a run that is killed leaves an accurate record: its tasks
+without a status "never ran" (or "did not finish", when they had started) and are what
+``--resume`` runs again (:meth:`StateStore.resume_tasks`).
+
+What is stored, and nothing else: the arguments of :meth:`~StateStore.begin_run` (deployment,
+kind, task ids and hosts, check flag, argv, selection); each task's status, duration, message,
+changes and start/finish times; the last 4 KiB of a *failed* task's output; each run's exit
+status, duration and whether it was interrupted. The executor masks secrets before they reach
+the events or ``begin_run``, so no secret reaches this file. Output of other tasks is not kept.
+
+Privacy: directories this module creates are 0700, the database, its ``-wal``/``-shm`` files
+and the lock file 0600. A deleted database is recreated empty. :meth:`StateStore.lock` takes a
+non-blocking ``flock`` on ``<db>.lock``, released on exit or when the process dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from fedi_run.engine.private_files import make_private_dirs
+from fedi_run.engine.report.events import (
+    DONE,
+    Event,
+    OutputChunk,
+    RunFinished,
+    RunStarted,
+    Status,
+    TaskFinished,
+    TaskStarted,
+)
+from fedi_run.engine.report.state_records import (  # noqa: F401 - the records and errors, re-exported
+    _ELSEWHERE,
+    DID_NOT_FINISH,
+    NEVER_RAN,
+    LockHeld,
+    NoPreviousRun,
+    RunNotFound,
+    RunRecord,
+    StateError,
+    TaskRecord,
+)
+
+SCHEMA_VERSION = 1
+OUTPUT_TAIL = 4096
+_log = logging.getLogger(__name__)
+
+_SCHEMA = f"""
+BEGIN;
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, deployment TEXT NOT NULL, kind TEXT NOT NULL,
+    check_mode INTEGER NOT NULL, argv TEXT NOT NULL, selection TEXT NOT NULL,
+    started_at REAL NOT NULL, finished_at REAL, duration REAL, exit_status INTEGER,
+    interrupted INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS runs_by_deployment ON runs (deployment, kind, id);
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    task_id TEXT NOT NULL, host TEXT NOT NULL, position INTEGER NOT NULL,
+    status TEXT, changed INTEGER NOT NULL DEFAULT 0, duration REAL,
+    message TEXT NOT NULL DEFAULT '', changes TEXT NOT NULL DEFAULT '[]',
+    output_tail TEXT NOT NULL DEFAULT '', started_at REAL, finished_at REAL,
+    PRIMARY KEY (run_id, task_id)) WITHOUT ROWID;
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
+"""
+_RUN_COLUMNS = (
+    "id, deployment, kind, check_mode, argv, selection, started_at, finished_at, "
+    "duration, exit_status, interrupted"
+)
+_TASK_COLUMNS = (
+    "run_id, task_id, host, position, status, duration, message, changes, "
+    "started_at, finished_at, output_tail"
+)
+_OUTCOME = (
+    f"CASE WHEN status IS NOT NULL THEN status WHEN started_at IS NOT NULL "
+    f"THEN '{DID_NOT_FINISH}' ELSE '{NEVER_RAN}' END"
+)
+_FINISH_TASK = (
+    "UPDATE tasks SET status = ?, changed = ?, duration = ?, message = ?, changes = ?,"
+    " output_tail = ?, finished_at = ? WHERE run_id = ? AND task_id = ?"
+)
+_ADD_TASK = (
+    "INSERT OR IGNORE INTO tasks (run_id, task_id, host, position) SELECT ?, ?, ?, "
+    "COALESCE(MAX(position), -1) + 1 FROM tasks WHERE run_id = ?"
+)
+
+
+def default_state_path(playbook_path: Path) -> Path:
+    """``<playbook dir>/.fedi-run/state.db``."""
+    return Path(playbook_path).absolute().parent / ".fedi-run" / "state.db"
+
+
+class StateStore:
+    """The state database of one deployment (or several, with a shared ``--state FILE``).
+
+    One connection, usable from the executor's worker threads (calls must be serialised, as
+    the executor does for sinks). :meth:`handle` never raises: a write that fails is logged
+    once and recorded in :attr:`write_error`, and the run goes on.
+    """
+
+    def __init__(self, path: Path, connection: sqlite3.Connection):
+        self.path = path
+        self.write_error: str | None = None
+        self._db: sqlite3.Connection | None = connection
+
+    @property
+    def lock_path(self) -> Path:
+        """``<db>.lock``: the file :meth:`lock` flocks."""
+        return self.path.with_name(self.path.name + ".lock")
+
+    @classmethod
+    def open(cls, path: Path) -> StateStore:
+        """Open (creating the directory, file and schema as needed) the database at ``path``.
+
+        Raises :class:`StateError` naming the path when it cannot be created or used.
+        """
+        path = Path(path).absolute()
+        _make_private_dirs(path.parent)
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise StateError.cannot(
+                "write the state directory",
+                path.parent,
+                PermissionError(13, "Permission denied"),
+                f"make it writable, or {_ELSEWHERE}",
+            )
+        if not path.exists():
+            for suffix in ("-wal", "-shm", "-journal"):  # orphans of a deleted database
+                path.with_name(path.name + suffix).unlink(missing_ok=True)
+            os.close(_open_private(path, os.O_WRONLY, "create the state database"))
+        try:
+            db = sqlite3.connect(path, check_same_thread=False, timeout=10)
+        except sqlite3.Error as error:
+            raise StateError.cannot("open the state database", path, error) from None
+        try:
+            _prepare(db, path)
+        except BaseException:
+            db.close()
+            raise
+        return cls(path, db)
+
+    @contextmanager
+    def lock(self, deployment: str) -> Iterator[None]:
+        """Hold the deployment's lock for the ``with`` block, or raise :class:`LockHeld`."""
+        fd = _open_private(self.lock_path, os.O_RDWR, "create the lock file")
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockHeld(deployment, self.lock_path, _read_holder(fd)) from None
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started_at": time.time(),
+                "deployment": deployment,
+            }
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def begin_run(
+        self,
+        deployment: str,
+        kind: str,
+        tasks: Sequence[str],
+        hosts: Sequence[str],
+        check: bool,
+        argv: Sequence[str],
+        selection: str = "",
+    ) -> int:
+        """Record a new run and its tasks (in execution order, none run yet); return its id."""
+        if len(tasks) != len(hosts):
+            raise ValueError(f"{len(tasks)} tasks but {len(hosts)} hosts")
+        with self._guard("write the state database"), self._conn:
+            cursor = self._conn.execute(
+                "INSERT INTO runs (deployment, kind, check_mode, argv, selection, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (deployment, kind, bool(check), json.dumps(list(argv)), selection, time.time()),
+            )
+            run_id = int(cursor.lastrowid)
+            self._conn.executemany(
+                "INSERT INTO tasks (run_id, task_id, host, position) VALUES (?, ?, ?, ?)",
+                ((run_id, task, host, i) for i, (task, host) in enumerate(zip(tasks, hosts))),
+            )
+        return run_id
+
+    def handle(self, event: Event) -> None:
+        """Record ``event`` (commits after each TaskFinished and RunFinished); never raises."""
+        if type(event) is OutputChunk or self.write_error is not None or self._db is None:
+            return
+        try:
+            self._record(event)
+        except sqlite3.Error as error:
+            self.write_error = f"cannot record the run in {self.path}: {error}"
+            _log.warning("%s; the run goes on, but its record is incomplete", self.write_error)
+
+    def _record(self, event: Event) -> None:
+        db = self._conn
+        if isinstance(event, TaskFinished):
+            tail = ""
+            if event.status is Status.FAILED and event.output:
+                tail = event.output.encode()[-OUTPUT_TAIL:].decode("utf-8", "ignore")
+            row = (
+                event.status.value,
+                event.status is Status.CHANGED,
+                event.duration,
+                event.message,
+                json.dumps(list(event.changes)),
+                tail,
+                event.at or time.time(),
+                event.run_id,
+                event.task_id,
+            )
+            if db.execute(_FINISH_TASK, row).rowcount == 0:  # a task begin_run did not list
+                db.execute(_ADD_TASK, (event.run_id, event.task_id, event.host, event.run_id))
+                db.execute(_FINISH_TASK, row)
+            db.commit()
+        elif isinstance(event, TaskStarted):
+            db.execute(
+                "UPDATE tasks SET started_at = ? WHERE run_id = ? AND task_id = ?",
+                (event.at, event.run_id, event.task_id),
+            )
+        elif isinstance(event, RunFinished):
+            db.execute(
+                "UPDATE runs SET exit_status = ?, interrupted = ?, duration = ?, "
+                "finished_at = ? WHERE id = ?",
+                (event.exit_status, event.interrupted, event.duration, time.time(), event.run_id),
+            )
+            db.commit()
+        elif isinstance(event, RunStarted):
+            db.execute(
+                "UPDATE runs SET started_at = ? WHERE id = ?", (event.started_at, event.run_id)
+            )
+
+    def last_run(
+        self, deployment: str, kind: str = "run", *, check: bool | None = None
+    ) -> RunRecord | None:
+        """The newest run of ``deployment`` and ``kind`` (with tasks), or None.
+
+        ``check`` None takes any run; True/False only runs with/without ``--check``.
+        """
+        where, params = "WHERE deployment = ? AND kind = ?", [deployment, kind]
+        if check is not None:
+            where, params = where + " AND check_mode = ?", params + [check]
+        found = self._select(where, params, 1)
+        return found[0] if found else None
+
+    def runs(self, deployment: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """Up to ``limit`` runs (all deployments when None), newest first, with their recaps
+        but without their tasks (``get_run`` has those)."""
+        if deployment is None:
+            return self._select("", [], limit, tasks=False)
+        return self._select("WHERE deployment = ?", [deployment], limit, tasks=False)
+
+    def get_run(self, run_id: int) -> RunRecord:
+        """The run ``run_id`` with its tasks, or raise :class:`RunNotFound`."""
+        found = self._select("WHERE id = ?", [run_id], 1)
+        if not found:
+            raise RunNotFound(
+                f"error: no run {run_id} in {self.path}; `fedi-run history PLAYBOOK` lists them"
+            )
+        return found[0]
+
+    def resume_tasks(
+        self, deployment: str, kind: str = "run", *, check: bool | None = None
+    ) -> tuple[str, ...]:
+        """The last run's tasks, in its order, that are not done (ok/changed).
+
+        Empty when every task of the last run is done; :class:`NoPreviousRun` when there is
+        no last run (``check`` as in :meth:`last_run`).
+        """
+        run = self.last_run(deployment, kind, check=check)
+        if run is None:
+            raise NoPreviousRun(
+                f"error: nothing to resume: no previous {kind} of deployment '{deployment}' is "
+                f"recorded in {self.path}; run without --resume"
+            )
+        return tuple(task.task_id for task in run.tasks if task.status not in DONE)
+
+    def close(self) -> None:
+        """Commit what is pending and close the database (idempotent)."""
+        if self._db is not None:
+            db, self._db = self._db, None
+            try:
+                db.commit()
+            except sqlite3.Error as error:
+                _log.warning("cannot record the run in %s: %s", self.path, error)
+            finally:
+                db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise ValueError(f"the state database {self.path} is closed")
+        return self._db
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise StateError.cannot(what, self.path, error) from None
+
+    def _select(self, where: str, params: list, limit: int, tasks: bool = True) -> list[RunRecord]:
+        """Runs matching ``where``, newest first, with their recaps (counted by SQLite) and,
+        unless ``tasks`` is False, their tasks."""
+        chosen = f"IN (SELECT id FROM runs {where} ORDER BY id DESC LIMIT ?)"
+        args = (*params, limit)
+        recaps: dict[int, dict[str, dict[str, int]]] = {}
+        found: dict[int, list[TaskRecord]] = {}
+        with self._guard("read the state database"):
+            rows = self._conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id {chosen} ORDER BY id DESC", args
+            )
+            rows = rows.fetchall()
+            for run_id, host, outcome, count in self._conn.execute(
+                f"SELECT run_id, host, {_OUTCOME}, COUNT(*) FROM tasks WHERE run_id {chosen} "
+                "GROUP BY 1, 2, 3 ORDER BY 1, MIN(position)",
+                args,
+            ):
+                recaps.setdefault(run_id, {}).setdefault(host, {})[outcome] = count
+            if tasks:
+                for row in self._conn.execute(
+                    f"SELECT {_TASK_COLUMNS} FROM tasks WHERE run_id "
+                    f"{chosen} ORDER BY run_id, position",
+                    args,
+                ):
+                    found.setdefault(row[0], []).append(_task_record(row))
+        return [
+            RunRecord(
+                r[0],
+                r[1],
+                r[2],
+                bool(r[3]),
+                tuple(json.loads(r[4])),
+                *r[5:10],
+                bool(r[10]),
+                tuple(found.get(r[0], ())),
+                recaps.get(r[0], {}),
+            )
+            for r in rows
+        ]
+
+
+def _task_record(row: tuple) -> TaskRecord:
+    return TaskRecord(
+        row[1],
+        row[2],
+        row[3],
+        Status(row[4]) if row[4] is not None else None,
+        row[5],
+        row[6],
+        tuple(json.loads(row[7])),
+        row[8],
+        row[9],
+        row[10],
+    )
+
+
+def _prepare(db: sqlite3.Connection, path: Path) -> None:
+    """WAL, synchronous=NORMAL, the schema when absent; StateError for an unusable file."""
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"error: the state database {path} was written by a newer fedi-run "
+                f"(schema {version}, this one knows {SCHEMA_VERSION}); use that "
+                f"version, or {_ELSEWHERE}"
+            )
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        if version < SCHEMA_VERSION:
+            db.executescript(_SCHEMA)
+    except sqlite3.Error as error:
+        hint = f"move {path} away (its history is lost), or {_ELSEWHERE}"
+        if "readonly" in str(error) or "unable to open" in str(error):
+            hint = ""
+        raise StateError.cannot("use the state database", path, error, hint) from None
+    for suffix in ("", "-wal", "-shm"):  # SQLite gives them the database's mode; make sure
+        companion = path.with_name(path.name + suffix)
+        try:
+            if companion.exists() and companion.stat().st_mode & 0o077:
+                companion.chmod(0o600)
+        except OSError:
+            pass  # not ours to change (another user's file)
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents with mode 0700; StateError if it can't."""
+    try:
+        make_private_dirs(directory)
+    except OSError as error:
+        raise StateError.cannot(
+            "create the state directory", Path(error.filename or directory), error
+        ) from None
+    if not directory.is_dir():
+        raise StateError(
+            f"error: cannot use {directory} as the state directory: it is not a "
+            f"directory; {_ELSEWHERE}"
+        )
+
+
+def _open_private(path: Path, flags: int, what: str) -> int:
+    """``os.open`` creating ``path`` with mode 0600; StateError naming it if that fails."""
+    try:
+        descriptor = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        raise StateError.cannot(what, path, error) from None
+    try:
+        if os.fstat(descriptor).st_mode & 0o077:  # an existing file keeps its mode: narrow it
+            os.fchmod(descriptor, 0o600)
+    except OSError:
+        pass  # not ours to change; the file is still usable
+    return descriptor
+
+
+def _read_holder(fd: int) -> dict:
+    """What the lock's holder wrote (pid, host, started_at), waiting briefly if not yet."""
+    for _ in range(20):
+        data = os.pread(fd, 4096, 0)
+        if data.endswith(b"\n"):
+            return json.loads(data)
+        time.sleep(0.005)
+    return {}
