@@ -10,6 +10,8 @@ Contract:
   or the new one, never half of it — through a temporary file in the same directory that is
   created 0600 (``mkstemp``: never readable by others, even while it fills), set to ``mode``,
   synced, and renamed; on failure the temporary file is removed and the error raised.
+* :func:`cannot_write` says why a file the run will write (a report, known_hosts) could not be
+  written, before the run starts.
 """
 
 from __future__ import annotations
@@ -56,3 +58,27 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
         except OSError:
             pass
         raise
+
+
+def cannot_write(path: Path, *, replaced: bool = False) -> str | None:
+    """Why the file ``path`` could not be written — appended to, or with ``replaced`` replaced
+    at once (:func:`write_atomically`) — creating its missing directories, or None when it
+    can. Tried, not guessed from mode bits (root ignores those; a read-only or a virtual file
+    system does not): an existing file is opened for appending, else (and for ``replaced``) a
+    temporary file is made and removed in the nearest existing directory above it."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return "it is a directory; expected a file's path"
+        if path.exists() and not replaced:
+            with open(path, "ab"):
+                return None
+        parent = next(p for p in path.parents if os.path.lexists(p))
+        if not parent.is_dir():
+            return f"{parent} is not a directory"
+        descriptor, temporary = tempfile.mkstemp(dir=parent, prefix=".fedi-run-check.")
+        os.close(descriptor)
+        os.unlink(temporary)
+    except OSError as error:
+        return f"cannot be written: {error.strerror or error}"
+    return None

@@ -2,10 +2,26 @@
 
 :func:`run_project` is the engine's Python API for running (the CLI and the panel call it). Its
 contract: it takes the deployment's lock (another run holding it: ``LockHeld``, exit 3), checks
-what the run needs before touching any host (``nixops4`` on PATH when the apply is selected),
-records the run in the state database, runs the tasks, and returns the exit status: 0 all done,
-1 a task failed or a host was unreachable, 130 interrupted. SIGINT and SIGTERM stop it
-gracefully when it runs in the main thread; from any thread, setting ``RunRequest.stop`` does.
+what the run needs before touching any host (the files it reads, among them each rendered
+host's base configuration, each host's identity a key it can log in with, the initial user's
+password UTF-8; the files it writes: each fetch's, the rendered deployment's directory; ``git``
+on PATH when the render is selected, ``nixops4`` when the apply is), records the run in the
+state database, runs the tasks, and returns the exit status: 0 all done, 1 a task failed or a
+host was unreachable, 130 interrupted. SIGINT and SIGTERM stop it gracefully when it runs in
+the main thread; from any thread, setting ``RunRequest.stop`` does. With ``--resume``,
+selection filters narrow what the last run left to do; what they leave out is recorded unrun,
+for the next ``--resume``. A report (a sink) that cannot be written at the end is an error
+with the run's own exit status, unless that was 0 (then 2).
+
+Before any host, too: a teardown that changes something must be confirmed (``RunRequest.yes``;
+else ``NotConfirmed``, exit 2); the lock is the deployment's own — its name and playbook
+directory, whatever the state file (``engine.report.locks``); a run whose domain differs from
+the one of the last run whose ``nixops4 apply`` succeeded needs ``change_domain``
+(``DomainChanged``, exit 2; a deployment never applied has nothing to guard); the initial
+user's password is read once and masked in all its forms; and the secrets this deployment
+placed before (the state records their paths) are checked, restored or generated anew as
+``engine.execute.secret_book`` says — a task that succeeds has what it placed or removed
+recorded.
 """
 
 from __future__ import annotations
@@ -15,23 +31,39 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from fedi_run.engine.errors import FediRunError, PlaybookError, Problem
-from fedi_run.engine.execute.connection import ConnectionPool, HostKeyPolicy
+from fedi_run.engine.errors import (
+    DomainChanged,
+    FediRunError,
+    MissingTool,
+    NotConfirmed,
+    PlaybookError,
+    Problem,
+)
+from fedi_run.engine.execute.connection import ConnectionPool, HostKeyPolicy, identity_problem
 from fedi_run.engine.execute.scheduler import ExecutionOptions, Scheduler
-from fedi_run.engine.nixops.apply import APPLY_ID
+from fedi_run.engine.execute.secret_book import placed_by, plan_secrets, removed_by
+from fedi_run.engine.nixops.apply import APPLY_ID, deployment_directory
+from fedi_run.engine.nixops.render import MANIFEST, RENDER_ID, missing_base_configurations
+from fedi_run.engine.planning.operations import Fetch
 from fedi_run.engine.planning.selection import Selection, Selector
+from fedi_run.engine.planning.tasks import Task
+from fedi_run.engine.private_files import cannot_write
 from fedi_run.engine.project import Project
-from fedi_run.engine.report.events import EventSink, RunFinished, RunStarted, Status, TaskFinished
+from fedi_run.engine.report.events import (
+    DONE,
+    EventSink,
+    RunFinished,
+    RunStarted,
+    Status,
+    TaskFinished,
+)
+from fedi_run.engine.report.locks import deployment_lock
 from fedi_run.engine.report.masking import MIN_LENGTH, Masker
 from fedi_run.engine.report.output_log import OutputLog
-
-
-class MissingTool(FediRunError):
-    """A program the run needs is not installed on the deployer (exit status 2)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +80,18 @@ class RunRequest:
     stop: threading.Event | None = None
     """Set by another thread, it stops the run as SIGINT does (exit status 130): nothing new
     starts, running tasks get their grace period, the rest is recorded as interrupted."""
+    yes: bool = False
+    """A teardown (not ``--check``) was confirmed (``--yes``, the deployment's name typed, the
+    panel's confirmation): without it, a teardown is refused (``NotConfirmed``, exit 2)."""
+    rotate_secrets: tuple[str, ...] = ()
+    """``--rotate-secrets``: names of the secrets to generate anew (``all``: every one)."""
+    restore_secrets: tuple[tuple[str, Path], ...] = ()
+    """``--restore-secret NAME=FILE``: each secret put back from its backup file."""
+    change_domain: bool = False
+    """``--change-domain``: run although the domain differs from the one last applied."""
+    warn: Callable[[str], None] | None = None
+    """Told, before any host is touched, each warning the operator must see (a secret
+    generated anew and what that breaks); None: not told."""
 
 
 @dataclass(frozen=True)
@@ -60,36 +104,64 @@ class RunOutcome:
     recap: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def _selection(project: Project, request: RunRequest, store) -> Selection:
+def _selection(project: Project, request: RunRequest, store) -> tuple[Selection, tuple[str, ...]]:
+    """What the run runs, and what it records as left to do without running it.
+
+    Without ``--resume``, the selector's selection (nothing left over). With it, what the last
+    run left to do — narrowed, when filters are given too, to what they select: those tasks
+    run, and the rest of what was left is recorded unrun, so the next ``--resume`` has it."""
     if not request.resume:
-        return project.select(request.selector)
+        return project.select(request.selector), ()
     wanted = set(
         store.resume_tasks(project.playbook.name, request.options.kind, check=request.options.check)
     )
-    order = tuple(t for t in project.graph.order if t in wanted)
-    if not order:
+    left = tuple(t for t in project.graph.order if t in wanted)
+    if not left:
         raise FediRunError(
             f"error: --resume: the last {request.options.kind} of {project.playbook.name!r} left "
             "nothing to do (every task is done, or none of its tasks is in the playbook any more)"
         )
-    return Selection(order, dict.fromkeys(order, "--resume"))
+    if not request.selector.filters:
+        return Selection(left, dict.fromkeys(left, "--resume")), ()
+    chosen = project.select(request.selector)
+    order = tuple(t for t in left if t in chosen)
+    if not order:
+        raise FediRunError(
+            f"error: --resume {request.selector.describe()}: of the {len(left)} task(s) the last "
+            f"{request.options.kind} of {project.playbook.name!r} left to do, the filters "
+            "select none of them; nothing was run (`fedi-run history PLAYBOOK` and "
+            "`fedi-run show-run PLAYBOOK ID` show what is left)"
+        )
+    reason = f"--resume {request.selector.describe()}"
+    return Selection(order, dict.fromkeys(order, reason)), tuple(t for t in left if t not in chosen)
+
+
+def _described(request: RunRequest) -> str:
+    """The selection as the state records it: the filters, ``--resume``, or both."""
+    if not request.resume:
+        return request.selector.describe()
+    return "--resume" + (f" {request.selector.describe()}" if request.selector.filters else "")
 
 
 def _missing_files(project: Project, selection: Selection) -> list[Problem]:
-    """The deployer files the selected tasks will read that cannot be read."""
+    """The deployer files the selected tasks will read that cannot be read: each host's
+    ``identity`` (and whether it is a key a connection can log in with), every playbook key a
+    selected task names in ``Task.reads`` (the initial user's password UTF-8 and long enough),
+    and where each selected ``fetch`` writes."""
     playbook = project.playbook
-    wanted: list[tuple[tuple[str, ...], str]] = []
-    hosts = {project.graph.tasks[t].host for t in selection.order}
-    for name in sorted(h for h in hosts if h is not None):
+    wanted: dict[tuple[str, ...], str] = {}
+    tasks = [project.graph.tasks[t] for t in selection.order]
+    for name in sorted({t.host for t in tasks if t.host is not None}):
         if playbook.hosts[name].identity:
-            wanted.append((("hosts", name, "identity"), playbook.hosts[name].identity))
-    if playbook.initial_user and any(t.endswith(".initial-user") for t in selection.order):
-        wanted.append((("initial_user", "password_file"), playbook.initial_user.password_file))
-    acme = playbook.section("acme")
-    if acme is not None and acme.ca_file and any(t.startswith("acme.") for t in selection.order):
-        wanted.append((("acme", "ca_file"), acme.ca_file))
+            wanted[("hosts", name, "identity")] = playbook.hosts[name].identity
+    for task in tasks:
+        for dotted in task.reads:
+            key = tuple(dotted.split("."))
+            path = playbook.value_at(*key)
+            if path is not None:
+                wanted.setdefault(key, str(path))
     problems = []
-    for key, path in wanted:
+    for key, path in wanted.items():
         if not os.access(path, os.R_OK) or not os.path.isfile(path):
             problems.append(
                 Problem(
@@ -98,9 +170,49 @@ def _missing_files(project: Project, selection: Selection) -> list[Problem]:
                     f"found {path!r}, which is not a readable file; expected the file to exist",
                 )
             )
-        elif key == ("initial_user", "password_file"):
+        elif key == PASSWORD_KEY:
             problems += _short_password(playbook.origin(*key), path)
+        elif key[0] == "hosts" and key[-1] == "identity":
+            wrong = identity_problem(path)
+            if wrong:
+                problems.append(
+                    Problem(playbook.origin(*key), ".".join(key), f"the key file {path!r} {wrong}")
+                )
+    return problems + _fetch_targets(project, tasks)
+
+
+def _fetch_targets(project: Project, tasks: Sequence[Task]) -> list[Problem]:
+    """A problem for each ``fetch`` of the selected tasks whose file on the deployer cannot be
+    written: it is a directory, or a file stands where a directory of its path must be."""
+    problems = []
+    for task in tasks:
+        for op in task.actions:
+            if not isinstance(op, Fetch):
+                continue
+            local = Path(op.local)
+            if local.is_dir():
+                wrong = "which is a directory; expected the path of a file to fetch into"
+            else:
+                parent = next((p for p in local.parents if os.path.lexists(p)), None)
+                if parent is None or parent.is_dir():
+                    continue
+                wrong = f"but {str(parent)!r} is not a directory; expected a file's path"
+            name = task.family.removeprefix("tasks.")
+            user_task = task.family.startswith("tasks.") and name in project.playbook.tasks
+            problems.append(
+                Problem(
+                    project.playbook.origin("tasks", name, "fetch")
+                    if user_task
+                    else project.playbook.source,
+                    f"tasks.{name}.fetch.local" if user_task else "",
+                    f"found {op.local!r}, {wrong}"
+                    + ("" if user_task else f" (the fetch of task {task.id})"),
+                )
+            )
     return problems
+
+
+PASSWORD_KEY = ("initial_user", "password_file")
 
 
 MIN_PASSWORD = max(8, MIN_LENGTH)
@@ -109,8 +221,21 @@ long enough for the masker (engine/report/masking.py) to hide it in every output
 
 
 def _short_password(origin: str, path: str) -> list[Problem]:
-    """A problem if the password in ``path`` is too short — its length only, never its text."""
-    length = len(Path(path).read_text(errors="replace").rstrip("\n"))
+    """A problem if the password in ``path`` is not UTF-8 text or too short — its length only,
+    never its text."""
+    try:
+        length = len(Path(path).read_bytes().decode("utf-8").rstrip("\n"))
+    except UnicodeDecodeError as error:
+        return [
+            Problem(
+                origin,
+                "initial_user.password_file",
+                f"the password in {path!r} is not valid UTF-8 (byte {error.start}); expected the "
+                "password as UTF-8 text",
+            )
+        ]
+    except OSError as error:
+        return [Problem(origin, "initial_user.password_file", f"cannot read {path!r}: {error}")]
     if length >= MIN_PASSWORD:
         return []
     return [
@@ -123,11 +248,38 @@ def _short_password(origin: str, path: str) -> list[Problem]:
     ]
 
 
+def _check_render_directory(playbook) -> None:
+    """The directory the NixOps4 deployment is rendered into can be written (the state may
+    live elsewhere, ``--state``, so its check does not cover this one)."""
+    directory = deployment_directory(playbook)
+    reason = cannot_write(directory / MANIFEST, replaced=True)
+    if reason:
+        raise FediRunError(
+            f"error: cannot render the NixOps4 deployment into {directory}: {reason}; make "
+            f"{directory.parent.parent} writable (the deployment is rendered beside the "
+            "playbook). Nothing was changed on any host."
+        )
+
+
 def preflight(project: Project, selection: Selection, options: ExecutionOptions) -> None:
-    """What must hold before any host is touched: the files the run reads, and nixops4."""
+    """What must hold before any host is touched: the files the run reads (each host the
+    NixOps4 deployment configures has its base configuration), git to commit the rendered
+    deployment, and nixops4."""
     problems = _missing_files(project, selection)
+    if RENDER_ID in selection:
+        problems = (
+            missing_base_configurations(project.playbook, project.graph.tasks[RENDER_ID]) + problems
+        )
     if problems:
         raise PlaybookError(problems)
+    if RENDER_ID in selection and not options.check:
+        _check_render_directory(project.playbook)
+    if RENDER_ID in selection and not options.check and shutil.which("git") is None:
+        raise MissingTool(
+            "error: git is not on PATH, and this run renders the NixOps4 deployment into a git "
+            "repository of its own (Nix reads a flake through git). Install git (Debian: apt-get "
+            "install git). Nothing was changed on any host."
+        )
     if APPLY_ID in selection and not options.check and shutil.which("nixops4") is None:
         raise MissingTool(
             "error: nixops4 is not on PATH, and this run ends with `nixops4 apply`. Install "
@@ -142,57 +294,157 @@ def run_project(project: Project, request: RunRequest, sinks: Sequence[EventSink
     from fedi_run.engine.report.state import StateStore, default_state_path
 
     playbook = project.playbook
+    _confirmed(project, request)
     state_path = request.state_path or default_state_path(playbook.source)
     store = StateStore.open(state_path)
+    command = ("fedi-run", *request.argv) if request.argv else ()
     try:
-        with store.lock(playbook.name):
+        with (
+            deployment_lock(playbook.name, Path(playbook.source).parent, command),
+            store.lock(playbook.name),
+        ):
             outcome = _run_locked(project, request, store, sinks, recap, exit_status_for)
-    finally:
+    except BaseException:
         store.close()
-        _close(sinks)
+        _close(sinks, None)  # the run's own error is the one raised
+        raise
+    store.close()
+    _close(sinks, outcome.exit_status)
     return outcome
 
 
-def _close(sinks: Sequence[EventSink]) -> None:
-    """Close every sink, even when the run failed; a report that cannot be written is an
-    error (exit 2) once the others are closed."""
+def _confirmed(project: Project, request: RunRequest) -> None:
+    """A teardown that changes something must be confirmed (:attr:`RunRequest.yes`)."""
+    if request.options.kind == "teardown" and not request.options.check and not request.yes:
+        raise NotConfirmed(
+            f"error: a teardown of deployment '{project.playbook.name}' undoes its tasks on "
+            "its hosts (removes their secrets and files, puts back the originals) and was not "
+            "confirmed: type the deployment's name when asked (on a terminal), or pass --yes. "
+            "Nothing was changed."
+        )
+
+
+def _domain_guard(project: Project, request: RunRequest, store) -> None:
+    """A run at another domain than the one last applied needs ``--change-domain``: "applied"
+    is the last run whose ``nixops4 apply`` succeeded (a run with ``--no-apply`` or
+    ``--check`` applies nothing, and is not it); when none did, there is nothing to guard."""
+    if request.options.kind != "run" or request.change_domain:
+        return
+    playbook = project.playbook
+    applied = store.applied_domain(playbook.name)
+    if applied is not None and applied[0] != playbook.domain:
+        raise DomainChanged(playbook.name, applied[0], playbook.domain, applied[1])
+
+
+def _learn_password(project: Project, masker: Masker) -> None:
+    """The initial user's password, read once from its file, is masked in every form it may
+    take (``Masker.add_forms``) — in every run, also one that does not place it. A file that
+    cannot be read is preflight's business (when a selected task reads it)."""
+    user = project.playbook.initial_user
+    if user is None or not user.password_file:
+        return
+    try:
+        password = Path(user.password_file).read_text(encoding="utf-8").rstrip("\n")
+    except (OSError, UnicodeDecodeError):
+        return
+    masker.add_forms(password)
+
+
+class _SecretRecords:
+    """Records in the state what each task that succeeded did to the secrets of its host
+    (``engine.execute.secret_book``), and the domain of an apply that succeeded."""
+
+    def __init__(self, project: Project, kind: str, check: bool, store, run_id: int):
+        self._project, self._kind, self._check = project, kind, check
+        self._store, self._run_id = store, run_id
+
+    def handle(self, event: TaskFinished) -> None:
+        if self._check or event.status not in DONE:
+            return
+        task = self._project.graph.tasks.get(event.task_id)
+        if task is None:
+            return
+        playbook = self._project.playbook
+        if task.host is not None:
+            operations = task.actions if self._kind == "run" else task.undo_actions()
+            self._store.record_secrets(
+                playbook.name,
+                task.host,
+                self._run_id,
+                task.id,
+                placed=placed_by(operations) if self._kind == "run" else (),
+                removed=removed_by(operations),
+            )
+        if task.id == APPLY_ID and self._kind == "run":
+            self._store.record_applied(playbook.name, playbook.domain, self._run_id)
+
+
+def _close(sinks: Sequence[EventSink], status: int | None) -> None:
+    """Close every sink, even when the run failed. A report that cannot be written is an
+    error once the others are closed — with the run's own exit status ``status`` when that is
+    not 0, so a report never hides how the run went (exit 2 after a run that succeeded); with
+    ``status`` None (the run raised its own error), not raised at all."""
     problems = []
     for sink in sinks:
         try:
             sink.close()
         except OSError as error:
             problems.append(f"{getattr(error, 'filename', None) or ''}: {error.strerror or error}")
-    if problems:
-        raise FediRunError(f"error: cannot write the report {'; '.join(problems)}")
+    if problems and status is not None:
+        error = FediRunError(f"error: cannot write the report {'; '.join(problems)}")
+        error.exit_status = status or error.exit_status
+        raise error
 
 
 def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOutcome:
     playbook = project.playbook
-    selection = _selection(project, request, store)
+    selection, left_over = _selection(project, request, store)
     preflight(project, selection, request.options)
+    _domain_guard(project, request, store)
     order = selection.order
     if request.options.kind == "teardown":
         order = tuple(reversed(order))
+    rotate = request.rotate_secrets + (("all",) if request.options.rotate_secrets else ())
+    secret_plan = plan_secrets(
+        project.graph,
+        order,
+        store.placed_secrets(playbook.name),
+        run=request.options.kind == "run",
+        rotate=rotate,
+        restore=request.restore_secrets,
+    )
+    options = replace(
+        request.options, rotate_secrets=secret_plan.rotate_all, rotate_paths=secret_plan.rotate
+    )
+    for warning in secret_plan.warnings:
+        if request.warn is not None:
+            request.warn(warning)
     hosts = tuple(project.graph.tasks[t].where for t in order)
-    run_id = store.begin_run(
+    run_id = store.begin_run(  # what a narrowed --resume leaves over: recorded, not run
         playbook.name,
         request.options.kind,
-        order,
-        hosts,
+        order + left_over,
+        hosts + tuple(project.graph.tasks[t].where for t in left_over),
         request.options.check,
         request.argv,
-        selection=request.selector.describe() if not request.resume else "--resume",
+        selection=_described(request),
     )
     everyone: list[EventSink] = [store, *sinks]
     finished: list[TaskFinished] = []
+    records = _SecretRecords(project, request.options.kind, request.options.check, store, run_id)
 
     def emit(event) -> None:
         if isinstance(event, TaskFinished):
             finished.append(event)
         for sink in everyone:
             sink.handle(event)
+        if isinstance(event, TaskFinished):
+            records.handle(event)
 
     masker = Masker()
+    _learn_password(project, masker)
+    for value in secret_plan.restore.values():
+        masker.add(value)
     log = OutputLog.create(store.path.parent, run_id, masker)  # before any host is touched
     pool = ConnectionPool(playbook.hosts, request.host_keys, request.retries)
     scheduler = Scheduler(
@@ -201,12 +453,14 @@ def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOu
         pool,
         masker,
         emit,
-        request.options,
+        options,
         run_id,
         playbook=playbook,
         state_dir=store.path.parent,
         log=log,
         stop_when=request.stop,
+        secret_generators=project.secret_generators,
+        secret_plan=secret_plan,
     )
     started = time.time()
     scheduler.emit(
@@ -219,6 +473,11 @@ def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOu
             request.options.check,
             started,
             tuple(request.argv),
+            destructive=tuple(
+                t
+                for t in order
+                if project.graph.tasks[t].is_destructive(request.options.kind == "teardown")
+            ),
         )
     )
     restore = _install_signal_handlers(scheduler)

@@ -1,10 +1,12 @@
 """``fedi-run verify``: is each enabled service up on its host, and served over HTTPS?
 
-For every enabled service, on its host: ``systemctl is-active <unit>`` (:data:`UNITS`, or the
-unit a plugin declares); and from the deployer: ``https://<service>.<domain>/`` — reached at the
-service host's address with the service's domain as SNI and Host (so it works before DNS points
-there, and checks the host the playbook names) — must answer with a certificate that verifies
-against the configured CA: ``[acme] ca_file`` when given, else the system's CAs. Each check
+For every enabled service, on its host: ``systemctl is-active <unit>`` for each systemd unit its
+plugin declares (``ConfigSection.units``; a service that declares none is reported not
+checked); and from the deployer: ``https://<service>.<domain>/`` — reached at the service
+host's address with the service's domain as SNI and Host (so it works before DNS points there,
+and checks the host the playbook names) — must answer with a certificate that verifies against
+the configured CA: the CA file a plugin table declares (``ConfigSection.ca_file_field``, the
+acme plugin's ``[acme] ca_file``) when given, else the system's CAs. Each check
 reports what it found: the unit's state, and the HTTPS outcome (ok, connection refused, TLS
 error with its reason and the certificate's issuer, timeout, …).
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import shlex
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,13 +28,6 @@ if TYPE_CHECKING:
     from fedi_run.engine.model.playbook import Playbook
     from fedi_run.engine.project import Project
 
-UNITS = {
-    "garage": "garage.service",
-    "mastodon": "mastodon-web.service",
-    "peertube": "peertube.service",
-    "pixelfed": "phpfpm-pixelfed.service",
-}
-"""The systemd unit that runs each built-in service on NixOS."""
 HTTPS_PORT = 443
 TIMEOUT = 10.0
 """Seconds for each network step (connect, handshake, answer)."""
@@ -95,7 +90,8 @@ class HttpsResult:
 
 @dataclass(frozen=True)
 class ServiceResult:
-    """The checks of one enabled service."""
+    """The checks of one enabled service: ``unit`` is its first declared unit's (or "not
+    checked" when it declares none), ``other_units`` those of the units it declares after it."""
 
     service: str
     host: str
@@ -103,21 +99,23 @@ class ServiceResult:
     unit: UnitResult
     https: HttpsResult | None
     problems: tuple[str, ...] = field(default=())
+    other_units: tuple[UnitResult, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
-        unit_ok = self.unit.active or self.unit.name is None
+        unit_ok = all(u.active or u.name is None for u in (self.unit, *self.other_units))
         return unit_ok and self.https is not None and self.https.ok and not self.problems
 
     def describe(self) -> str:
-        parts = [self.unit.describe()]
+        parts = [unit.describe() for unit in (self.unit, *self.other_units)]
         parts.append(self.https.describe() if self.https else "https: not checked")
         parts += self.problems
         verdict = "ok" if self.ok else "FAIL"
         return f"{self.service:<10} {verdict:<4}  host {self.host}: " + "; ".join(parts)
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        """The result as JSON; ``other_units`` only for a service that declares several."""
+        found = {
             "service": self.service,
             "host": self.host,
             "address": self.address,
@@ -126,21 +124,19 @@ class ServiceResult:
             "https": asdict(self.https) if self.https else None,
             "problems": list(self.problems),
         }
+        if self.other_units:
+            found["other_units"] = [asdict(unit) for unit in self.other_units]
+        return found
 
 
 # --- the unit ---------------------------------------------------------------------------------
-
-
-def unit_of(service: str, declared: Mapping[str, str | None] = {}) -> str | None:
-    """The systemd unit of ``service``: the one its plugin declares, else :data:`UNITS`."""
-    return declared.get(service) or UNITS.get(service)
 
 
 def check_unit(
     pool: ConnectionPool, host: str, unit: str | None, timeout: float = TIMEOUT
 ) -> UnitResult:
     """``systemctl is-active unit`` on ``host``."""
-    from fedi_run.engine.execute.connection import CommandTimedOut, HostUnreachable
+    from fedi_run.engine.errors import CommandTimedOut, HostUnreachable
 
     if unit is None:
         return UnitResult(None, False, "not checked (no systemd unit known for this service)")
@@ -273,40 +269,56 @@ def check_https(
 # --- the whole deployment ---------------------------------------------------------------------
 
 
-def declared_units(project: Project) -> dict[str, str | None]:
-    """The unit each plugin's section declares (a ``unit`` on its ConfigSection), by service."""
+def declared_units(project: Project) -> dict[str, tuple[str, ...]]:
+    """The systemd units each service's section declares (``ConfigSection.units``)."""
     return {
-        section.name: getattr(section, "unit", None)
+        section.name: section.units
         for _, section in project.plugins.config_sections()
         if section.kind == "service"
     }
+
+
+def declared_ca_file(project: Project) -> str | None:
+    """The CA file HTTPS certificates are checked against: the first one set in a plugin
+    table that declares one (``ConfigSection.ca_file_field``); None: the system's CAs."""
+    for _, section in project.plugins.config_sections():
+        if section.kind != "table" or section.ca_file_field is None:
+            continue
+        table = project.playbook.section(section.name)
+        ca_file = getattr(table, section.ca_file_field, None) if table is not None else None
+        if ca_file:
+            return str(ca_file)
+    return None
 
 
 def verify_service(
     playbook: Playbook,
     pool: ConnectionPool,
     service: str,
-    unit: str | None,
+    units: Sequence[str],
     https_port: int = HTTPS_PORT,
     timeout: float = TIMEOUT,
+    ca_file: str | None = None,
 ) -> ServiceResult:
-    """The checks of the enabled ``service``."""
+    """The checks of the enabled ``service``: each of its ``units``, and its HTTPS endpoint
+    against ``ca_file`` (None: the system's CAs)."""
     host = playbook.service_host(service)
+    first, *others = units or (None,)
     if host not in playbook.hosts:
         return ServiceResult(
             service,
             host,
             None,
-            UnitResult(unit, False, "not checked", f"no host {host!r}"),
+            UnitResult(first, False, "not checked", f"no host {host!r}"),
             None,
             (f"its host {host!r} is not in the playbook or its inventories",),
+            tuple(UnitResult(u, False, "not checked", f"no host {host!r}") for u in others),
         )
     address = playbook.hosts[host].address
-    acme = playbook.section("acme")
-    ca_file = getattr(acme, "ca_file", None) if acme is not None else None
-    unit_result = check_unit(pool, host, unit, timeout)
+    unit_result = check_unit(pool, host, first, timeout)
+    other_results = tuple(check_unit(pool, host, unit, timeout) for unit in others)
     https = check_https(address, playbook.service_domain(service), ca_file, https_port, timeout)
-    return ServiceResult(service, host, address, unit_result, https)
+    return ServiceResult(service, host, address, unit_result, https, (), other_results)
 
 
 def verify_project(
@@ -318,6 +330,7 @@ def verify_project(
     """Check every enabled service of ``project``, several at once; in the playbook's order."""
     playbook = project.playbook
     units = declared_units(project)
+    ca_file = declared_ca_file(project)
     services = list(playbook.enabled)
     if not services:
         return []
@@ -328,9 +341,10 @@ def verify_project(
                 playbook,
                 pool,
                 service,
-                unit_of(service, units),
+                units.get(service, ()),
                 https_port,
                 timeout,
+                ca_file,
             )
             for service in services
         ]

@@ -2,15 +2,20 @@
 
 The services are the ``kind="service"`` sections the loaded plugins declare (the five built-in
 ones and any third party's), with their descriptions and what they need; the help texts are the
-descriptions of the playbook's JSON Schema (:func:`fedi_run.engine.model.schema.json_schema`),
-so the form says what ``fedi-run schema`` says. Both are computed once per process.
+descriptions of the fields of the tables' pydantic models — what ``fedi-run schema`` prints for
+them, taken from the models rather than read back out of that schema. Both are computed once
+per process.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fedi_run.engine.model.sections import ConfigSection
 
 
 @dataclass(frozen=True)
@@ -41,33 +46,30 @@ class Catalog:
         return tuple(s.name for s in self.services)
 
 
-def _descriptions(schema: dict[str, Any]) -> dict[str, str]:
-    """``table.key`` → description, for the tables the form shows."""
-    definitions = schema.get("$defs", {})
+FORM_TABLES = ("deployment", "initial_user", "acme")
+"""The playbook tables the form has fields of (``acme`` when a plugin declares it)."""
 
-    def resolve(node: dict[str, Any]) -> dict[str, Any]:
-        for option in node.get("anyOf", ()):  # X | None
-            if "$ref" in option:
-                node = option
-        if "$ref" in node:
-            return definitions.get(node["$ref"].rsplit("/", 1)[-1], {})
-        return node
 
-    found: dict[str, str] = {}
-    for table in ("deployment", "initial_user", "acme"):
-        node = schema.get("properties", {}).get(table)
-        if node is None:
-            continue
-        for key, field in resolve(node).get("properties", {}).items():
-            if field.get("description"):
-                found[f"{table}.{key}"] = field["description"]
-    return found
+def _descriptions(sections: Sequence[ConfigSection]) -> dict[str, str]:
+    """``table.key`` (the key as the playbook spells it: a field's alias, if it has one) → the
+    description of that field of the table's model, for the :data:`FORM_TABLES` there are
+    (fields without one have no help text)."""
+    from fedi_run.engine.model.playbook import DeploymentSection, InitialUserSection
+
+    models = {"deployment": DeploymentSection, "initial_user": InitialUserSection}
+    models.update((s.name, s.model) for s in sections if s.kind == "table")
+    return {
+        f"{table}.{field.alias or key}": field.description
+        for table in FORM_TABLES
+        if table in models
+        for key, field in models[table].model_fields.items()
+        if field.description
+    }
 
 
 @functools.lru_cache(maxsize=1)
 def catalog() -> Catalog:
     """The catalog of the plugins installed in this environment (computed once)."""
-    from fedi_run.engine.model.schema import json_schema
     from fedi_run.engine.plugin.manager import Plugins
     from fedi_run.engine.project import config_sections
 
@@ -85,5 +87,5 @@ def catalog() -> Catalog:
     return Catalog(
         choices,
         any(s.name == "acme" and s.kind == "table" for s in sections),
-        _descriptions(json_schema(sections)),
+        _descriptions(sections),
     )

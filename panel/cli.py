@@ -53,7 +53,7 @@ def panel() -> None:
 @DATA_DIR
 def createuser(name: str, password_file, data_dir: Path | None) -> None:
     """Create the operator NAME (the password is prompted for twice)."""
-    from fedi_run.panel.errors import PanelError
+    from fedi_run.engine.errors import PanelError
 
     configured = _site(data_dir)
     from django.contrib.auth import get_user_model
@@ -99,7 +99,11 @@ def createuser(name: str, password_file, data_dir: Path | None) -> None:
 )
 @DATA_DIR
 def serve(host: str, port: int, allow_remote: bool, data_dir: Path | None) -> None:
-    """Serve the panel (127.0.0.1:8000 by default) until interrupted."""
+    """Serve the panel (127.0.0.1:8000 by default) until interrupted.
+
+    SIGTERM or SIGINT (Ctrl-C) stops it: it stops accepting, stops each run in progress as
+    its Stop button does, waits for them (their grace period), and exits once they are
+    recorded — interrupted, in the panel's history and the engine's state alike."""
     from fedi_run.panel.server import check_address, make_server
 
     check_address(host, allow_remote)
@@ -107,7 +111,8 @@ def serve(host: str, port: int, allow_remote: bool, data_dir: Path | None) -> No
     configured = _site(data_dir, allowed)
     from django.core.wsgi import get_wsgi_application
 
-    from fedi_run.panel.runs import recover_orphans
+    from fedi_run.panel.live import BOARD
+    from fedi_run.panel.runs import recover_orphans, stop_all
 
     recover_orphans()
     server = make_server(host, port, get_wsgi_application())
@@ -121,9 +126,20 @@ def serve(host: str, port: int, allow_remote: bool, data_dir: Path | None) -> No
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
-        click.echo("fedi-run panel: stopped", err=True)
+        pass
     finally:
-        server.server_close()
+        server.server_close()  # no new request is accepted
+    # the runs get their grace period: a second signal does not cut it short
+    signals = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if BOARD.live():
+            click.echo("fedi-run panel: stopping the runs in progress…", err=True)
+        stopped = stop_all("the panel stopping")
+    finally:
+        for signum, handler in signals.items():
+            signal.signal(signum, handler)
+    note = f" ({len(stopped)} run(s) in progress stopped and recorded)" if stopped else ""
+    click.echo(f"fedi-run panel: stopped{note}", err=True)
 
 
 def _interrupt(signum, frame) -> None:

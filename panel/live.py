@@ -4,7 +4,7 @@ for the progress endpoint).
 
 :class:`LiveRun` is one run: its tasks' states, its output as numbered chunks, and, at the end,
 the exit status and recap. :class:`Board` is the registry: at most one live run per deployment
-(:meth:`Board.claim` raises :class:`~fedi_run.panel.errors.DeploymentBusy` for a second one).
+(:meth:`Board.claim` raises :class:`~fedi_run.engine.errors.DeploymentBusy` for a second one).
 Every method takes the object's lock, so any thread may call any of them.
 """
 
@@ -173,6 +173,7 @@ class Board:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified as a deployment is released
         self._runs: dict[int, LiveRun] = {}
         self._active: dict[int, int] = {}  # deployment pk → run pk
 
@@ -183,7 +184,7 @@ class Board:
 
     def claim(self, deployment_pk: int, deployment: str) -> None:
         """Reserve the deployment for a run about to start; DeploymentBusy if one is running."""
-        from fedi_run.panel.errors import DeploymentBusy
+        from fedi_run.engine.errors import DeploymentBusy
 
         with self._lock:
             if deployment_pk in self._active:
@@ -205,6 +206,17 @@ class Board:
             ended = [pk for pk in self._runs if pk not in running]
             for pk in ended[: max(len(ended) - self.KEEP, 0)]:
                 del self._runs[pk]
+            self._idle.notify_all()
+
+    def live(self) -> list[LiveRun]:
+        """The runs in progress."""
+        with self._lock:
+            return [self._runs[pk] for pk in self._active.values() if pk in self._runs]
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until no run is in progress; whether none is."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._active, timeout)
 
     def get(self, run_pk: int) -> LiveRun | None:
         with self._lock:

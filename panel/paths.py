@@ -13,7 +13,7 @@ The data directory (``--data-dir``, else ``$FEDI_RUN_PANEL_DIR``, else
 ================================  ==============================================================
 
 Every function here creates directories 0700 and files 0600 whatever the umask, and raises
-:class:`~fedi_run.panel.errors.DataDirError` naming the path when it cannot.
+:class:`~fedi_run.engine.errors.DataDirError` naming the path when it cannot.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import os
 import secrets
 from pathlib import Path
 
+from fedi_run.engine.errors import DataDirError
 from fedi_run.engine.private_files import make_private_dirs, write_atomically
-from fedi_run.panel.errors import DataDirError
 
 ENVIRONMENT = "FEDI_RUN_PANEL_DIR"
 SECRET_KEY_FILE = "secret-key"

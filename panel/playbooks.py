@@ -134,7 +134,7 @@ def check(spec: DeploymentSpec, inventory: Path, workdir: Path) -> list[FieldPro
         except GraphError as error:
             return [FieldProblem("services", str(p)) for p in error.problems]
         except FediRunError as error:
-            return [FieldProblem(NON_FIELD, str(error).removeprefix("error: "))]
+            return [FieldProblem(NON_FIELD, error.message)]
     return []
 
 

@@ -2,7 +2,7 @@
 
 :func:`start` writes the deployment's playbook, claims the deployment on the process's
 :data:`~fedi_run.panel.live.BOARD` (a second start while one runs:
-:class:`~fedi_run.panel.errors.DeploymentBusy`), records a :class:`~fedi_run.panel.models.Run`
+:class:`~fedi_run.engine.errors.DeploymentBusy`), records a :class:`~fedi_run.panel.models.Run`
 and starts a thread that loads the project (:func:`fedi_run.engine.project.load_project`)
 and calls :func:`fedi_run.engine.run.run_project` with a :class:`~fedi_run.panel.sink.PanelSink`
 — the CLI is never called. The engine's own deployment lock still applies: a run of the same
@@ -31,6 +31,10 @@ from fedi_run.panel.sink import PanelSink
 
 _log = logging.getLogger("fedi_run.panel")
 KINDS = ("run", "teardown")
+STOP_MARGIN = 15.0
+"""Seconds a stopped run may take beyond its grace period: the engine closes its connections
+and ends its local commands (engine.execute.jobs: up to KILL_AFTER), records the rest as
+interrupted, and the run thread stores its record."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,7 @@ def _work(job: RunJob, live: LiveRun) -> None:
             state_path=state_path(job.playbook.parent),
             argv=("panel", "deploy" if job.kind == "run" else job.kind, job.deployment),
             stop=live.stop_requested,
+            yes=True,  # a teardown: its page had the deployment's name typed to confirm it
         )
         outcome = run_project(project, request, [sink])
         if not live.finished:
@@ -179,6 +184,60 @@ def _store(job: RunJob, live: LiveRun) -> None:
         tasks=data["tasks"],
         recap=data["recap"],
         log=live.log(),
+        apply_output=live.apply_output(),
+    )
+
+
+def stop_all(by: str, timeout: float | None = None) -> list[int]:
+    """Stop every run in progress in this process as its Stop button does (the engine: nothing
+    new starts, running tasks get their grace period, then are stopped, the rest recorded as
+    interrupted — exit 130), and wait up to ``timeout`` seconds (default: the grace period and
+    :data:`STOP_MARGIN`) for each to end and be stored. A run still going then is recorded as
+    interrupted in the panel's history and in the engine's state database alike. Returns the
+    pks of the runs that were stopped."""
+    from fedi_run.engine.execute.scheduler import ExecutionOptions
+
+    if timeout is None:
+        timeout = ExecutionOptions().grace + STOP_MARGIN
+    live = BOARD.live()
+    for run in live:
+        run.request_stop(by)
+    if not BOARD.wait_idle(timeout):
+        for run in live:
+            if not run.stored:
+                _record_abandoned(run, by, timeout)
+    return [run.run_pk for run in live]
+
+
+def _record_abandoned(live: LiveRun, by: str, waited: float) -> None:
+    """``live`` did not end within ``waited`` seconds of the stop: recorded as interrupted
+    (exit 130) here and, when it had begun, in the engine's state database, as the engine
+    itself records a stopped run."""
+    from fedi_run.engine.report.events import RunFinished
+    from fedi_run.engine.report.state import StateStore
+
+    close_old_connections()
+    note = (
+        f"interrupted: stop requested by {by}; the run had not ended {waited:g} s later, when "
+        "the panel stopped — the engine's state database says how far it got"
+    )
+    data = live.snapshot()
+    record = Run.objects.filter(pk=live.run_pk, state=Run.RUNNING)
+    deployment = Deployment.objects.filter(runs__pk=live.run_pk).first()
+    if data["engine_run_id"] is not None and deployment is not None:
+        try:
+            with StateStore.open(state_path(directory(deployment))) as store:
+                store.handle(RunFinished(data["engine_run_id"], 130, 0.0, True, data["recap"]))
+        except FediRunError as error:
+            _log.error("run %s: cannot record it as interrupted: %s", live.run_pk, error)
+    record.update(
+        state=Run.FINISHED,
+        engine_run_id=data["engine_run_id"],
+        finished_at=timezone.now(),
+        exit_status=130,
+        tasks=data["tasks"],
+        recap=data["recap"],
+        log=live.log() + note + "\n",
         apply_output=live.apply_output(),
     )
 

@@ -14,7 +14,7 @@ import sys
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from fedi_run.panel.errors import PanelError
+from fedi_run.engine.errors import PanelError
 
 
 class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):

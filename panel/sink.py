@@ -17,6 +17,7 @@ from fedi_run.engine.report.events import (
     TaskFinished,
     TaskStarted,
 )
+from fedi_run.engine.report.masking import Masker
 from fedi_run.panel.live import LiveRun
 
 MASK = "********"
@@ -28,9 +29,13 @@ class PanelSink:
     def __init__(self, live: LiveRun, secrets: Iterable[str] = ()):
         self.live = live
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._masker = Masker()
+        for secret in self._secrets:  # in every form a task may print it (JSON-escaped, ...)
+            self._masker.add_forms(secret)
 
     def mask(self, text: str) -> str:
-        """``text`` with every secret given replaced by ``********``."""
+        """``text`` with every secret given replaced by ``********`` — in each of its forms."""
+        text = self._masker.mask(text)
         for secret in self._secrets:
             text = text.replace(secret, MASK)
         return text

@@ -3,7 +3,7 @@
 :func:`configure` is the one place the panel's Django settings are made: it must run before
 any of the panel's Django modules (models, views) is imported, and it runs at most once per
 process (Django's settings are process-wide) — a second call with the same data directory is a
-no-op, with another one a :class:`~fedi_run.panel.errors.PanelError`. :func:`migrate` brings
+no-op, with another one a :class:`~fedi_run.engine.errors.PanelError`. :func:`migrate` brings
 the database up to date; ``serve`` and ``createuser`` call both.
 
 The settings are for a panel on the deployer, reached on loopback: DEBUG off, sessions in the
@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedi_run.engine.errors import DjangoMissing, PanelError
 from fedi_run.panel import paths
-from fedi_run.panel.errors import DjangoMissing, PanelError
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 

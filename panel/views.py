@@ -13,8 +13,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from fedi_run.engine.errors import DeploymentBusy
 from fedi_run.panel import runs
-from fedi_run.panel.errors import DeploymentBusy
 from fedi_run.panel.forms import DeploymentForm
 from fedi_run.panel.live import BOARD
 from fedi_run.panel.models import Deployment, Run

@@ -222,7 +222,7 @@ def test_unknown_key_with_suggestion(write, sections):
     )
     assert problems(path, sections) == [
         f"{path}: hosts.web.adress: unknown key (did you mean 'address'?); expected one of: "
-        "address, port, user, host_key, identity"
+        "address, port, user, host_key, identity, system, state_version, nixos"
     ]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from importlib import metadata
 
 import pytest
-from helpers import EXAMPLES, MINIMAL
+from helpers import EXAMPLES, MINIMAL, record_runs
 
 from fedi_run.engine.errors import GraphError, PluginError
 from fedi_run.engine.plugin import hookspecs
@@ -173,8 +173,9 @@ class TestFediversityGraph:
             op for task in graph.tasks.values() for op in task.actions if isinstance(op, Secret)
         ]
         assert len(secrets) >= 12
-        assert all(
-            op.path.startswith("/var/lib/fedi-run/secrets/") and op.mode == 0o400 for op in secrets
+        assert all(  # the deployment's own directory: /var/lib/fedi-run/<deployment>/secrets
+            op.path.startswith("/var/lib/fedi-run/fediversity/secrets/") and op.mode == 0o400
+            for op in secrets
         )
 
     def test_ca_trust_only_with_a_ca_file(self, write, tmp_path):
@@ -191,22 +192,54 @@ class TestFediversityGraph:
         assert "acme.trust@mastodon" in graph.dependencies("acme.reach@mastodon")
         assert "acme.trust@mastodon" not in load_project(EXAMPLES / "fediversity.toml").graph
 
-    def test_disabled_app_only_cleans_up(self, write):
+    def test_disabled_app_only_cleans_up_where_this_deployment_had_it(self, write, tmp_path):
         path = write(
             "p.toml",
             (EXAMPLES / "fediversity.toml")
             .read_text()
             .replace("[services.peertube]\nenable = true", "[services.peertube]\nenable = false"),
         )
+        # Never placed by this deployment: nothing to clean up, no host touched for it.
+        graph = load_project(path).graph
+        assert [t for t in graph.tasks if "peertube" in t.split("@")[0]] == []
+        # An earlier run placed it (on the host called pixelfed, as it was configured then).
+        record_runs(
+            tmp_path / ".fedi-run" / "state.db",
+            "fediversity",
+            [("peertube.secrets", "pixelfed"), ("garage.key.peertube", "garage")],
+        )
         graph = load_project(path).graph
         assert sorted(t for t in graph.tasks if "peertube" in t.split("@")[0]) == [
             "garage.drop-key.peertube",
             "peertube.absent",
         ]
-        assert graph.tasks["peertube.absent"].host == "peertube"
-        assert (
-            graph.tasks["peertube.absent"].actions[0].path == "/var/lib/fedi-run/secrets/peertube"
+        absent = graph.tasks["peertube.absent"]
+        assert absent.host == "pixelfed"  # where it was, not the host named after it
+        assert absent.actions[0].path == "/var/lib/fedi-run/fediversity/secrets/peertube"
+        assert absent.is_destructive() and graph.tasks["garage.drop-key.peertube"].is_destructive()
+        # Once cleaned up, the next run has nothing left to do for it.
+        record_runs(
+            tmp_path / ".fedi-run" / "state.db",
+            "fediversity",
+            [("peertube.absent", "pixelfed"), ("garage.drop-key.peertube", "garage")],
         )
+        graph = load_project(path).graph
+        assert [t for t in graph.tasks if "peertube" in t.split("@")[0]] == []
+
+    def test_another_deployments_history_is_not_this_ones(self, write, tmp_path):
+        path = write(
+            "p.toml",
+            (EXAMPLES / "fediversity.toml")
+            .read_text()
+            .replace("[services.peertube]\nenable = true", "[services.peertube]\nenable = false"),
+        )
+        state = tmp_path / ".fedi-run" / "state.db"
+        record_runs(state, "another", [("peertube.secrets", "peertube")])
+        record_runs(state, "fediversity", [("peertube.secrets", "peertube")], check=True)
+        assert "peertube.absent" not in load_project(path).graph  # another's, or a --check
+        elsewhere = tmp_path / "elsewhere.db"  # --state FILE: read there, never created
+        assert "peertube.absent" not in load_project(path, state_path=elsewhere).graph
+        assert not elsewhere.exists()
 
     def test_vapid_keys_are_a_real_p256_pair(self):
         import base64

@@ -7,6 +7,8 @@ import os
 import subprocess
 from dataclasses import dataclass
 
+import pytest
+
 from fedi_run.engine.execute import scripts
 
 
@@ -154,6 +156,87 @@ def test_a_temporary_file_left_by_a_broken_off_run_is_removed_by_the_next_write(
     assert report.states == {0: ("1", ""), 1: ("1", "")}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "f.fedi-run.notes", "s"]
     assert [p.name for p in secret.parent.iterdir()] == ["key"]
+
+
+NOBODY = 65534  # nobody's uid (these tests run as root: chown needs it)
+
+
+def owned_file(target, mode: int, owner: str = "nobody"):
+    return [[scripts.file_part("0.0", str(target), b"#!/bin/sh\n", mode, owner, "file")]]
+
+
+@pytest.mark.parametrize("mode", [0o4755, 0o2755, 0o6750, 0o1777], ids=oct)
+def test_a_setuid_file_with_an_owner_keeps_its_bits_and_converges(tmp_path, mode):
+    """chown clears the setuid and setgid bits: the owner is set first, then the mode, so the
+    file has both and the next run changes nothing — written anew or fixed in place."""
+    target = tmp_path / "tool"
+    for expected in ("1", "0"):
+        _, [report] = run(owned_file(target, mode))
+        assert report.states == {0: (expected, "")}
+        assert target.stat().st_mode & 0o7777 == mode and target.stat().st_uid == NOBODY
+    os.chown(target, 0, 0)  # someone changed the owner on the host: fixed in place
+    for expected in ("1", "0"):
+        _, [report] = run(owned_file(target, mode))
+        assert report.states == {0: (expected, "")}
+        assert target.stat().st_mode & 0o7777 == mode and target.stat().st_uid == NOBODY
+
+
+def test_a_directory_with_an_owner_and_a_setgid_mode_converges(tmp_path):
+    target = tmp_path / "shared"
+    for expected in ("1", "0"):
+        _, [report] = run([[scripts.directory_part("0.0", str(target), 0o2775, "nobody")]])
+        assert report.states == {0: (expected, "")}
+        assert target.stat().st_mode & 0o7777 == 0o2775 and target.stat().st_uid == NOBODY
+
+
+def test_a_directory_under_a_setgid_parent_converges_to_its_mode(tmp_path):
+    """A directory made in a setgid directory inherits the bit, and ``chmod 755`` keeps a
+    directory's setgid bit (GNU): the mode is set explicitly, so the second run is ok."""
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    parent.chmod(0o2775)
+    target = parent / "child"
+    for expected in ("1", "0"):
+        _, [report] = run([[scripts.directory_part("0.0", str(target), 0o755, None)]])
+        assert report.states == {0: (expected, "")}
+        assert target.stat().st_mode & 0o7777 == 0o755
+
+
+@pytest.mark.parametrize("exists", [False, True], ids=["new", "existing"])
+def test_a_failed_chown_of_a_directory_fails_its_task(tmp_path, exists):
+    """An owner the host does not know: the task fails naming the path, the host and why —
+    never "changed" with the owner left as it was."""
+    target = tmp_path / "d"
+    if exists:
+        target.mkdir()
+    script = scripts.compile_script(
+        [
+            [
+                scripts.directory_part("0.0", str(target), 0o750, "no-such-user-here"),
+                scripts.file_part("0.1", str(target / "after"), b"x", 0o644, None, "after"),
+            ]
+        ],
+        False,
+        "web",
+    )
+    done = subprocess.run(["sh", "-c", script.text], input=script.payload, capture_output=True)
+    [report] = read_report(done.stdout.decode(), script.marker, 1)
+    state, message = report.states[0]
+    assert state == "F", report
+    assert message.startswith(f"cannot set the owner of {target} on web: "), message
+    assert "no-such-user-here" in message
+    assert 1 not in report.states  # what follows in the task does not run
+    assert not (target / "after").exists()
+
+
+def test_a_failed_chown_of_a_file_fails_its_task(tmp_path):
+    target = tmp_path / "f"
+    target.write_bytes(b"#!/bin/sh\n")
+    target.chmod(0o600)
+    _, [report] = run(owned_file(target, 0o755, "no-such-user-here"))
+    state, message = report.states[0]
+    assert state == "F" and f"of {target} on the host: " in message, report
+    assert target.stat().st_uid == 0
 
 
 def test_the_report_reader_takes_any_chunking():

@@ -10,12 +10,14 @@ import stat
 import threading
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
 from fedi_run.engine.report.display import ProgressDisplay
 from fedi_run.engine.report.events import (
     OutputChunk,
+    OutputCut,
     RunFinished,
     RunStarted,
     Status,
@@ -489,10 +491,12 @@ def test_the_log_note_of_a_long_output_is_kept_by_every_sink(tmp_path):
     """The engine reports a long output as its tail under '[… N MiB more in <log>]': the note
     survives each sink's own cut, so the display, JSON and JUnit all name the log."""
     note = "[… 49.9 MiB more in /srv/deploy/.fedi-run/logs/7/mastodon.secrets.log]"
+    cut = OutputCut(52323942, Path("/srv/deploy/.fedi-run/logs/7/mastodon.secrets.log"))
     events = scenario(output=("z" * 99 + "\n") * 700)
-    for event in events:  # the note first, as the engine reports it
+    for event in events:  # the tail and its cut, as the engine reports them
         if isinstance(event, TaskFinished) and event.status is Status.FAILED:
-            object.__setattr__(event, "output", note + "\n" + event.output.removeprefix("line 1\n"))
+            object.__setattr__(event, "output", event.output.removeprefix("line 1\n"))
+            object.__setattr__(event, "output_cut", cut)
     stream = io.StringIO()
     drive(JsonLinesSink(stream), events)
     failed = next(json.loads(line) for line in stream.getvalue().splitlines() if '"failed"' in line)

@@ -22,7 +22,13 @@ from click.testing import CliRunner
 
 from fedi_run.engine.cli.history import history, show_run
 from fedi_run.engine.cli.main import FediRunGroup
-from fedi_run.engine.errors import FediRunError
+from fedi_run.engine.errors import (
+    FediRunError,
+    LockHeld,
+    NoPreviousRun,
+    RunNotFound,
+    StateError,
+)
 from fedi_run.engine.report.events import (
     OutputChunk,
     RunFinished,
@@ -33,10 +39,6 @@ from fedi_run.engine.report.events import (
 )
 from fedi_run.engine.report.state import (
     OUTPUT_TAIL,
-    LockHeld,
-    NoPreviousRun,
-    RunNotFound,
-    StateError,
     StateStore,
     default_state_path,
 )

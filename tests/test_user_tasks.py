@@ -184,3 +184,170 @@ def test_unknown_requirement_in_user_task(write):
         ),
     ):
         load_project(path)
+
+
+RUNTIME_ERRORS = [
+    ("{{ 1/0 }}", "division by zero"),
+    ("{{ 10 // 0 }}", "ZeroDivisionError"),
+    ("{{ 9**9999 }}", "ValueError"),
+    ("{{ 2**100000 }}", "an integer of more than 65536 bits"),
+    ("{{ (2**40000) * (2**40000) }}", "an integer of more than 65536 bits"),
+    ("{{ 1e308*10 }}", "overflow"),
+    ("{{ 1e308**2 }}", "OverflowError"),
+    ("{{ -1e308 - 1e308 }}", "overflow"),
+    ("{{ range(10**9)|list }}", "Range too big"),
+    ("{{ 'a' + 1 }}", "can only concatenate str"),
+    ("{{ '%s %s' % 1 }}", "not enough arguments for format string"),
+    ("{{ '%d' % 'x' }}", "TypeError"),
+    ("{{ 'x'.encode('nope') }}", "unknown encoding: nope"),
+    ("{{ 'abc'.index('z') }}", "ValueError"),
+    ("{{ 'a' < 1 }}", "TypeError"),
+    ("{{ 'a' * 10**10 }}", "more than 1048576 characters by repeating"),
+    ("{{ [1] * 10**10 }}", "by repeating"),
+    ("{{ [[0]*1000000]*1000000 }}", "by repeating"),
+    ("{{ 'x'.center(10**10) }}", "a width of 10000000000"),
+    ("{{ 'x'|center(10**10) }}", "a width of 10000000000"),
+    ("{{ 'x'|indent(10**9, true) }}", "an indent of 1000000000"),
+    ("{{ '{:>10000000000}'.format(1) }}", "a width of 10000000000"),
+    ("{{ '{:>{w}}'.format(1, w=10**10) }}", "a width of 10000000000"),
+    ("{{ ('{0}' * 1000).format('a' * 100000) }}", "by formatting"),
+    ("{{ '%10000000000d' % 1 }}", "a width of 10000000000"),
+    ("{{ '%*d' % (10**10, 1) }}", "a width of 10000000000"),
+    ("{{ ('%(a)s' * 1000) % {'a': 'x' * 100000} }}", "by formatting with %"),
+    ("{{ '%10000000000d'|format(1) }}", "a width of 10000000000"),
+    ("{{ (1).to_bytes(10**10, 'big') }}", "a width of 10000000000"),
+    ("{{ ('a' * 600000).join(['b', 'c', 'd']) }}", "by joining"),
+    ("{{ (['a' * 100000] * 10)|join('x' * 100000) }}", "by joining"),
+    ("{{ ('a' * 1000000).replace('a', 'bbbb') }}", "by replacing"),
+    ("{{ ('\t' * 1000000).expandtabs(1000) }}", "by expanding tabs"),
+    ("{{ ('a' * 600000) + ('b' * 600000) }}", "by adding"),
+    ("{{ [['a' * 600000]]|sum(start=['b' * 600000]) }}", "by adding"),
+    ("{{ [1]|slice(10**10) }}", "a count of 10000000000"),
+    ("{{ [1]|batch(10**10, 0)|list }}", "a count of 10000000000"),
+    ("{{ {'a': 1}|tojson(indent=10**9) }}", "an indent over 64"),
+    ("{{ lipsum(10**9) }}", "'lipsum' is undefined"),
+    ("{{ ('<a>' * 300000)|striptags }}", "more than 100000 characters"),
+    ("{{ [].append(1) }}", "unsafe"),
+    ("{{ hosts.web.update({'address': 'evil'}) }}", "unsafe"),
+    ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "recursive too deeply"),
+    ("{{ " + "(" * 300 + "1" + ")" * 300 + " }}", "too deeply"),
+    (
+        "{% set ns = namespace(s='a') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}"
+        "{% endfor %}",
+        "a value of more than 1048576 characters and items",
+    ),
+    (
+        "{% set ns = namespace(x=[0]) %}{% for i in range(100) %}{% set ns.x = [ns.x, ns.x] %}"
+        "{% endfor %}",
+        "a value of more than 1048576 characters and items",
+    ),
+    (
+        "{% set ns = namespace(s='ab') %}{% for i in range(100) %}"
+        "{% set ns.s %}{{ ns.s }}{{ ns.s }}{% endset %}{% endfor %}",
+        "more than 16777216 characters",
+    ),
+    (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "more than 1000000 loop iterations and calls",
+    ),
+    (
+        "{% for i in range(100000) %}{% for j in range(100000) %}" + "x" * 50 + "{% endfor %}"
+        "{% endfor %}",
+        "outputs more than 16777216 characters",
+    ),
+]
+
+
+@pytest.mark.reliability(
+    "bad input",
+    "templates that fail or run away while rendering: division by zero, integer and float "
+    "overflow, huge ranges, strings, lists, widths, joins and formats, type errors, unknown "
+    "codecs, recursion, nesting, endless loops",
+    "a playbook error naming the file, the key, the template's line and what went wrong, within "
+    "seconds and without filling memory; nothing run",
+)
+def test_a_template_error_while_rendering_names_the_key_and_line(write, fuzz_cases):
+    import time
+
+    for template, expected in RUNTIME_ERRORS:
+        path = write(
+            "p.toml", MINIMAL + '[tasks.x]\nhost = "web"\nrun = """\ntrue\n' + template + '\n"""\n'
+        )
+        started = time.monotonic()
+        with pytest.raises(PlaybookError) as caught:
+            load_project(path)
+        fuzz_cases.append("template")
+        assert time.monotonic() - started < 15, template
+        [problem] = caught.value.problems
+        assert problem.file == path and problem.key == "tasks.x.run", (template, problem)
+        assert problem.message.startswith("template "), (template, problem)
+        assert expected in problem.message, (template, problem)
+        if "too deeply" not in expected:
+            assert "(line 2)" in problem.message, (template, problem)
+
+
+def test_a_slow_template_is_stopped_at_the_deadline(write, monkeypatch):
+    import time
+
+    from fedi_run.engine.planning import template_sandbox
+
+    monkeypatch.setattr(template_sandbox, "MAX_SECONDS", 0.5)
+    path = write(
+        "p.toml",
+        MINIMAL + '[tasks.x]\nhost = "web"\nrun = """{% for i in range(100000) %}'
+        "{{ ('a' * 500000).replace('a', 'b')|length }}{% endfor %}\"\"\"\n",
+    )
+    started = time.monotonic()
+    with pytest.raises(PlaybookError, match="takes longer than 0.5 seconds to render"):
+        load_project(path)
+    assert time.monotonic() - started < 5
+
+
+def test_every_templated_key_reports_its_own_runtime_error(write):
+    path = write(
+        "p.toml",
+        MINIMAL
+        + """
+[tasks.run]
+host = "web"
+run = "echo {{ 1/0 }}"
+undo = "echo {{ 'a' + 1 }}"
+[tasks.file]
+host = "web"
+file = { path = "/etc/motd", content = "{{ 'x'.encode('nope') }}" }
+""",
+    )
+    with pytest.raises(PlaybookError) as caught:
+        load_project(path)
+    found = {p.key: p.message for p in caught.value.problems}
+    assert set(found) == {"tasks.run.run", "tasks.run.undo", "tasks.file.file.content"}
+    assert "division by zero" in found["tasks.run.run"]
+    assert "can only concatenate" in found["tasks.run.undo"]
+    assert "unknown encoding" in found["tasks.file.file.content"]
+
+
+def test_the_sandbox_leaves_ordinary_templates_alone(write):
+    path = write(
+        "p.toml",
+        MINIMAL
+        + """
+[hosts.db]
+address = "127.0.0.3"
+[tasks.x]
+host = "web"
+run = \"\"\"{% macro up(s) %}{{ s|upper }}{% endmacro -%}
+{% for name, h in hosts|dictsort %}{{ name }}={{ h.address }}{{ ',' if not loop.last }}{% endfor %}
+{{ [1, 2, 3]|join('-') }} {{ '%05d' % 42 }} {{ '{}:{}'.format('a', 2**10) }} {{ 'x'.center(5) }}|
+{{ [[1], [2]]|sum(start=[]) }} {{ [1, 2, 3]|sum }} {{ up(deployment.name) }} {{ 7 // 2 }}
+{{ (hosts.web.address ~ ':' ~ hosts.web.port)|quote }} {{ 'ab' * 3 }} {{ range(3)|list }}
+{{ (([[1]] * 100000)|sum(start=[]))|length }}\"\"\"
+""",
+    )
+    task = load_project(path).graph.tasks["tasks.x"]
+    assert task.actions[0].run.splitlines() == [
+        "db=127.0.0.3,web=127.0.0.2",
+        "1-2-3 00042 a:1024   x  |",
+        "[1, 2] 6 TEST 3",
+        "127.0.0.2:22 ababab [0, 1, 2]",
+        "100000",  # in linear time
+    ]

@@ -41,6 +41,11 @@ def deployment_name(playbook: Path) -> str:
         raise PlaybookError([Problem(playbook, "", f"cannot read it: {error.strerror}")]) from None
     except tomllib.TOMLDecodeError as error:
         raise PlaybookError([Problem(playbook, "", f"not valid TOML: {error}")]) from None
+    except UnicodeDecodeError as error:
+        message = f"not valid UTF-8 (byte {error.start}); expected a UTF-8 TOML file"
+        raise PlaybookError([Problem(playbook, "", message)]) from None
+    except RecursionError:
+        raise PlaybookError([Problem(playbook, "", "not valid TOML: nested too deeply")]) from None
     section = data.get("deployment")
     name = section.get("name") if isinstance(section, dict) else None
     if not isinstance(name, str) or not name:
@@ -128,7 +133,8 @@ def show_run(playbook: Path, run_id: int, state_file: Path | None, as_json: bool
     """Show run ID of PLAYBOOK's deployment: each task in order, then a recap per host."""
     import json
 
-    from fedi_run.engine.report.state import RunNotFound, StateStore
+    from fedi_run.engine.errors import RunNotFound
+    from fedi_run.engine.report.state import StateStore
 
     name = deployment_name(playbook)
     path = _state_path(playbook, state_file)

@@ -14,6 +14,7 @@ import click
 
 from fedi_run.engine import __version__
 from fedi_run.engine.cli.history import history, show_run
+from fedi_run.engine.cli.params import Seconds
 from fedi_run.engine.cli.verify import verify
 from fedi_run.engine.lab.cli import lab
 from fedi_run.panel.cli import panel
@@ -45,8 +46,9 @@ def cli() -> None:
 
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
-    """``--tags a,b --tags c`` → ``("a", "b", "c")``."""
-    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+    """``--tags a,b --tags c`` → ``("a", "b", "c")``; an empty part stays (``--tags ","`` is
+    two), so that the :class:`Selector` refuses it, naming the flag."""
+    return tuple(part.strip() for value in values for part in value.split(","))
 
 
 def project_options(function):
@@ -60,8 +62,8 @@ def project_options(function):
             multiple=True,
             type=click.Path(dir_okay=False, path_type=Path),
             help=(
-                "TOML file with [hosts.*] (and [acme]) tables merged over the playbook's. "
-                "Repeatable."
+                "TOML file with [hosts.*] tables (and the plugin tables declared for "
+                "inventories) merged over the playbook's. Repeatable."
             ),
         ),
         click.option(
@@ -119,11 +121,18 @@ def selection_options(function):
     return function
 
 
-def _load(playbook, inventories, configuration, plugin_modules, no_apply):
+def _load(playbook, inventories, configuration, plugin_modules, no_apply, state_path=None):
+    """The project, its playbook carrying the deployment's history from the state database
+    (``--state``, default beside the playbook): what its earlier runs placed where."""
     from fedi_run.engine.project import load_project
 
     return load_project(
-        playbook, inventories, configuration, plugin_modules=plugin_modules, apply=not no_apply
+        playbook,
+        inventories,
+        configuration,
+        plugin_modules=plugin_modules,
+        apply=not no_apply,
+        state_path=state_path,
     )
 
 
@@ -157,9 +166,18 @@ def validate(playbook, inventories, configuration, plugin_modules, no_apply):
 @project_options
 @selection_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(playbook, inventories, configuration, plugin_modules, no_apply, as_json, **selection):
-    """Show the tasks in the order they would run, in parallel steps."""
-    project = _load(playbook, inventories, configuration, plugin_modules, no_apply)
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The state database the run would use (default: .fedi-run/state.db beside the playbook).",
+)
+def plan(
+    playbook, inventories, configuration, plugin_modules, no_apply, as_json, state_path, **selection
+):
+    """Show the tasks in the order they would run, in parallel steps; '!' marks a task that
+    removes data (secrets, keys, files)."""
+    project = _load(playbook, inventories, configuration, plugin_modules, no_apply, state_path)
     the_plan = project.plan(_selector(**selection))
     if as_json:
         import json
@@ -242,7 +260,10 @@ def run_options(function):
         click.option(
             "--resume",
             is_flag=True,
-            help="Run only what the last run left failed, skipped or not run.",
+            help=(
+                "Run only what the last run left failed, skipped or not run; selection flags "
+                "given too narrow it."
+            ),
         ),
         click.option(
             "--forks",
@@ -254,7 +275,7 @@ def run_options(function):
         ),
         click.option(
             "--timeout",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Seconds(min=0, min_open=True),
             default=600.0,
             show_default=True,
             help="Seconds before a task fails.",
@@ -268,7 +289,7 @@ def run_options(function):
         ),
         click.option(
             "--connect-timeout",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Seconds(min=0, min_open=True),
             default=10.0,
             show_default=True,
             help="Seconds to wait for a host's SSH connection.",
@@ -331,7 +352,10 @@ def _execute(
     state_path,
     accept_new_host_keys,
     known_hosts,
-    rotate_secrets=False,
+    rotate_secrets=(),
+    restore_secrets=(),
+    change_domain=False,
+    yes=False,
     **selection,
 ):
     from dataclasses import replace
@@ -340,7 +364,7 @@ def _execute(
     from fedi_run.engine.execute.scheduler import ExecutionOptions
     from fedi_run.engine.run import RunRequest, run_project
 
-    project = _load(playbook, inventories, configuration, plugin_modules, no_apply)
+    project = _load(playbook, inventories, configuration, plugin_modules, no_apply, state_path)
     options = ExecutionOptions(
         kind=kind,
         check=check,
@@ -348,7 +372,6 @@ def _execute(
         forks=forks or project.playbook.run.forks,
         fail_fast=fail_fast,
         timeout=timeout,
-        rotate_secrets=rotate_secrets,
     )
     policy = HostKeyPolicy(accept_new=accept_new_host_keys, connect_timeout=connect_timeout)
     if known_hosts is not None:
@@ -361,6 +384,11 @@ def _execute(
         host_keys=policy,
         retries=retries,
         argv=tuple(sys.argv[1:]),
+        yes=yes or (kind == "teardown" and not check and _confirm_teardown(project)),
+        rotate_secrets=_split(rotate_secrets),
+        restore_secrets=tuple(_backup(value) for value in restore_secrets),
+        change_domain=change_domain,
+        warn=lambda text: click.echo(text, err=True),
     )
     sinks = []
     if as_json:
@@ -375,16 +403,94 @@ def _execute(
         from fedi_run.engine.report.junit import JUnitSink
 
         sinks.append(JUnitSink(junit))
+    _check_outputs(junit, policy)
     outcome = run_project(project, request, sinks)
     if outcome.exit_status:
         click.get_current_context().exit(outcome.exit_status)
+
+
+def _confirm_teardown(project) -> bool:
+    """On a terminal, the deployment's name typed (as the panel asks for it) confirms a
+    teardown; another answer refuses it. Without a terminal, False: ``--yes`` is needed."""
+    from fedi_run.engine.errors import NotConfirmed
+
+    if not sys.stdin.isatty():
+        return False
+    name = project.playbook.name
+    hosts = sorted({t.host for t in project.graph.tasks.values() if t.host is not None})
+    click.echo(
+        f"Tear down deployment '{name}'? Its tasks are undone on {len(hosts)} host(s) "
+        f"({', '.join(hosts) or 'none'}): their secrets and files removed, the originals put "
+        "back.",
+        err=True,
+    )
+    typed = click.prompt("Type the deployment's name to confirm", default="", err=True)
+    if typed.strip() != name:
+        raise NotConfirmed(
+            f"error: the name typed is not the deployment's ({name!r}): the teardown was not "
+            "confirmed. Nothing was changed."
+        )
+    return True
+
+
+def _backup(value: str) -> tuple[str, Path]:
+    """``NAME=FILE`` of ``--restore-secret``."""
+    from fedi_run.engine.errors import UsageError
+
+    name, equals, file = value.partition("=")
+    if not equals or not name.strip() or not file:
+        raise UsageError(
+            f"error: --restore-secret {value!r}: expected NAME=FILE (the secret's name, and "
+            "the file holding the value to put back)"
+        )
+    return name.strip(), Path(file)
+
+
+def _check_outputs(junit, policy) -> None:
+    """Every file the run writes on the deployer besides its state (checked by the state
+    itself) can be written, before any host is contacted: the ``--junit`` report, and the
+    known_hosts file ``--accept-new-host-keys`` records new keys in."""
+    from fedi_run.engine.errors import UsageError
+    from fedi_run.engine.private_files import cannot_write
+
+    wanted = [("--junit", junit, True)] if junit is not None else []
+    if policy.accept_new:
+        wanted.append(("--known-hosts", policy.known_hosts, False))
+    for flag, path, replaced in wanted:
+        reason = cannot_write(path, replaced=replaced)
+        if reason:
+            raise UsageError(
+                f"error: {flag} {path}: {reason}; give {flag} a file in a writable directory. "
+                "Nothing was run."
+            )
 
 
 @cli.command()
 @project_options
 @selection_options
 @run_options
-@click.option("--rotate-secrets", is_flag=True, help="Generate every selected secret anew.")
+@click.option(
+    "--rotate-secrets",
+    "rotate_secrets",
+    multiple=True,
+    metavar="NAME",
+    help=(
+        "Generate these secrets anew on purpose (names comma separated or repeated: a path, "
+        "its end, a task id; 'all': every selected one). Warns what each breaks."
+    ),
+)
+@click.option(
+    "--restore-secret",
+    "restore_secrets",
+    multiple=True,
+    metavar="NAME=FILE",
+    help="Put a secret back from a backup file (its exact bytes; masked). Repeatable.",
+)
+@click.option(
+    "--change-domain",
+    is_flag=True,
+    help="Run although [deployment] domain differs from the one last applied.",
+)
 def run(**arguments):
     """Run the playbook's tasks on its hosts, ending with nixops4 apply (the default command)."""
     _execute("run", **arguments)
@@ -394,6 +500,12 @@ def run(**arguments):
 @project_options
 @selection_options
 @run_options
+@click.option(
+    "-y",
+    "--yes",
+    is_flag=True,
+    help="Do not ask for the deployment's name (needed without a terminal).",
+)
 def teardown(**arguments):
     """Undo the playbook's tasks in reverse dependency order."""
     _execute("teardown", **arguments)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from fedi_run.engine.cli.params import Seconds
+
 
 @click.command()
 @click.argument("playbook", type=click.Path(dir_okay=False, path_type=Path))
@@ -22,7 +24,10 @@ import click
     "inventories",
     multiple=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="TOML file with [hosts.*] (and [acme]) tables merged over the playbook's. Repeatable.",
+    help=(
+        "TOML file with [hosts.*] tables (and the plugin tables declared for inventories) "
+        "merged over the playbook's. Repeatable."
+    ),
 )
 @click.option(
     "--configuration",
@@ -49,7 +54,7 @@ import click
 )
 @click.option(
     "--connect-timeout",
-    type=click.FloatRange(min=0.1),
+    type=Seconds(min=0.1),
     default=10.0,
     show_default=True,
     help="Seconds to wait for SSH, for the HTTPS connection and for its answer.",

@@ -21,13 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
-class ChannelTimeout(Exception):
-    """The command did not end within its timeout (its channel was closed)."""
-
-
-class ConnectionLost(EOFError):
-    """The connection closed while the command ran (the host's sshd died, the network broke)."""
+from fedi_run.engine.errors import ChannelTimeout, ConnectionLost
 
 
 @dataclass(frozen=True)
@@ -53,10 +47,12 @@ def run_on_channel(
     on_stdout: Callable[[bytes], None] | None = None,
     on_stderr: Callable[[bytes], None] | None = None,
     open_timeout: float | None = None,
+    send_eof: bool = True,
 ) -> Finished:
     """Run ``command`` on a new session channel of ``transport``; ``input`` is sent to its
-    stdin followed by EOF. Raises :class:`ChannelTimeout`, :class:`ConnectionLost`, or
-    paramiko's/the socket's errors when the connection breaks."""
+    stdin, followed by EOF unless ``send_eof`` is False (a job's lifeline: its stdin then ends
+    only with the channel, see ``engine.execute.jobs``). Raises :class:`ChannelTimeout`,
+    :class:`ConnectionLost`, or paramiko's/the socket's errors when the connection breaks."""
     deadline = None if timeout is None else time.monotonic() + timeout
     if open_timeout is None or (timeout is not None and timeout < open_timeout):
         open_timeout = timeout
@@ -65,7 +61,8 @@ def run_on_channel(
         channel.exec_command(command)
         if input is not None:
             channel.sendall(input)
-            channel.shutdown_write()
+            if send_eof:
+                channel.shutdown_write()
         stdout, stderr = bytearray(), bytearray()
         out = stdout.extend if on_stdout is None else on_stdout
         err = stderr.extend if on_stderr is None else on_stderr

@@ -26,7 +26,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fedi_run.engine.errors import FediRunError
+from fedi_run.engine.errors import (
+    ChannelTimeout,
+    CommandTimedOut,
+    ConnectionLost,
+    FediRunError,
+    HostKeyRejected,
+    HostUnreachable,
+    NewHostKey,
+)
 from fedi_run.engine.model.playbook import HostSection
 from fedi_run.engine.private_files import make_private_dirs
 
@@ -39,22 +47,6 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 INPUT_SLEEP = 0.001
 """Seconds between the runner's polls of a running command (Invoke's default is 0.01)."""
 CONNECT_TIMEOUT = 10
-
-
-class HostUnreachable(FediRunError):
-    """A host could not be connected to (after retries), or dropped the connection."""
-
-    exit_status = 1
-
-
-class HostKeyRejected(HostUnreachable):
-    """The host's key is unknown or does not match the pinned one: nothing runs there."""
-
-
-class CommandTimedOut(FediRunError):
-    """A command ran longer than its task's timeout."""
-
-    exit_status = 1
 
 
 @dataclass(frozen=True)
@@ -80,6 +72,34 @@ def _known_hosts_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
+def identity_problem(path: str) -> str | None:
+    """What keeps the private key file ``path`` (a host's ``identity``) from logging in, or
+    None: it is loaded as a connection loads it — paramiko's ``key_filename``, tried as an RSA,
+    ECDSA and Ed25519 key, with no passphrase — so a run finds out before any host is
+    contacted, not after some hosts were changed."""
+    import paramiko
+
+    key_path = path.removesuffix("-cert.pub")  # paramiko loads a certificate's private key
+    for kind in (paramiko.RSAKey, paramiko.ECDSAKey, paramiko.Ed25519Key):
+        try:
+            kind.from_private_key_file(key_path)
+        except paramiko.PasswordRequiredException:
+            return (
+                "is protected by a passphrase, and fedi-run logs in with the key as it is (it "
+                "asks for no passphrase); give it a key without one, kept readable only by you"
+            )
+        except OSError as error:
+            return f"cannot be read: {error.strerror or error}"
+        except (paramiko.SSHException, ValueError, TypeError, IndexError, UnicodeError):
+            continue
+        else:
+            return None
+    return (
+        "is not a private key fedi-run can log in with; expected an OpenSSH or PEM private key "
+        "(ed25519, ECDSA or RSA), such as ~/.ssh/id_ed25519 — not its .pub file"
+    )
+
+
 def _fast_remote_class():
     from fabric.runners import Remote
 
@@ -101,21 +121,15 @@ def _runner():
     return _RUNNER
 
 
-class _NewHostKey(Exception):
-    """Raised by :class:`_CheckNewHostKey` for a key it does not accept: ``key`` what the host
-    presented, ``recorded`` the keys of other types already recorded for it (a changed key)."""
-
-    def __init__(self, key, recorded: list):
-        super().__init__("host key not accepted")
-        self.key = key
-        self.recorded = recorded
-
-
 class _CheckNewHostKey:
     """paramiko's policy for a key not recorded for the host: refused — unless ``record`` (a
     known_hosts file) is given, then accepted and appended there (0600; missing directories
     0700). A host that has a key of another type recorded is refused even then: that is a
-    changed key, not a new host."""
+    changed key, not a new host. A refusal raises :class:`NewHostKey`.
+
+    Every connection gets this policy, so an unknown key always ends here, as a structured
+    error: paramiko's own refusal (``RejectPolicy``: a bare ``SSHException`` whose only trace
+    of the cause is its text, "not found in known_hosts") is never installed."""
 
     def __init__(self, record: Path | None, lock: threading.Lock):
         self.record = record
@@ -124,7 +138,7 @@ class _CheckNewHostKey:
     def missing_host_key(self, client, hostname, key) -> None:  # paramiko's policy API
         recorded = client.get_host_keys().lookup(hostname)
         if recorded or self.record is None:
-            raise _NewHostKey(key, list(recorded.values()) if recorded else [])
+            raise NewHostKey(key, list(recorded.values()) if recorded else [])
         client.get_host_keys().add(hostname, key.get_name(), key)
         with self.lock:
             make_private_dirs(self.record.parent)
@@ -216,16 +230,16 @@ class HostConnection:
         source = "its host_key in the inventory" if pinned else f"{self.policy.known_hosts}"
         try:
             connection.open()
-        except (paramiko.BadHostKeyException, _NewHostKey) as error:
+        except (paramiko.BadHostKeyException, NewHostKey) as error:
             connection.close()
-            if isinstance(error, _NewHostKey) and not error.recorded:
+            if isinstance(error, NewHostKey) and not error.recorded:
                 raise HostKeyRejected(
                     f"host {where} has an unknown host key ({_describe_key(error.key)}): pin it "
                     f"with host_key in the inventory, add it to {self.policy.known_hosts}, or "
                     "pass --accept-new-host-keys — after checking that fingerprint on the host "
                     "itself"
                 ) from None
-            expected = error.recorded if isinstance(error, _NewHostKey) else [error.expected_key]
+            expected = error.recorded if isinstance(error, NewHostKey) else [error.expected_key]
             raise HostKeyRejected(
                 f"host {where} presented a different host key: {_describe_key(error.key)}, "
                 f"expected {', '.join(_describe_key(k) for k in expected)} ({source}). Refusing "
@@ -233,11 +247,6 @@ class HostConnection:
                 f"reinstalled, update {source if pinned else 'its entry in ' + source}."
             ) from None
         except paramiko.SSHException as error:
-            if "not found in known_hosts" in str(error):
-                raise HostKeyRejected(
-                    f"host {where} has an unknown host key: pin it with host_key in the inventory, "
-                    f"add it to {self.policy.known_hosts}, or pass --accept-new-host-keys"
-                ) from None
             raise HostUnreachable(f"cannot connect to {where}: {error}") from None
         except (OSError, EOFError) as error:
             raise HostUnreachable(f"cannot connect to {where}: {_reason(error)}") from None
@@ -278,42 +287,43 @@ class HostConnection:
     ) -> CommandResult:
         """Run ``command`` with ``sh -c`` semantics on the host; ``input`` goes to its stdin.
 
-        ``stdout``/``stderr``, when given, are called with each chunk of that stream as it
-        arrives (and the result's field stays empty): memory stays bounded whatever the
-        command prints. Raises :class:`CommandTimedOut` after ``timeout`` seconds and
-        :class:`HostUnreachable` if the connection breaks (or the host stops answering for
-        ``connect_timeout`` seconds when asked for a new channel); a failing command is a
-        result, not an exception.
+        The command runs as a job (``engine.execute.jobs``): sent on stdin, so it may be of
+        any size, in a process group of its own that ends with the channel — when this run
+        times out, closes the connection, or the deployer dies, the command and what it
+        started stop on the host too. ``stdout``/``stderr``, when given, are called with each
+        chunk of that stream as it arrives (and the result's field stays empty): memory stays
+        bounded whatever the command prints. Raises :class:`CommandTimedOut` after
+        ``timeout`` seconds and a ``lost`` :class:`HostUnreachable` if the connection breaks
+        (or the host stops answering for ``connect_timeout`` seconds when asked for a new
+        channel); a failing command is a result, not an exception.
         """
         import paramiko
 
-        from fedi_run.engine.execute.channel import ChannelTimeout, run_on_channel
+        from fedi_run.engine.execute.channel import run_on_channel
+        from fedi_run.engine.execute.jobs import remote_job
 
         connection = self.open()
-        if input is None:
-            # No EOF is ever sent (see the lab's ssh module: paramiko #1705): the shell gives
-            # the command /dev/null as stdin instead.
-            line = f"{{ {command}\n}} </dev/null"
-        else:
-            # The shell drains what the command left unread, so the channel stays open until
-            # our EOF arrives.
-            line = f"( {command}\n); __rc=$?; cat >/dev/null; exit $__rc"
+        # No EOF is ever sent: the job's wrapper reads exactly what is sent (so the server
+        # cannot free the channel while we send, paramiko #1705, see the lab's ssh module)
+        # and takes the end of its stdin — the channel's end — as the order to stop the job.
+        line, data = remote_job(command, input)
         try:
             finished = run_on_channel(
                 connection.transport,
                 line,
-                input,
+                data,
                 timeout,
                 on_stdout=stdout,
                 on_stderr=stderr,
                 open_timeout=self.policy.connect_timeout,
+                send_eof=False,
             )
         except ChannelTimeout:
             raise CommandTimedOut(f"timed out after {timeout:g} s on {self.name}") from None
-        except (paramiko.SSHException, OSError, EOFError) as error:
+        except (ConnectionLost, paramiko.SSHException, OSError, EOFError) as error:
             self._forget()
             raise HostUnreachable(
-                f"lost the connection to {self.name}: {error or type(error).__name__}"
+                f"lost the connection to {self.name}: {error or type(error).__name__}", lost=True
             ) from None
         return CommandResult(finished.exit_status, finished.stdout, finished.stderr)
 

@@ -12,18 +12,23 @@ renamed, so a target never holds a half-written file.
 from __future__ import annotations
 
 import base64
+import codecs
 import difflib
-import importlib
 import shlex
 import subprocess
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedi_run.engine.errors import ActionFailed, OperationFailed
+from fedi_run.engine.execute import jobs as jobs_module
 from fedi_run.engine.execute import scripts
 from fedi_run.engine.execute import secret_generators as secrets
 from fedi_run.engine.execute.connection import HostConnection
+from fedi_run.engine.execute.jobs import Jobs, pid_file_name, wait_output
+from fedi_run.engine.model import layout
 from fedi_run.engine.planning.operations import (
     Call,
     Command,
@@ -36,14 +41,11 @@ from fedi_run.engine.planning.operations import (
     Secret,
     Template,
 )
+from fedi_run.engine.report.events import OutputCut
 from fedi_run.engine.report.masking import Masker
 from fedi_run.engine.report.output_log import TaskOutput
 
 SCRIPTABLE = (File, Restore, Directory, Secret, Command, Template)
-
-
-class ActionFailed(Exception):
-    """An operation failed; the message says which and why (already masked)."""
 
 
 @dataclass
@@ -59,7 +61,13 @@ class Context:
       could reach any output;
     * ``output(stream, text)``: stream a long-running program's output (the executor masks
       it before any sink sees it);
-    * ``state_dir``: the deployer's private directory for this deployment's state (0700).
+    * ``state_dir``: the deployer's private directory for this deployment's state (0700);
+    * ``secret_generators``: name → generator of every :class:`Secret` the run may make — the
+      engine's generic ones and the plugins' (``Project.secret_generators``);
+    * ``rotates(path)``: whether the run generates the secret at ``path`` anew on purpose
+      (``--rotate-secrets``: ``rotate_secrets`` all of them, ``rotate_paths`` those named);
+      ``restore``: path → the value ``--restore-secret`` puts back (a restored file is in
+      place before a :class:`Call` that ``generates`` it runs).
 
     A :class:`Call` function is ``function(context, **kwargs)`` and returns whether it changed
     something (``bool``) or the list of what it changed (empty: nothing); it raises
@@ -71,6 +79,7 @@ class Context:
     check: bool = False
     diff: bool = False
     rotate_secrets: bool = False
+    """``--rotate-secrets all``: every secret is generated anew."""
     timeout: float | None = None
     output: Callable[[str, str], None] = lambda stream, text: None
     playbook: Any = None
@@ -81,6 +90,18 @@ class Context:
     log: Any = None
     """The run's :class:`~fedi_run.engine.report.output_log.OutputLog` (None: tails only, no
     file)."""
+    secret_generators: Mapping[str, Callable[[], str]] = field(
+        default_factory=lambda: secrets.GENERIC
+    )
+    """The run's secret generators (default: only the engine's generic ones)."""
+    rotate_paths: frozenset[str] = frozenset()
+    """The secrets ``--rotate-secrets NAME`` generates anew."""
+    restore: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """path → the value ``--restore-secret`` puts back (never shown)."""
+
+    def rotates(self, path: str) -> bool:
+        """Whether the secret at ``path`` is generated anew on purpose in this run."""
+        return self.rotate_secrets or path in self.rotate_paths
 
     def task_output(self, task_id: str | None = None) -> TaskOutput:
         """A :class:`TaskOutput` for ``task_id`` (default: this context's task): the task's
@@ -94,12 +115,14 @@ class Context:
 @dataclass(frozen=True)
 class Outcome:
     """What a task's operations did: ``changes`` lists each change (empty: nothing changed);
-    ``warnings`` what the operator should know although nothing failed."""
+    ``output`` the tail of their output and ``output_cut`` how it was cut (None: it is all of
+    it); ``warnings`` what the operator should know although nothing failed."""
 
     changes: tuple[str, ...]
     output: str
     diff: str = ""
     warnings: tuple[str, ...] = ()
+    output_cut: OutputCut | None = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +192,25 @@ def _template_content(op: Template) -> str:
         raise ActionFailed(f"template {where}: {error}") from None
 
 
-def _part(pid: str, op: Operation, context: Context) -> scripts.Part:
+def _originals(context: Context, task_id: str | None) -> dict[str, str | None]:
+    """Where the run's deployment keeps the originals of the files it changes on the host (its
+    own directory: ``layout.originals_root``), and — when the task ran on this host in an
+    earlier run, so it may have kept one there before each deployment had its own — the
+    shared directory of earlier versions (``layout.LEGACY_ORIGINALS``)."""
+    playbook = context.playbook
+    if playbook is None:
+        return {}
+    task_id = task_id or getattr(context.task, "id", None)
+    host = getattr(context.connection, "name", None)
+    trace = playbook.history.get(task_id) if task_id else None
+    legacy = trace is not None and trace.host == host
+    return {
+        "originals": layout.originals_root(playbook.name),
+        "legacy": layout.LEGACY_ORIGINALS if legacy else None,
+    }
+
+
+def _part(pid: str, op: Operation, context: Context, task_id: str | None = None) -> scripts.Part:
     if isinstance(op, File):
         if not op.present:
             return scripts.absent_part(pid, op.path, f"removed {op.path}")
@@ -180,6 +221,7 @@ def _part(pid: str, op: Operation, context: Context) -> scripts.Part:
             op.mode,
             op.owner,
             f"file {op.path} (mode {scripts.mode_text(op.mode)})",
+            **_originals(context, task_id),
         )
     if isinstance(op, Template):
         return scripts.file_part(
@@ -189,9 +231,16 @@ def _part(pid: str, op: Operation, context: Context) -> scripts.Part:
             op.mode,
             None,
             f"template {op.template} -> {op.path}",
+            **_originals(context, task_id),
         )
     if isinstance(op, Restore):
-        return scripts.restore_part(pid, op.path)
+        return scripts.restore_part(
+            pid,
+            op.path,
+            digest=op.digest,
+            shared_root=layout.HOST_ROOT if context.playbook is not None else None,
+            **_originals(context, task_id),
+        )
     if isinstance(op, Directory):
         if op.present:
             return scripts.directory_part(pid, op.path, op.mode, op.owner)
@@ -199,18 +248,34 @@ def _part(pid: str, op: Operation, context: Context) -> scripts.Part:
             return scripts.absent_part(pid, op.path, f"removed directory {op.path}")
         return scripts.empty_directory_absent_part(pid, op.path)
     if isinstance(op, Secret):
+        mode = scripts.mode_text(op.mode)
+        restored = context.restore.get(op.path)
+        if restored is not None:  # its exact value, also in --check (to compare)
+            context.masker.add(restored)
+            return scripts.secret_part(
+                pid,
+                op.path,
+                restored.encode(),
+                op.mode,
+                keep=False,
+                summary=f"secret {op.path} restored from its backup (mode {mode})",
+            )
         value = b""
         if not context.check:
-            generated = secrets.generate(op.generate)
+            generated = secrets.generate(op.generate, context.secret_generators)
+            if not generated:
+                raise ActionFailed(f"secret {op.path}: the generator {op.generate!r} made nothing")
             context.masker.add(generated)
             value = generated.encode()
+        rotate = context.rotates(op.path)
         return scripts.secret_part(
             pid,
             op.path,
             value,
             op.mode,
-            keep=not context.rotate_secrets,
-            summary=f"secret {op.path} ({op.generate}, mode {scripts.mode_text(op.mode)})",
+            keep=not rotate,
+            summary=f"secret {op.path} ({op.generate}, mode {mode})"
+            + (": generated anew (--rotate-secrets)" if rotate else ""),
         )
     assert isinstance(op, Command)
     return scripts.command_part(pid, op.run, op.creates, op.unless)
@@ -226,10 +291,24 @@ def _run_segments(
     connection: HostConnection,
     timeout: float | None,
     outputs: Sequence[TaskOutput],
+    jobs: Jobs | None = None,
+    task_ids: Sequence[str] | None = None,
 ) -> list[tuple[list[str], str | None]]:
     """Run the segments as one script, each segment's output streamed into ``outputs[i]``;
-    per segment ``(changes, failure or None)``."""
-    script = scripts.compile_script(segments, context.check, getattr(connection, "name", ""))
+    per segment ``(changes, failure or None)``. With ``jobs`` keeping pid files on the hosts,
+    segment ``i`` is recorded there as ``task_ids[i]``'s job (and fails while an earlier job
+    of that task still runs)."""
+    pid_dir = jobs.host_dir if jobs is not None and task_ids else None
+    host = getattr(connection, "name", "") or "the host"
+    script = scripts.compile_script(
+        segments,
+        context.check,
+        getattr(connection, "name", ""),
+        pid_dir=pid_dir,
+        pid_names=[pid_file_name(t) for t in task_ids] if pid_dir and task_ids else None,
+        # an earlier job is waited for within the timeout, so that the task says why it fails
+        pid_wait=None if timeout is None else min(jobs_module.WAIT_FOR_EARLIER, timeout / 2),
+    )
     reader = scripts.ReportReader(script.marker, [output.write for output in outputs])
     errors = bytearray()
 
@@ -255,24 +334,29 @@ def _run_segments(
     for parts, states in zip(segments, reader.states):
         changes: list[str] = []
         failure = None
+        if states.get(-1, ("", ""))[0] == "F":  # not started: its earlier job still runs
+            outcomes.append((changes, context.masker.mask(states[-1][1])))
+            continue
         for j, part in enumerate(parts):
-            state, detail = states.get(
-                j,
-                (
-                    "F",
-                    (
-                        f"the script stopped before it (exit status {result.exit_status}) "
-                        f"{stderr_text.strip()}"
-                    ).strip(),
-                ),
-            )
+            state, detail = states.get(j, ("F", _stopped(result.exit_status, stderr_text, host)))
             if state == "F":
                 failure = context.masker.mask(f"{part.summary}: {detail}")
                 break
-            if state == "1":
-                changes.append(part.summary)
+            if state == "1":  # a part may say what it did instead (a removal, not a restore)
+                changes.append(context.masker.mask(detail) if detail else part.summary)
         outcomes.append((changes, failure))
     return outcomes
+
+
+def _stopped(exit_status: int, stderr: str, host: str) -> str:
+    """Why a part did not report: the script (or the job wrapper around it, which could not
+    keep the script and its input on the host: exit status 125) stopped before it."""
+    from fedi_run.engine.execute.jobs import EXIT_NO_START
+
+    if exit_status == EXIT_NO_START:
+        reasons = "; ".join(line.strip() for line in stderr.splitlines() if line.strip())
+        return f"not run: the script could not start on {host}: {reasons or 'failed'}"
+    return f"the script stopped before it (exit status {exit_status}) {stderr.strip()}".strip()
 
 
 def _run_parts(
@@ -281,29 +365,32 @@ def _run_parts(
     output = context.task_output()
     [(changes, failure)] = _run_segments([parts], context, connection, context.timeout, [output])
     if failure:
-        raise _Failed(failure, changes, output.text())
+        raise OperationFailed(failure, changes, output.tail(), output.cut())
     return changes
 
 
 def _run_script(
-    ops: Sequence[tuple[int, Operation]], context: Context, output: TaskOutput
+    ops: Sequence[tuple[int, Operation]],
+    context: Context,
+    output: TaskOutput,
+    jobs: Jobs | None = None,
 ) -> list[str]:
     """Run the scriptable ``ops`` in one round trip, their output into ``output``; the changes."""
     assert context.connection is not None
     parts = [_part(f"0.{j}", op, context) for j, (_, op) in enumerate(ops)]
+    task_id = getattr(context.task, "id", None)
     [(changes, failure)] = _run_segments(
-        [parts], context, context.connection, context.timeout, [output]
+        [parts],
+        context,
+        context.connection,
+        context.timeout,
+        [output],
+        jobs,
+        [task_id] if task_id else None,
     )
     if failure:
-        raise _Failed(failure, changes, "")
+        raise OperationFailed(failure, changes, "")
     return changes
-
-
-class _Failed(ActionFailed):
-    def __init__(self, message: str, changes: list[str], output: str):
-        super().__init__(message)
-        self.changes = changes
-        self.output = output
 
 
 def _diff(op: File | Template, context: Context) -> str:
@@ -333,51 +420,107 @@ def _fetch(op: Fetch, context: Context) -> list[str]:
     return [f"fetched {op.remote} -> {op.local}"]
 
 
-def _local_command(op: LocalCommand, context: Context, output: TaskOutput) -> list[str]:
+def _local_command(
+    op: LocalCommand, context: Context, output: TaskOutput, jobs: Jobs | None = None
+) -> list[str]:
+    """Run ``op.argv`` on the deployer in a process group of its own, its output streamed;
+    ended (SIGTERM, then SIGKILL) when the task's timeout passes or the run's grace period
+    ends (``jobs.stop_local``)."""
     if context.check:
         return [f"would run: {' '.join(op.argv)}"]
     if op.cwd:
         Path(op.cwd).mkdir(mode=0o700, parents=True, exist_ok=True)
+    jobs = jobs if jobs is not None else Jobs()
+    command = " ".join(op.argv)
     try:
-        process = subprocess.Popen(
+        process = jobs.start_local(
             op.argv,
             cwd=op.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
         )
     except OSError as error:
-        raise _Failed(f"cannot run {op.argv[0]}: {error.strerror or error}", [], "") from None
-    assert process.stdout is not None
-    for line in process.stdout:
-        output.write_text(line)
-        context.output("stdout", line)
-    status = process.wait()
+        raise OperationFailed(
+            f"cannot run {op.argv[0]}: {error.strerror or error}", [], ""
+        ) from None
+    deadline = None if context.timeout is None else time.monotonic() + context.timeout
+    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+    line = ""
+    try:
+        for data in wait_output(process, deadline, jobs.stopping):
+            *complete, line = (line + decode(data)).split("\n")
+            for text in complete:
+                output.write_text(text + "\n")
+                context.output("stdout", text + "\n")
+        line += decode(b"", final=True)
+        if line:
+            output.write_text(line)
+            context.output("stdout", line)
+        while True:  # its output has ended; the process too, or soon (else: its deadline)
+            try:
+                status = process.wait(0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if jobs.stopping.is_set():
+                    raise InterruptedError from None
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError from None
+        if status != 0 and jobs.stopping.is_set():  # ended by the stop before we noticed it
+            raise InterruptedError
+    except TimeoutError:
+        jobs.end_local(process)
+        raise OperationFailed(
+            f"timed out after {context.timeout:g} s on the deployer: {command} (stopped)", [], ""
+        ) from None
+    except InterruptedError:
+        jobs.end_local(process)
+        raise OperationFailed(
+            f"interrupted: still running when the grace period ended ({command} was stopped)",
+            [],
+            "",
+        ) from None
+    finally:
+        assert process.stdout is not None
+        process.stdout.close()
+        if process.poll() is None:  # something broke here while it ran
+            jobs.end_local(process)
+        jobs.forget(process)
     if status != 0:
-        raise _Failed(f"{' '.join(op.argv)} exited with status {status}", [], "")
-    return [f"ran: {' '.join(op.argv)}"]
+        raise OperationFailed(f"{command} exited with status {status}", [], "")
+    return [f"ran: {command}"]
 
 
 def _call(op: Call, context: Context) -> CallResult:
-    module_name, _, function_name = op.function.partition(":")
-    try:
-        function = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as error:
-        raise _Failed(f"cannot find {op.function}: {error}", [], "") from None
-    result = function(context, **dict(op.kwargs))
+    restored = {path: context.restore[path] for path in op.generates if path in context.restore}
+    placed: list[str] = []
+    if restored and context.connection is not None:  # in place before the function looks
+        placed = [
+            change.replace("secret ", "secret restored from its backup: ", 1)
+            for change in place_secret_files(context, context.connection, restored)
+        ]
+    result = op.function(context, **dict(op.kwargs))
+    if placed:
+        result = _call_result(result, op)
+        return CallResult((*placed, *result.changes), result.warnings)
+    return _call_result(result, op)
+
+
+def _call_result(result: object, op: Call) -> CallResult:
     if isinstance(result, CallResult):
         return result
     if isinstance(result, bool):
-        return CallResult((op.function,) if result else ())
+        return CallResult((op.name,) if result else ())
     return CallResult(tuple(result or ()))
 
 
-def perform(operations: Sequence[Operation], context: Context) -> Outcome:
+def perform(operations: Sequence[Operation], context: Context, jobs: Jobs | None = None) -> Outcome:
     """Carry out ``operations`` in order; raises :class:`ActionFailed` (with what changed
-    before the failure as ``.changes``, and the output's tail as ``.output``) when one fails.
-    The whole output goes to the run's log (:meth:`Context.task_output`)."""
+    before the failure as ``.changes``, and the output's tail as ``.output``, cut as
+    ``.output_cut`` says) when one fails.
+    The whole output goes to the run's log (:meth:`Context.task_output`). ``jobs``: the run's
+    (``engine.execute.jobs``): the pid files its scripts keep on the host, the local processes
+    it may stop."""
     changes: list[str] = []
     diffs: list[str] = []
     warnings: list[str] = []
@@ -386,7 +529,7 @@ def perform(operations: Sequence[Operation], context: Context) -> Outcome:
 
     def flush() -> None:
         if batch:
-            changes.extend(_run_script(batch, context, output))
+            changes.extend(_run_script(batch, context, output, jobs))
             batch.clear()
 
     try:
@@ -405,7 +548,7 @@ def perform(operations: Sequence[Operation], context: Context) -> Outcome:
             if isinstance(op, Fetch):
                 changes.extend(_fetch(op, context))
             elif isinstance(op, LocalCommand):
-                changes.extend(_local_command(op, context, output))
+                changes.extend(_local_command(op, context, output, jobs))
             elif isinstance(op, Call):
                 result = _call(op, context)
                 changes.extend(result.changes)
@@ -413,13 +556,13 @@ def perform(operations: Sequence[Operation], context: Context) -> Outcome:
             else:  # pragma: no cover - every Operation is handled above
                 raise ActionFailed(f"unknown operation {op!r}")
         flush()
-    except _Failed as failure:
+    except OperationFailed as failure:
         failure.changes = changes + failure.changes
-        failure.output = output.text()
+        failure.output, failure.output_cut = output.tail(), output.cut()
         raise
     finally:
         output.close()
-    return Outcome(tuple(changes), output.text(), "".join(diffs), tuple(warnings))
+    return Outcome(tuple(changes), output.tail(), "".join(diffs), tuple(warnings), output.cut())
 
 
 def batchable(operations: Sequence[Operation]) -> bool:
@@ -429,25 +572,41 @@ def batchable(operations: Sequence[Operation]) -> bool:
 
 
 def perform_batch(
-    tasks: Sequence[Sequence[Operation]], context: Context, task_ids: Sequence[str] | None = None
+    tasks: Sequence[Sequence[Operation]],
+    context: Context,
+    task_ids: Sequence[str] | None = None,
+    jobs: Jobs | None = None,
 ) -> list[Outcome | ActionFailed]:
     """Carry out several tasks' operations (each :func:`batchable`) on one host in ONE round
     trip, one segment per task: a task's failure ends that task only. Returns, per task, its
     :class:`Outcome` or the :class:`ActionFailed` that ended it. ``task_ids`` name each task's
-    output log."""
+    output log (and, with ``jobs``, its pid file on the host)."""
     assert context.connection is not None
     segments = [
-        [_part(f"{i}.{j}", op, context) for j, op in enumerate(ops)] for i, ops in enumerate(tasks)
+        [
+            _part(f"{i}.{j}", op, context, task_ids[i] if task_ids else None)
+            for j, op in enumerate(ops)
+        ]
+        for i, ops in enumerate(tasks)
     ]
     ids = list(task_ids) if task_ids is not None else [f"task-{i}" for i in range(len(tasks))]
     outputs = [context.task_output(task_id) for task_id in ids]
     results: list[Outcome | ActionFailed] = []
     for (changes, failure), output in zip(
-        _run_segments(segments, context, context.connection, context.timeout, outputs), outputs
+        _run_segments(
+            segments,
+            context,
+            context.connection,
+            context.timeout,
+            outputs,
+            jobs,
+            task_ids,
+        ),
+        outputs,
     ):
         results.append(
-            _Failed(failure, changes, output.text())
+            OperationFailed(failure, changes, output.tail(), output.cut())
             if failure
-            else Outcome(tuple(changes), output.text())
+            else Outcome(tuple(changes), output.tail(), output_cut=output.cut())
         )
     return results

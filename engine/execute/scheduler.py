@@ -15,36 +15,63 @@ Contract of :class:`Scheduler`:
   refused is unreachable: its remaining tasks are ``unreachable``; a connection lost during a
   task is retried once on a fresh connection (operations are idempotent) before that;
 * :meth:`stop` (SIGINT/SIGTERM) starts nothing new, gives running tasks ``grace`` seconds, then
-  closes the connections; everything not done is recorded as skipped ("interrupted");
+  closes the connections — which stops each running command on its host — and stops the
+  deployer-local ones (``engine.execute.jobs``); everything not done is recorded as skipped
+  ("interrupted"). A task whose command of an earlier run still runs on its host is not
+  started again: it fails saying so;
 * every event goes through one lock to the sinks, masked: before its first task on a host, the
-  executor reads the secrets already placed there, so no output can show one.
+  executor reads the secrets already placed there — those of the graph's tasks, and those the
+  state says this deployment placed there earlier (a service switched off since) — so no
+  output can show one;
+* before its first task on a host, a secret this deployment placed there in an earlier run
+  and the selected tasks would place again (``SecretPlan.guarded``) must be there, not empty:
+  else none of that host's tasks runs — each fails naming the secret and the ways on
+  (``engine.execute.secret_book``);
+* in a teardown, a task without an undo is not run: it is ``ok``, "left in place".
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import shlex
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from fedi_run.engine.errors import FediRunError
-from fedi_run.engine.execute.connection import (
+from fedi_run.engine.errors import (
+    ActionFailed,
     CommandTimedOut,
-    ConnectionPool,
+    FediRunError,
     HostKeyRejected,
     HostUnreachable,
 )
-from fedi_run.engine.execute.perform import ActionFailed, Context, batchable, perform, perform_batch
+from fedi_run.engine.execute.connection import ConnectionPool
+from fedi_run.engine.execute.jobs import Jobs, host_directory
+from fedi_run.engine.execute.perform import Context, batchable, perform, perform_batch
+from fedi_run.engine.execute.secret_book import SecretPlan, missing_error
+from fedi_run.engine.execute.secret_generators import GENERIC
 from fedi_run.engine.planning.graph import TaskGraph
 from fedi_run.engine.planning.operations import Call, Secret
 from fedi_run.engine.planning.tasks import Task
-from fedi_run.engine.report.events import Event, OutputChunk, Status, TaskFinished, TaskStarted
+from fedi_run.engine.report.events import (
+    Event,
+    OutputChunk,
+    OutputCut,
+    Status,
+    TaskFinished,
+    TaskStarted,
+)
 from fedi_run.engine.report.masking import Masker
+from fedi_run.engine.report.recap import LEFT_IN_PLACE
 
-ABORTED = "interrupted: still running when the grace period ended (its connection was closed)"
+ABORTED = (
+    "interrupted: still running when the grace period ended (its connection was closed, and "
+    "its command stopped on the host)"
+)
 BATCH_LIMIT = 64
 """At most this many ready tasks of one host share one round trip."""
 
@@ -60,7 +87,10 @@ class ExecutionOptions:
     fail_fast: bool = False
     timeout: float = 600.0
     rotate_secrets: bool = False
+    """Generate every selected secret anew (``--rotate-secrets all``)."""
     grace: float = 10.0
+    rotate_paths: frozenset[str] = frozenset()
+    """The secrets generated anew (``--rotate-secrets NAME``)."""
 
 
 class Scheduler:
@@ -79,9 +109,17 @@ class Scheduler:
         state_dir=None,
         log=None,
         stop_when: threading.Event | None = None,
+        secret_generators: Mapping[str, Callable[[], str]] = GENERIC,
+        jobs: Jobs | None = None,
+        secret_plan: SecretPlan | None = None,
     ):
         """``stop_when``: an event another thread may set to stop the run as :meth:`stop`
-        does (noticed within 0.2 s) — the panel's Stop button; signals need the main thread."""
+        does (noticed within 0.2 s) — the panel's Stop button; signals need the main thread.
+        ``secret_generators``: the run's (``Project.secret_generators``), handed to every
+        task in its :class:`Context` (default: only the engine's generic ones).
+        ``secret_plan``: what the state says this deployment placed, and what the run must
+        find, restore or generate anew (``engine.execute.secret_book``; None: nothing
+        recorded)."""
         self.graph = graph
         self.order = list(order)
         self.pool = pool
@@ -97,32 +135,75 @@ class Scheduler:
         self._playbook = playbook
         self._state_dir = state_dir
         self._log = log
+        self._secret_generators = secret_generators
+        if jobs is None:
+            name = getattr(playbook, "name", None)
+            jobs = Jobs(host_directory(name, state_dir) if name else None)
+        self.jobs = jobs
+        """The run's jobs: the pid files of its tasks on the hosts, its local processes."""
         self.statuses: dict[str, Status] = {}
         self.interrupted = False
+        self._secret_plan = secret_plan or SecretPlan()
         self._secret_paths = _secret_paths(graph)
+        for host, recorded in self._secret_plan.recorded.items():
+            known = set(self._secret_paths.get(host, ())) | set(recorded)
+            self._secret_paths[host] = tuple(sorted(known))
         self._primed: set[str] = set()
+        self._blocked: dict[str, FediRunError] = {}
+        """host → why none of its tasks may run (a secret it placed is lost there)."""
         self._prime_lock = threading.Lock()
 
     def _prime_masker(self, host: str) -> None:
         """Learn the values of the secrets already on ``host`` (every secret any task of the
-        deployment places there), so that no output of this run can show one."""
+        deployment places there, and every one the state says it placed there), so that no
+        output of this run can show one; and check that the guarded ones are there (else
+        :class:`SecretMissing`, raised for every task of the host)."""
         with self._prime_lock:
+            if host in self._blocked:
+                raise self._blocked[host]
             if host in self._primed:
                 return
             paths = self._secret_paths.get(host, ())
+            found: dict[str, str] = {}
             if paths:
                 quoted = " ".join(shlex.quote(p) for p in paths)
+                # per path (by its index): "<i> s <base64>" there, "<i> e" empty, "<i> m" not
+                # there — or "<i> u" when this user cannot tell (a directory it cannot search)
                 script = (
-                    f'for f in {quoted}; do [ -f "$f" ] && {{ base64 -w0 < "$f"; echo; }}; done; '
-                    "true"
+                    f'i=0; for f in {quoted}; do if [ -s "$f" ]; then printf "%s s " $i; '
+                    'base64 -w0 < "$f"; echo; elif [ -e "$f" ]; then echo "$i e"; '
+                    'else a=${f%/*}; while [ -n "$a" ] && [ ! -e "$a" ]; do a=${a%/*}; done; '
+                    'if [ -z "$a" ] || [ -x "$a" ]; then echo "$i m"; else echo "$i u"; fi; fi; '
+                    "i=$((i+1)); done; true"
                 )
                 result = self.pool[host].run(script, timeout=self.options.timeout)
-                for line in result.stdout.split():
-                    try:
-                        self.masker.add(base64.b64decode(line))
-                    except ValueError:
+                for line in result.stdout.decode("ascii", "replace").splitlines():
+                    index, _, rest = line.partition(" ")
+                    how, _, value = rest.partition(" ")
+                    if not index.isdigit() or int(index) >= len(paths):
                         continue
+                    found[paths[int(index)]] = how
+                    if how == "s" and value:
+                        try:
+                            _learn(self.masker, base64.b64decode(value))
+                        except ValueError:
+                            continue
+            guarded = self._secret_plan.guarded.get(host, frozenset())
+            lost = {
+                path: "empty" if found.get(path) == "e" else "missing"
+                for path in guarded
+                if found.get(path) in ("e", "m")
+            }
+            if lost and self.options.kind == "run":
+                self._blocked[host] = missing_error(host, lost, self._secret_plan)
+                raise self._blocked[host]
             self._primed.add(host)
+
+    def _blocked_note(self, host: str) -> str:
+        """Why a task of ``host`` is not run, once its first task said it in full."""
+        error = self._blocked[host]
+        lost = ", ".join(self._secret_plan.names.get(p, p) for p in getattr(error, "paths", ()))
+        return f"not run: {host} has lost secrets this deployment placed there ({lost})"
 
     # events -------------------------------------------------------------------------------
 
@@ -136,6 +217,7 @@ class Scheduler:
                 changes=tuple(mask(c) for c in event.changes),
                 diff=mask(event.diff),
                 output=mask(event.output),
+                output_cut=_masked_cut(event.output_cut, mask),
             )
         elif isinstance(event, OutputChunk):
             event = replace(event, text=mask(event.text))
@@ -268,6 +350,9 @@ class Scheduler:
                     if host is not None and host in down_hosts:
                         give_up(task_id, Status.UNREACHABLE, down_hosts[host])
                         continue
+                    if host is not None and host in self._blocked:  # a secret is lost there
+                        give_up(task_id, Status.FAILED, self._blocked_note(host))
+                        continue
                     if host is not None and (
                         host in exclusive_hosts or (not task.shares_host and busy_hosts.get(host))
                     ):
@@ -291,7 +376,10 @@ class Scheduler:
                     and time.monotonic() - self._stopped_at > self.options.grace
                 ):
                     self._aborted = True
-                    self.pool.close_all()  # the grace period is over: abort what still runs
+                    # the grace period is over: abort what still runs — on the hosts (a job
+                    # ends with its channel), and on the deployer
+                    self.pool.close_all()
+                    self.jobs.stop_local()
                     done, _ = wait(list(running), timeout=5)
                 for future in done:
                     job = running.pop(future)
@@ -321,7 +409,11 @@ class Scheduler:
         return task.actions if self.options.kind == "run" else task.undo_actions()
 
     def _batchable(self, task: Task) -> bool:
-        # a task with a timeout of its own runs alone, so that its timeout is exactly its own
+        # a task with a timeout of its own runs alone, so that its timeout is exactly its own;
+        # so does a teardown's task without an undo (it is not run: left in place)
+        operations = self._operations(task)
+        if self.options.kind == "teardown" and not operations:
+            return False
         return (
             task.host is not None
             and not self.options.diff
@@ -336,6 +428,8 @@ class Scheduler:
             check=self.options.check,
             diff=self.options.diff,
             rotate_secrets=self.options.rotate_secrets,
+            rotate_paths=self.options.rotate_paths,
+            restore=self._secret_plan.restore,
             timeout=timeout,
             output=lambda stream, text: self.emit(
                 OutputChunk(self.run_id, task.id, task.where, stream, text)
@@ -345,6 +439,7 @@ class Scheduler:
             pool=self.pool,
             state_dir=self._state_dir,
             log=self._log,
+            secret_generators=self._secret_generators,
         )
 
     def _run_job(self, batch: list[Task]) -> list[tuple[str, Status, str, bool]]:
@@ -366,6 +461,7 @@ class Scheduler:
                     [self._operations(t) for t in batch],
                     self._context(batch[0], connection, timeout),
                     [t.id for t in batch],
+                    self.jobs,
                 )
                 break
             except HostUnreachable as error:
@@ -374,12 +470,7 @@ class Scheduler:
                         (t.id, self._done(t, started, Status.FAILED, ABORTED), ABORTED, False)
                         for t in batch
                     ]
-                if (
-                    attempt == 1
-                    and not isinstance(error, HostKeyRejected)
-                    and "lost the connection" in str(error)
-                    and not self._stop.is_set()
-                ):
+                if attempt == 1 and error.lost and not self._stop.is_set():
                     lost = str(error)
                     continue
                 message = _unreachable_message(error, lost if attempt == 2 else None)
@@ -411,14 +502,21 @@ class Scheduler:
                     Status.FAILED,
                     share,
                     str(outcome),
-                    changes=tuple(getattr(outcome, "changes", ())),
-                    output=getattr(outcome, "output", ""),
+                    changes=tuple(outcome.changes),
+                    output=outcome.output,
+                    output_cut=outcome.output_cut,
                 )
                 results.append((task.id, Status.FAILED, str(outcome), False))
             else:
                 status = Status.CHANGED if outcome.changes else Status.OK
                 self._finish(
-                    task, status, share, "", changes=outcome.changes, output=outcome.output
+                    task,
+                    status,
+                    share,
+                    "",
+                    changes=outcome.changes,
+                    output=outcome.output,
+                    output_cut=outcome.output_cut,
                 )
                 results.append((task.id, status, "", False))
         return results
@@ -426,8 +524,11 @@ class Scheduler:
     def _run_task(self, task: Task) -> tuple[Status, str, bool]:
         """Run one task in a worker thread; ``(status, message, host unreachable)``."""
         started = time.time()
-        self.emit(TaskStarted(self.run_id, task.id, task.where, started))
         operations = self._operations(task)
+        if self.options.kind == "teardown" and not operations:
+            self._finish(task, Status.OK, 0.0, LEFT_IN_PLACE)
+            return Status.OK, "", False
+        self.emit(TaskStarted(self.run_id, task.id, task.where, started))
         lost = ""
         for attempt in (1, 2):
             connection = self.pool[task.host] if task.host is not None else None
@@ -435,13 +536,13 @@ class Scheduler:
             try:
                 if task.host is not None:
                     self._prime_masker(task.host)
-                outcome = perform(operations, context)
+                outcome = perform(operations, context, self.jobs)
             except HostKeyRejected as error:
                 return self._done(task, started, Status.UNREACHABLE, str(error)), str(error), True
             except HostUnreachable as error:
                 if self._aborted:
                     return self._done(task, started, Status.FAILED, ABORTED), ABORTED, False
-                if attempt == 1 and "lost the connection" in str(error) and not self._stop.is_set():
+                if attempt == 1 and error.lost and not self._stop.is_set():
                     lost = str(error)
                     continue
                 message = _unreachable_message(error, lost if attempt == 2 else None)
@@ -449,11 +550,15 @@ class Scheduler:
             except CommandTimedOut as error:
                 return self._done(task, started, Status.FAILED, str(error)), str(error), False
             except ActionFailed as error:
-                changes = tuple(getattr(error, "changes", ()))
-                output = getattr(error, "output", "")
                 return (
                     self._done(
-                        task, started, Status.FAILED, str(error), changes=changes, output=output
+                        task,
+                        started,
+                        Status.FAILED,
+                        str(error),
+                        changes=tuple(error.changes),
+                        output=error.output,
+                        output_cut=error.output_cut,
                     ),
                     str(error),
                     False,
@@ -473,6 +578,7 @@ class Scheduler:
                 changes=outcome.changes,
                 output=outcome.output,
                 diff=outcome.diff,
+                output_cut=outcome.output_cut,
             )
             return status, "", False
         raise AssertionError("unreachable")  # pragma: no cover
@@ -480,6 +586,35 @@ class Scheduler:
     def _done(self, task: Task, started: float, status: Status, message: str, **fields) -> Status:
         self._finish(task, status, time.time() - started, message, **fields)
         return status
+
+
+SECRET_KEYS = ("pass", "secret", "token", "key")
+"""A JSON document's string values under keys naming one of these are secrets on their own
+(the initial user's password in its file)."""
+
+
+def _learn(masker: Masker, value: bytes) -> None:
+    """Mask ``value`` — and, when it is a JSON object, each of its secret-named string
+    values, in every form (:meth:`Masker.add_forms`): a password inside a document."""
+    masker.add(value)
+    if not value.lstrip().startswith(b"{"):
+        return
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return
+    if isinstance(document, dict):
+        for key, item in document.items():
+            if isinstance(item, str) and any(word in key.lower() for word in SECRET_KEYS):
+                masker.add_forms(item)
+
+
+def _masked_cut(cut: OutputCut | None, mask: Callable[[str], str]) -> OutputCut | None:
+    """``cut`` with its texts masked, as the output they describe is."""
+    if cut is None:
+        return None
+    log = Path(mask(str(cut.log))) if cut.log is not None else None
+    return replace(cut, log=log, reason=mask(cut.reason))
 
 
 def _unreachable_message(error: Exception, lost: str | None) -> str:

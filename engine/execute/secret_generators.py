@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import secrets as random
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
-from fedi_run.engine.errors import FediRunError
+from fedi_run.engine.errors import ActionFailed, UnknownGenerator
 
 ALPHANUMERIC = string.ascii_letters + string.digits
 
@@ -30,37 +31,36 @@ def _base64(count: int) -> Callable[[], str]:
     return lambda: base64.b64encode(random.token_bytes(count)).decode()
 
 
-def garage_key_id() -> str:
-    """A Garage access key id: ``GK`` and 24 hex digits."""
-    return "GK" + random.token_hex(12)
+GENERIC: Mapping[str, Callable[[], str]] = MappingProxyType(
+    {
+        "hex16": _hex(16),
+        "hex32": _hex(32),
+        "hex64": _hex(64),
+        "alnum32": _alnum(32),
+        "base64-32": _base64(32),
+    }
+)
+"""The engine's own generators, which know no service: ``hexN`` is N random bytes as 2N hex
+digits, ``alnum32`` 32 letters and digits, ``base64-32`` 32 random bytes in base64. A format of
+a service's own comes from its plugin (hook ``fedi_run_secret_generators``); the project holds
+the merged set (``Project.secret_generators``) and hands it to the executor in
+:class:`~fedi_run.engine.execute.perform.Context`."""
 
 
-def laravel_app_key() -> str:
-    """A Laravel (Pixelfed) APP_KEY: ``base64:`` and 32 random bytes."""
-    return "base64:" + base64.b64encode(random.token_bytes(32)).decode()
-
-
-GENERATORS: dict[str, Callable[[], str]] = {
-    "hex16": _hex(16),
-    "hex32": _hex(32),
-    "hex64": _hex(64),
-    "alnum32": _alnum(32),
-    "base64-32": _base64(32),
-    "garage-key-id": garage_key_id,
-    "laravel-app-key": laravel_app_key,
-}
-
-
-class UnknownGenerator(FediRunError):
-    """A task asks for a secret generator that does not exist."""
-
-
-def generate(name: str) -> str:
-    """A fresh secret from the generator ``name`` (see :data:`GENERATORS`)."""
+def generate(name: str, generators: Mapping[str, Callable[[], str]] = GENERIC) -> str:
+    """A fresh secret from the generator ``name`` of ``generators`` (the run's: the generic
+    ones and the plugins'). The project checks every name when it loads, so an unknown one
+    here is a task built outside a project."""
     try:
-        generator = GENERATORS[name]
+        generator = generators[name]
     except KeyError:
         raise UnknownGenerator(
-            f"error: no secret generator {name!r}; known: {', '.join(sorted(GENERATORS))}"
+            f"error: no secret generator {name!r}; known: {', '.join(sorted(generators))}"
         ) from None
-    return generator()
+    value = generator()
+    if not isinstance(value, str) or not value or "\n" in value:
+        what = "an empty or multi-line str" if isinstance(value, str) else type(value).__name__
+        raise ActionFailed(
+            f"the secret generator {name!r} returned {what}; expected one line of text"
+        )
+    return value

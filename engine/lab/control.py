@@ -42,8 +42,13 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
 
 
 def _publish(lab: LabState) -> None:
-    """Write ``lab.json``, ``inventory.toml`` and ``known_hosts``."""
+    """Write ``lab.json``, each host's base NixOS configuration, ``inventory.toml`` (which
+    names them) and ``known_hosts``."""
     state.save(lab)
+    for info in lab.hosts:
+        path = inventory.base_configuration_path(lab, info.name)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write(path, inventory.render_base_configuration(info.name))
     _write(lab.inventory_path, inventory.render(lab))
     _write(lab.known_hosts_path, inventory.render_known_hosts(lab))
 

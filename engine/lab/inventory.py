@@ -8,6 +8,7 @@ The inventory has exactly these keys::
     user = "root"
     host_key = "ssh-ed25519 AAAA…"        # pinned public host key
     identity = "/abs/.fedi-lab/deployer/id_ed25519"
+    nixos = "/abs/.fedi-lab/nixos/<name>/configuration.nix"   # the host's base configuration
 
     [acme]                  # only when the lab runs Pebble
     server = "https://127.0.0.1:14000/dir"
@@ -15,13 +16,21 @@ The inventory has exactly these keys::
 
 Strings are written as JSON strings, which are valid TOML basic strings (every control
 character and non-ASCII character escaped); host names are valid bare keys by construction.
+
+Each host's ``nixos`` is the base NixOS configuration the rendered NixOps4 deployment imports
+for it (docs/nixops.md): the lab writes one per host (:func:`render_base_configuration`), in a
+directory of its own, since the deployment copies every ``.nix`` file beside it.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from fedi_run.engine.lab.state import LabState
+
+BASE_DIR = "nixos"
+"""``DIR/nixos/<name>/configuration.nix``: each lab host's base NixOS configuration."""
 
 
 def _string(value: object) -> str:
@@ -40,6 +49,7 @@ def render(state: LabState) -> str:
             f"user = {_string(host.user)}",
             f"host_key = {_string(host.host_key)}",
             f"identity = {_string(state.identity)}",
+            f"nixos = {_string(base_configuration_path(state, host.name))}",
         ]
     if state.acme is not None:
         lines += [
@@ -49,6 +59,28 @@ def render(state: LabState) -> str:
             f"ca_file = {_string(state.acme.ca_file)}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def base_configuration_path(state: LabState, name: str) -> Path:
+    """Where the lab writes the base NixOS configuration of its host ``name``."""
+    return state.dir / BASE_DIR / name / "configuration.nix"
+
+
+def render_base_configuration(name: str) -> str:
+    """The base NixOS configuration of the lab host ``name``: the least that makes a NixOS
+    configuration complete without hardware (a container: no boot loader, no file systems),
+    and the host's name. A lab host is not a NixOS machine; this is only ever rendered."""
+    return (
+        f"# The base NixOS configuration of the lab host {name}, written by `fedi-run lab up`.\n"
+        "# A lab host is an sshd in namespaces of its own, not a NixOS machine: this is the least\n"
+        "# a NixOS configuration needs without hardware, so the rendered deployment is complete.\n"
+        "# A real host names its own (hardware, boot, file systems, networking): docs/nixops.md.\n"
+        "{ ... }:\n"
+        "{\n"
+        "  boot.isContainer = true;\n"
+        f"  networking.hostName = {_string(name)};\n"
+        "}\n"
+    )
 
 
 def render_known_hosts(state: LabState) -> str:

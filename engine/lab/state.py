@@ -8,6 +8,7 @@ A lab directory (default ``./.fedi-lab``) contains only what the lab wrote there
 ``known_hosts``       the pinned host keys, for the system ``ssh``
 ``deployer/``         the deployer key pair (``id_ed25519``, mode 0600, and ``.pub``)
 ``hosts/<name>/``     one host's overlays, private directories and ``sshd.log``
+``nixos/<name>/``     one host's base NixOS configuration (the inventory's ``nixos``)
 ``acme/``             Pebble's config, the lab CA (``ca.pem``) and ``pebble.log``
 ====================  ============================================================
 
@@ -28,7 +29,16 @@ from fedi_run.engine.errors import LabError
 
 STATE_VERSION = 1
 DEFAULT_DIR = Path(".fedi-lab")
-LAB_ENTRIES = ("lab.json", "inventory.toml", "known_hosts", "deployer", "hosts", "acme", ".lock")
+LAB_ENTRIES = (
+    "lab.json",
+    "inventory.toml",
+    "known_hosts",
+    "deployer",
+    "hosts",
+    "nixos",
+    "acme",
+    ".lock",
+)
 HOST_NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 

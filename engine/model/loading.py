@@ -5,9 +5,11 @@ The contract of :func:`load_playbook`: it either returns a fully validated, merg
 :class:`~fedi_run.engine.errors.PlaybookError` carrying *every* problem found, each naming the
 file the value came from, its key path, what was found and what was expected.
 
-Merging: each inventory (``-i``, in order) may hold only ``[hosts.*]`` and ``[acme]``; its
-tables are merged key by key over the playbook's. A configuration file (``--configuration``)
-is read last. Relative paths are resolved against the directory of the file that names them.
+Merging: each inventory (``-i``, in order) may hold only ``[hosts.*]`` and the plugin tables
+declared for inventories (``ConfigSection.in_inventory``, such as ``[acme]``); its tables are
+merged key by key over the playbook's. A configuration file (``--configuration``) is read
+last, with the keys the service plugins declare (``ConfigSection.configuration_key``). Relative
+paths are resolved against the directory of the file that names them.
 """
 
 from __future__ import annotations
@@ -37,7 +39,13 @@ from fedi_run.engine.model.playbook import (
     UserTaskSection,
 )
 from fedi_run.engine.model.sections import ConfigSection
-from fedi_run.engine.model.validators import check_plain_name, did_you_mean
+from fedi_run.engine.model.validators import (
+    check_host_name,
+    check_plain_name,
+    did_you_mean,
+    nesting_message,
+    too_deep,
+)
 
 Key = tuple[str, ...]
 CORE_TABLES: dict[str, type[Section]] = {
@@ -46,11 +54,29 @@ CORE_TABLES: dict[str, type[Section]] = {
     "run": RunSection,
 }
 NAMED_TABLES: dict[str, type[Section]] = {"hosts": HostSection, "tasks": UserTaskSection}
-INVENTORY_TABLES = ("hosts", "acme")
+INVENTORY_HOSTS = "hosts"
+"""The engine's own table an inventory may hold; plugins declare theirs
+(:func:`inventory_tables`)."""
+
+
+def inventory_tables(sections: Iterable[ConfigSection]) -> tuple[str, ...]:
+    """The tables an inventory may hold: ``[hosts.*]`` and every plugin table declared
+    ``in_inventory``, sorted."""
+    declared = sorted(s.name for s in sections if s.kind == "table" and s.in_inventory)
+    return (INVENTORY_HOSTS, *declared)
+
+
+def inventory_message(tables: Sequence[str]) -> str:
+    """What an inventory holding another table is told: ``an inventory may hold only
+    [hosts.*] and [acme] tables`` (with the tables of :func:`inventory_tables`)."""
+    names = [f"[{INVENTORY_HOSTS}.*]", *(f"[{t}]" for t in tables if t != INVENTORY_HOSTS)]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"an inventory may hold only {listed} tables"
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
-    """Parse the TOML file ``path``; ``(document, [])`` or ``(None, [the problem])``."""
+    """Parse the TOML file ``path``; ``(document, [])`` or ``(None, [the problem])`` — a
+    document nested deeper than :data:`~fedi_run.engine.model.validators.MAX_DEPTH` is one."""
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -62,11 +88,15 @@ def read_toml(path: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
             Problem(path, "", f"not valid UTF-8 (byte {error.start}); expected a UTF-8 TOML file")
         ]
     try:
-        return tomllib.loads(text), []
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         return None, [Problem(path, "", f"not valid TOML: {error}")]
     except RecursionError:
         return None, [Problem(path, "", "not valid TOML: nested too deeply")]
+    deep = too_deep(document)  # dotted keys nest without limit, and nothing after recurses
+    if deep is not None:
+        return None, [Problem(path, describe.dotted(deep[:1]), nesting_message(deep))]
+    return document, []
 
 
 class _Merged:
@@ -177,14 +207,16 @@ class _Validator:
                 self.problem(loc, describe.message(item, model, item["loc"]))
             return None
 
-    def named_tables(self, model: type[Section], value: Any, key: Key) -> dict[str, Section]:
+    def named_tables(
+        self, model: type[Section], value: Any, key: Key, check_name=check_plain_name
+    ) -> dict[str, Section]:
         if not isinstance(value, dict):
             self.problem(key, f"found {describe.found(value)}, expected a table of tables")
             return {}
         result = {}
         for name, table in value.items():
             try:
-                check_plain_name(name)
+                check_name(name)
             except ValueError as error:
                 self.problem(key + (name,), f"{name!r} is not a valid name: {error}")
                 continue
@@ -209,6 +241,7 @@ def load_playbook(
     problems += found
     if document is not None:
         merged.merge(document, path)
+    allowed = inventory_tables(sections)
     for inventory in inventories:
         inventory = Path(inventory)
         document, found = read_toml(inventory)
@@ -216,12 +249,8 @@ def load_playbook(
         if document is None:
             continue
         for table, value in document.items():
-            if table not in INVENTORY_TABLES:
-                problems.append(
-                    Problem(
-                        inventory, table, "an inventory may hold only [hosts.*] and [acme] tables"
-                    )
-                )
+            if table not in allowed:
+                problems.append(Problem(inventory, table, inventory_message(allowed)))
             elif not isinstance(value, dict):
                 problems.append(
                     Problem(inventory, table, f"found {describe.found(value)}, expected a table")
@@ -229,7 +258,8 @@ def load_playbook(
             else:
                 merged.merge({table: value}, inventory)
     if configuration_file is not None:
-        document, found = configuration.read(Path(configuration_file))
+        keys = {s.configuration_key: s.name for s in sections if s.configuration_key}
+        document, found = configuration.read(Path(configuration_file), keys)
         problems += found
         if document is not None:
             merged.merge(document, Path(configuration_file))
@@ -262,7 +292,9 @@ def _validate(
     for name, model in CORE_TABLES.items():
         if name in data:
             values[name] = check.table(model, data[name], (name,))
-    values["hosts"] = check.named_tables(HostSection, data.get("hosts", {}), ("hosts",))
+    values["hosts"] = check.named_tables(
+        HostSection, data.get("hosts", {}), ("hosts",), check_name=check_host_name
+    )
     values["tasks"] = check.named_tables(UserTaskSection, data.get("tasks", {}), ("tasks",))
     service_values: dict[str, ServiceConfig] = {}
     raw_services = data.get("services", {})

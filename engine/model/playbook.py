@@ -13,21 +13,85 @@ Two layers:
 
 from __future__ import annotations
 
+import functools
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fedi_run.engine.model import validators as names
 
 
+class Lines:
+    """Marks a text field whose value may have several lines (a script, a file's content):
+    tab and newline are allowed there; ``hint`` is added to the message refusing another
+    control character."""
+
+    def __init__(self, hint: str = "") -> None:
+        self.hint = hint
+
+
 class Section(BaseModel):
-    """Base of every playbook table: strict types, unknown keys rejected, immutable."""
+    """Base of every playbook table: strict types, unknown keys rejected, immutable.
+
+    No text in any table — the engine's and every plugin's, a field's value, an item of an
+    array, a key or value of a table — holds a NUL or another control character
+    (:func:`~fedi_run.engine.model.validators.check_text`): such a value cannot reach a command
+    line, a file name, a known_hosts line or a Nix string intact. A field marked
+    :class:`Lines` may hold tabs and newlines.
+    """
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        marker = _lines_marker(cls, info.field_name)
+        for text in _texts(value):
+            names.check_text(text, lines=marker is not None, hint=marker.hint if marker else "")
+        return value
+
+
+def _texts(value: Any) -> list[str]:
+    """Every string in ``value``: itself, the items of a tuple, the keys and values of a
+    mapping (a field's value is validated data: no deeper than its type)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [text for item in value for text in _texts(item)]
+    if isinstance(value, Mapping):
+        return [text for pair in value.items() for item in pair for text in _texts(item)]
+    return []
+
+
+@functools.cache
+def _lines_marker(model: type[BaseModel], name: str | None) -> Lines | None:
+    field = model.model_fields.get(name or "")
+    if field is None:
+        return None
+
+    def marker(annotation: Any) -> Lines | None:
+        if typing.get_origin(annotation) is Annotated:
+            for meta in annotation.__metadata__:
+                if isinstance(meta, Lines):
+                    return meta
+        return next(filter(None, map(marker, typing.get_args(annotation))), None)
+
+    return next((m for m in field.metadata if isinstance(m, Lines)), None) or marker(
+        field.annotation
+    )
 
 
 PlainName = Annotated[str, AfterValidator(names.check_plain_name)]
@@ -38,6 +102,9 @@ Email = Annotated[str, AfterValidator(names.check_email)]
 HostKey = Annotated[str, AfterValidator(names.check_host_key)]
 Tag = Annotated[str, AfterValidator(names.check_tag)]
 HttpsUrl = Annotated[str, AfterValidator(names.check_https_url)]
+NixosPlatform = Annotated[str, AfterValidator(names.check_nixos_platform)]
+StateVersion = Annotated[str, AfterValidator(names.check_state_version)]
+FlakeRef = Annotated[str, AfterValidator(names.check_flake_ref)]
 
 
 class PathMarker:
@@ -56,6 +123,22 @@ FilePath = Annotated[
 """A path on the deployer. The loader makes it absolute before validation."""
 
 
+def _check_nix_file(value: str) -> str:
+    if not value.endswith(".nix"):
+        raise ValueError("expected a NixOS module file whose name ends in .nix")
+    return value
+
+
+NixFile = Annotated[FilePath, AfterValidator(_check_nix_file)]
+"""A ``.nix`` file on the deployer (a :data:`FilePath`)."""
+
+DEFAULT_PLATFORM = "x86_64-linux"
+"""A host's ``nixpkgs.hostPlatform`` unless its ``system`` says otherwise."""
+DEFAULT_STATE_VERSION = "25.05"
+"""A host's ``system.stateVersion`` unless the host, ``[deployment]`` or the host's own base
+configuration says otherwise."""
+
+
 class DeploymentSection(Section):
     """``[deployment]``: what the deployment is called and where its services live."""
 
@@ -63,6 +146,16 @@ class DeploymentSection(Section):
         description="The NixOps4 deployment name."
     )
     domain: DnsName = Field(description="Services live at <service>.<domain>.")
+    state_version: StateVersion | None = Field(
+        None,
+        description="The hosts' system.stateVersion (the NixOS release they were installed "
+        f"with), unless a host sets its own; default {DEFAULT_STATE_VERSION}.",
+    )
+    inputs: dict[str, FlakeRef] = Field(
+        default_factory=dict,
+        description="Flake references replacing the pinned inputs of the rendered NixOps4 "
+        "deployment: nixpkgs, nixops4, nixops4-nixos (docs/nixops.md).",
+    )
 
 
 class HostSection(Section):
@@ -75,6 +168,18 @@ class HostSection(Section):
         None, description="The host's pinned SSH public key, 'ssh-ed25519 AAAA...'."
     )
     identity: FilePath | None = Field(None, description="Private key file to log in with.")
+    system: NixosPlatform | None = Field(
+        None, description=f"The host's nixpkgs.hostPlatform; default {DEFAULT_PLATFORM}."
+    )
+    state_version: StateVersion | None = Field(
+        None, description="The host's system.stateVersion; default [deployment] state_version."
+    )
+    nixos: NixFile | None = Field(
+        None,
+        description="The host's own base NixOS configuration (hardware, boot, file systems, "
+        "networking): a .nix file, copied with the other .nix files of its directory into the "
+        "deployment. Required for every host the NixOps4 deployment configures.",
+    )
 
 
 class ServiceConfig(Section):
@@ -114,6 +219,13 @@ def _check_mode(value: str) -> str:
 
 TargetPath = Annotated[str, AfterValidator(_check_target_path)]
 Mode = Annotated[str, AfterValidator(_check_mode)]
+Script = Annotated[str, Lines()]
+"""A shell command of one or more lines (tab and newline allowed, no other control
+character)."""
+Content = Annotated[
+    str, Lines("; a file with other control characters can be copied from the deployer with `src`")
+]
+"""A file's content written in the playbook (tab and newline allowed)."""
 
 
 class FileSpec(Section):
@@ -121,7 +233,7 @@ class FileSpec(Section):
     the deployer's file ``src``), mode and owner; ``present = false`` removes it."""
 
     path: TargetPath
-    content: str | None = None
+    content: Content | None = None
     src: FilePath | None = None
     mode: Mode = "0644"
     owner: PosixUser | None = None
@@ -168,15 +280,15 @@ class UserTaskSection(Section):
     hosts: tuple[PlainName, ...] | None = Field(
         None, min_length=1, description="Several hosts: one task per host, '<id>@<host>'."
     )
-    run: str | None = Field(None, min_length=1, description="Shell command (a jinja2 template).")
+    run: Script | None = Field(None, min_length=1, description="Shell command (a jinja2 template).")
     creates: TargetPath | None = Field(
         None, description="Skip `run` when this path (absolute) exists on the host."
     )
-    unless: str | None = Field(None, description="Skip `run` when this command succeeds.")
+    unless: Script | None = Field(None, description="Skip `run` when this command succeeds.")
     file: FileSpec | None = None
     directory: DirectorySpec | None = None
     fetch: FetchSpec | None = None
-    undo: str | None = Field(
+    undo: Script | None = Field(
         None,
         description="Shell command that undoes the task in a teardown (default: remove "
         "the file or directory; nothing for a command).",
@@ -185,7 +297,9 @@ class UserTaskSection(Section):
     tags: tuple[Tag, ...] = ()
     description: str = ""
     shares_host: bool = Field(False, description="May run beside other tasks on its host.")
-    timeout: float | None = Field(None, gt=0, description="Seconds before the task fails.")
+    timeout: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Seconds before the task fails."
+    )
 
     @model_validator(mode="after")
     def _one_host_spec_and_one_action(self) -> UserTaskSection:
@@ -214,6 +328,19 @@ class RunSection(Section):
 
 
 @dataclass(frozen=True)
+class TaskTrace:
+    """The last time a run of the deployment got as far as starting a task, from the state:
+    on which host, in which run (its id and kind, ``run`` or ``teardown``), and whether the
+    task ended done (ok or changed). A task that started may have placed something even when
+    it did not end done."""
+
+    host: str
+    run_id: int
+    kind: str
+    done: bool
+
+
+@dataclass(frozen=True)
 class Playbook:
     """One deployment, validated and merged: the value plugins build their tasks from.
 
@@ -235,9 +362,22 @@ class Playbook:
     run: RunSection = field(default_factory=RunSection)
     origins: Mapping[tuple[str, ...], Path] = field(default_factory=dict)
     needs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    history: Mapping[str, TaskTrace] = field(default_factory=dict)
+    """Task id → its :class:`TaskTrace` in this deployment's earlier runs (``--check`` runs
+    left out), filled by the engine from the state when it loads the project; empty when the
+    state records none. What :meth:`placed_on` and :meth:`previously_on` read."""
 
     def __post_init__(self) -> None:
-        for name in ("hosts", "services", "enabled", "sections", "tasks", "origins", "needs"):
+        for name in (
+            "hosts",
+            "services",
+            "enabled",
+            "sections",
+            "tasks",
+            "origins",
+            "needs",
+            "history",
+        ):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     @property
@@ -262,6 +402,30 @@ class Playbook:
         """The name of the host ``service`` runs on (its ``host``, or its own name)."""
         return self.services[service].host or service
 
+    def placed_on(self, task_id: str, removed_by: str | None = None) -> str | None:
+        """The host on which an earlier run of this deployment started ``task_id`` — so what
+        the task places may be there — or ``None``: the state records no such run, a later
+        teardown undid the task there, or the clean-up task ``removed_by`` succeeded there
+        since. Only ever a host this deployment touched, whatever the hosts are called now."""
+        trace = self.history.get(task_id)
+        if trace is None or (trace.kind == "teardown" and trace.done):
+            return None
+        cleanup = self.history.get(removed_by) if removed_by else None
+        if (
+            cleanup is not None
+            and cleanup.done
+            and cleanup.host == trace.host
+            and cleanup.run_id > trace.run_id
+        ):
+            return None
+        return trace.host
+
+    def previously_on(self, service: str) -> str | None:
+        """The host where this deployment placed ``service``'s secrets in an earlier run
+        (``<service>.secrets``) and has not removed them since (``<service>.absent``, or a
+        teardown), or ``None``: where a switched-off service is cleaned up."""
+        return self.placed_on(f"{service}.secrets", removed_by=f"{service}.absent")
+
     def service_domain(self, service: str) -> str:
         """``<service>.<domain>``."""
         return f"{service}.{self.deployment.domain}"
@@ -274,6 +438,30 @@ class Playbook:
             if found is not None:
                 return found
         return self.source
+
+    def value_at(self, *key: str) -> Any:
+        """The validated value at the dotted key ``key`` (``"acme", "ca_file"``), or ``None``
+        when a table on the way is absent. A :class:`KeyError` for a key no table declares."""
+        tables: dict[str, Any] = {
+            "deployment": self.deployment,
+            "hosts": self.hosts,
+            "services": self.services,
+            "initial_user": self.initial_user,
+            "tasks": self.tasks,
+            "run": self.run,
+            **self.sections,
+        }
+        value: Any = tables
+        for part in key:
+            if value is None:
+                return None
+            if isinstance(value, Mapping):
+                value = value[part]
+            elif isinstance(value, BaseModel) and part in type(value).model_fields:
+                value = getattr(value, part)
+            else:
+                raise KeyError(".".join(key))
+        return value
 
     def section(self, name: str) -> Any:
         """A plugin's top-level table (``acme``), or ``None`` when the playbook has none."""

@@ -10,6 +10,9 @@ from fedi_run.engine.planning.tasks import Task
 
 APPLY_ID = "nixops4.apply"
 STATE_DIRNAME = ".fedi-run"
+APPLY_TIMEOUT = 4 * 3600.0
+"""Seconds the apply may take — copying every host's closure and switching it takes far longer
+than an SSH task's default limit; ``--timeout`` does not shorten it (a task's own limit wins)."""
 
 
 def deployment_directory(playbook: Playbook) -> Path:
@@ -35,4 +38,5 @@ def apply_task(
         description=f"nixops4 apply {playbook.name}: make the rendered NixOS configuration live",
         actions=(command,),
         undo=(switch_off, command) if switch_off is not None else (command,),
+        timeout=APPLY_TIMEOUT,
     )

@@ -34,7 +34,7 @@ class NixModule:
     * ``name``: unique on the host (lowercase letters, digits, ``_`` and ``-``); the module is
       written to ``hosts/<host>/<name>.nix`` and imported by the host's module. A module that
       configures a service is named after it (``mastodon``).
-    * ``text``: a NixOS module — an expression such as ``{ ... }: { fediversity.x.enable =
+    * ``text``: a NixOS module — an expression such as ``{ ... }: { services.x.enable =
       true; }``. Write every value with the ``nix`` filter so no value can inject Nix code.
     * ``secrets``: the secret files the module names, as ``(name, path on the host)`` pairs (a
       mapping is accepted too). Paths only: the deployment is copied into the world-readable

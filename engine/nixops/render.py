@@ -4,19 +4,27 @@
 graph is built); it returns the deployment's files, path → text:
 
 ``flake.nix``
-    NixOps4's form (``outputs.nixops4Deployments.<name>``, built with ``nixops4.lib.mkDeployment``):
-    one nixops4-nixos resource per host that some plugin configures — a service's host, its
-    service enabled or not, so a switched-off service is switched off there; a host only the
-    operator's own tasks use is left out, never reconfigured — with the host's SSH address,
-    user, options and pinned public key, and the NixOS module ``hosts/<host>.nix`` (beside the
-    Fediversity NixOS modules). The flake's inputs are :data:`FLAKE_INPUTS`.
+    NixOps4's root, ``outputs.nixops4 = nixops4.lib.mkRoot { … }``, with one member named
+    after the deployment (``nixops4 apply <name>`` applies exactly it) whose members are the
+    hosts: one nixops4-nixos component (``modules.nixops4Component.nixos``) per host that some
+    plugin configures — a service's host, its service enabled or not, so a switched-off service
+    is switched off there; a host only the operator's own tasks use is left out, never
+    reconfigured — with the host's SSH address, user, options and pinned public key, and the
+    NixOS module ``hosts/<host>.nix``. The flake's inputs are :func:`flake_inputs`: the pins of
+    :mod:`~fedi_run.engine.nixops.pins`, each replaceable from ``[deployment] inputs``.
 ``data.nix``
     One pure attribute set — no function, no import, no ``lib`` — holding what the other files
-    read (:func:`deployment_data` documents it). ``nix-instantiate --eval --strict`` of it is
-    the playbook's data.
+    read (:func:`deployment_data` documents it): the engine's keys, then each plugin's plain
+    data (hook ``fedi_run_nix_data``, :func:`plugin_data`). ``nix-instantiate --eval --strict``
+    of it is the playbook's data.
 ``hosts/<host>.nix``
-    The host's NixOS module: imports each plugin's module for it and sets
-    ``fediversity.domain``.
+    The host's NixOS module: imports the operator's base configuration
+    (``hosts/<host>/base/``) and each plugin's module for it, and sets ``nixpkgs.hostPlatform``
+    and ``system.stateVersion``.
+``hosts/<host>/base/*.nix``
+    The operator's own base configuration of the host (``[hosts.<host>] nixos``: hardware,
+    boot, file systems, networking) and the other ``.nix`` files of its directory, copied when
+    the task runs (:func:`write`); not part of :func:`render_deployment`'s result.
 ``hosts/<host>/<module>.nix``
     Each plugin's :class:`~fedi_run.engine.nixops.nix.NixModule` for the host (hook
     ``fedi_run_nix_modules``).
@@ -28,8 +36,10 @@ With ``switched_off=True`` the plugins see the playbook with no service enabled,
 that rendering switches every service off: a teardown's first step.
 
 :func:`write` is the :class:`~fedi_run.engine.planning.operations.Call` function that puts the
-files in place (``.fedi-run/<name>/`` beside the playbook) and :func:`render_task` the
-``nixops4.render`` task that carries both renderings.
+files in place (``.fedi-run/<name>/`` beside the playbook) and commits them to that directory's
+own git repository, so Nix can read them (:mod:`~fedi_run.engine.nixops.repository`);
+:func:`render_task` is the ``nixops4.render`` task that carries both renderings. docs/nixops.md
+describes the layout for operators.
 """
 
 from __future__ import annotations
@@ -42,8 +52,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedi_run.engine.errors import PlaybookError, Problem
+from fedi_run.engine.errors import ActionFailed, PlaybookError, Problem
+from fedi_run.engine.model.playbook import DEFAULT_PLATFORM, DEFAULT_STATE_VERSION
+from fedi_run.engine.nixops import repository
 from fedi_run.engine.nixops.nix import NixModule, render_template, to_nix
+from fedi_run.engine.nixops.pins import FLAKE_INPUTS, FOLLOWS_NIXPKGS
 from fedi_run.engine.planning.operations import Call
 from fedi_run.engine.planning.tasks import Task
 from fedi_run.engine.private_files import make_private_dirs, write_atomically
@@ -58,16 +71,8 @@ PACKAGE = "fedi_run.engine.nixops"
 DATA_SCHEMA = 1
 """Version of the layout of ``data.nix`` (:func:`deployment_data`)."""
 
-FLAKE_INPUTS = {
-    "nixpkgs": "github:NixOS/nixpkgs/nixos-25.05",
-    "nixops4": "github:nixops4/nixops4",
-    "nixops4-nixos": "github:nixops4/nixops4-nixos",
-    "fediversity": "git+https://git.fediversity.eu/Fediversity/Fediversity",
-}
-"""The flake inputs of every rendered deployment: NixOS, NixOps4, its NixOS resource, and the
-Fediversity NixOS modules (``nixosModules.fediversity``)."""
-FLAKE_FOLLOWS = {"nixops4": "nixpkgs", "nixops4-nixos": "nixpkgs"}
-"""Inputs whose own ``nixpkgs`` follows the deployment's."""
+BASE_DIR = "base"
+"""``hosts/<host>/base/``: where the host's base configuration is copied."""
 
 MANIFEST = ".fedi-run-files.json"
 """The list of files fedi-run wrote into the deployment directory, so a file that is no longer
@@ -92,11 +97,13 @@ def host_modules(plugins: Plugins, playbook: Playbook, host: str) -> list[tuple[
 
 
 def ssh_options(playbook: Playbook, name: str, host: HostSection) -> str:
-    """The ``ssh.opts`` of ``host``: its port (with ``HostKeyAlias`` so the pinned key, which
-    nixops4-nixos records under the bare address, still matches) and its identity file."""
+    """The ``ssh.opts`` of ``host``: its port as ``-o Port=N`` (nixops4-nixos has no port
+    option), with ``HostKeyAlias`` so the pinned key — which nixops4-nixos writes into its
+    known_hosts file under the bare ``ssh.host``, where ssh would look up ``[address]:port`` —
+    still matches; and its identity file."""
     options: list[str] = []
     if host.port != 22:
-        options += ["-p", str(host.port), "-o", f"HostKeyAlias={host.address}"]
+        options += ["-o", f"Port={host.port}", "-o", f"HostKeyAlias={host.address}"]
     if host.identity:
         if any(character.isspace() for character in host.identity):
             raise PlaybookError(
@@ -126,11 +133,23 @@ def ssh_options(playbook: Playbook, name: str, host: HostSection) -> str:
     return " ".join(options)
 
 
+ENGINE_KEYS = ("schema", "deployment", "hosts", "services", "initialUser")
+"""The top-level keys of ``data.nix`` that the engine writes; a plugin's data may not use them."""
+
+
+def plugin_data(plugins: Plugins, playbook: Playbook) -> dict[str, Any]:
+    """Every plugin's data for ``data.nix`` (hook ``fedi_run_nix_data``), merged in plugin
+    order; a key of :data:`ENGINE_KEYS` or of two plugins is a PluginError naming them."""
+    return plugins.nix_data(playbook, reserved=ENGINE_KEYS)
+
+
 def deployment_data(
-    playbook: Playbook, modules: Mapping[str, Sequence[tuple[str, NixModule]]]
+    playbook: Playbook,
+    modules: Mapping[str, Sequence[tuple[str, NixModule]]],
+    extra: Mapping[str, Any] = {},
 ) -> dict[str, Any]:
     """The content of ``data.nix``, as plain data (``modules``: each host's, from
-    :func:`host_modules`)::
+    :func:`host_modules`; ``extra``: the plugins' data, from :func:`plugin_data`)::
 
         {
           schema = 1;                                  # DATA_SCHEMA
@@ -139,7 +158,10 @@ def deployment_data(
             address; port; user;
             hostPublicKey;                             # "ssh-ed25519 AAAA…", or null
             identity;                                  # deployer's key file, or null
-            sshOpts;                                   # "-p 2222 -o HostKeyAlias=… -i …", or ""
+            sshOpts;                                   # "-o Port=2222 -o HostKeyAlias=…", or ""
+            system;                                    # nixpkgs.hostPlatform: "x86_64-linux"
+            stateVersion;                              # system.stateVersion: "25.05"
+            base;                                      # hosts/<host>/base/<base>, or null
             services = [ "<service>" … ];              # the enabled services on the host
             modules = [ "<module>" … ];                # hosts/<host>/<module>.nix, in order
           };
@@ -150,8 +172,11 @@ def deployment_data(
             secrets = { <name> = "<path on the host>"; … };   # of the module named <service>
           };
           initialUser = { username; displayName; email; } or null;
-          acme = { server; email; acceptTerms; } or null;
+          <key> = <plain data>;                        # each plugin's, in plugin order
         }
+
+    After the engine's keys come the plugins' (``extra``, hook ``fedi_run_nix_data``): the
+    acme plugin's ``acme = { server; email; acceptTerms; }``, or ``null`` without ``[acme]``.
 
     The initial user's password is only ever in the files on the hosts
     (``services.<app>.secrets.initial-user``, JSON with the password), never here.
@@ -167,6 +192,9 @@ def deployment_data(
             "hostPublicKey": host.host_key,
             "identity": host.identity,
             "sshOpts": ssh_options(playbook, name, host),
+            "system": host.system or DEFAULT_PLATFORM,
+            "stateVersion": state_version(playbook, host),
+            "base": Path(host.nixos).name if host.nixos else None,
             "services": [s for s in playbook.enabled if playbook.service_host(s) == name],
             "modules": [module.name for _, module in modules.get(name, ())],
         }
@@ -184,8 +212,7 @@ def deployment_data(
             "secrets": secrets,
         }
     user = playbook.initial_user
-    acme = playbook.section("acme")
-    return {
+    data = {
         "schema": DATA_SCHEMA,
         "deployment": {"name": playbook.name, "domain": playbook.domain},
         "hosts": hosts,
@@ -197,14 +224,11 @@ def deployment_data(
             "displayName": user.display_name,
             "email": user.email,
         },
-        "acme": None
-        if acme is None
-        else {
-            "server": acme.server,
-            "email": acme.email,
-            "acceptTerms": acme.accept_terms,
-        },
     }
+    clash = sorted(data.keys() & extra.keys())
+    if clash:  # plugin_data refuses these; a caller passing its own is a bug
+        raise ValueError(f"data.nix keys of the engine in the plugins' data: {', '.join(clash)}")
+    return data | dict(extra)
 
 
 DATA_HEADER = """\
@@ -212,6 +236,65 @@ DATA_HEADER = """\
 # Rendered by fedi-run from the playbook; rewritten on every run. Secrets are named by the
 # path of their file on the host, never by value.
 """
+
+
+def state_version(playbook: Playbook, host: HostSection) -> str:
+    """``system.stateVersion`` of ``host``: its own, ``[deployment]``'s, or the default."""
+    return host.state_version or playbook.deployment.state_version or DEFAULT_STATE_VERSION
+
+
+def flake_inputs(playbook: Playbook) -> dict[str, str]:
+    """The deployment's flake inputs: the pins (:data:`~fedi_run.engine.nixops.pins
+    .FLAKE_INPUTS`), each replaced by ``[deployment] inputs.<name>`` when the playbook gives
+    one; an input name the deployment does not have is a :class:`PlaybookError` naming it."""
+    problems = [
+        Problem(
+            playbook.origin("deployment", "inputs", name),
+            f"deployment.inputs.{name}",
+            "not an input of the rendered deployment; expected one of "
+            + ", ".join(sorted(FLAKE_INPUTS)),
+        )
+        for name in playbook.deployment.inputs
+        if name not in FLAKE_INPUTS
+    ]
+    if problems:
+        raise PlaybookError(problems)
+    return {**FLAKE_INPUTS, **playbook.deployment.inputs}
+
+
+def rendered_hosts(files: Mapping[str, str]) -> list[str]:
+    """The hosts a rendering (:func:`render_deployment`'s result) configures."""
+    return [
+        path[len("hosts/") : -len(".nix")]
+        for path in files
+        if path.startswith("hosts/") and path.count("/") == 1
+    ]
+
+
+def base_sources(playbook: Playbook, hosts: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """``(host, file)`` for each of ``hosts`` with a base configuration (``nixos``)."""
+    return tuple((host, playbook.hosts[host].nixos) for host in hosts if playbook.hosts[host].nixos)
+
+
+def missing_base_configurations(playbook: Playbook, task: Task) -> list[Problem]:
+    """A problem for each host the render ``task`` configures that has no base configuration
+    (``hosts.<host>.nixos``, named in ``task.reads``): checked before any host is contacted."""
+    problems = []
+    for dotted in task.reads:
+        key = tuple(dotted.split("."))
+        if len(key) == 3 and key[0] == "hosts" and key[2] == "nixos":
+            if playbook.hosts[key[1]].nixos is None:
+                problems.append(
+                    Problem(
+                        playbook.origin(*key),
+                        dotted,
+                        "missing; every host the NixOps4 deployment configures needs its own "
+                        "base NixOS configuration (hardware, boot, file systems, networking): "
+                        'a .nix file, such as nixos = "machines/'
+                        f'{key[1]}/configuration.nix" (see docs/nixops.md)',
+                    )
+                )
+    return problems
 
 
 def render_deployment(
@@ -237,17 +320,23 @@ def render_deployment(
             name=playbook.name,
             source=str(playbook.source),
             hosts=list(modules),
-            inputs=FLAKE_INPUTS,
-            follows=FLAKE_FOLLOWS,
+            inputs=flake_inputs(playbook),
+            follows=FOLLOWS_NIXPKGS,
         ),
-        "data.nix": DATA_HEADER + to_nix(deployment_data(playbook, modules)) + "\n",
+        "data.nix": DATA_HEADER
+        + to_nix(deployment_data(playbook, modules, plugin_data(plugins, playbook)))
+        + "\n",
     }
     for host, host_mods in modules.items():
+        section = playbook.hosts[host]
         files[f"hosts/{host}.nix"] = render_template(
             PACKAGE,
             "host.nix.j2",
             host=host,
             modules=[module.name for _, module in host_mods],
+            base=Path(section.nixos).name if section.nixos else None,
+            system_set=section.system is not None,
+            state_version_set=bool(section.state_version or playbook.deployment.state_version),
         )
         for _, module in host_mods:
             text = module.text if module.text.endswith("\n") else module.text + "\n"
@@ -283,17 +372,56 @@ def _read_manifest(directory: Path) -> set[str]:
     return known
 
 
-def write(context: Context, directory: str, files: Iterable[tuple[str, str]]) -> list[str]:
-    """Put the rendered ``files`` (``(relative path, text)`` pairs) into ``directory``.
+def _base_files(host: str, source: str) -> list[tuple[str, bytes]]:
+    """``hosts/<host>/base/<name>`` and its content for the base configuration ``source`` of
+    ``host`` and every other ``.nix`` file of its directory (not of its subdirectories; hidden
+    files are left out): ActionFailed naming ``hosts.<host>.nixos`` when one cannot be read."""
+    folder = Path(source).parent
+    found = []
+    try:
+        names = sorted(
+            entry.name
+            for entry in folder.iterdir()
+            if entry.name.endswith(".nix") and not entry.name.startswith(".") and entry.is_file()
+        )
+        if Path(source).name not in names:
+            raise FileNotFoundError(2, "No such file", source)
+        for name in names:
+            if not PATH_PART.fullmatch(name):
+                raise ActionFailed(
+                    f"cannot copy {folder / name} (beside hosts.{host}.nixos) into the "
+                    "deployment: its name is not letters, digits, '_', '.' and '-'; rename it, "
+                    "or give the base configuration a directory of its own"
+                )
+            found.append((f"hosts/{host}/{BASE_DIR}/{name}", (folder / name).read_bytes()))
+    except OSError as error:
+        raise ActionFailed(
+            f"cannot read the base configuration of host {host} (hosts.{host}.nixos): "
+            f"{error.strerror or error} ({error.filename or source})"
+        ) from None
+    return found
 
-    Each changed file is written to a temporary name and renamed (directories 0700, files
-    0600); a ``.nix`` file fedi-run wrote earlier (see :data:`MANIFEST`) that is no longer
-    rendered is removed, and nothing else is. Returns what changed — the relative paths
-    written and ``removed <path>`` — empty when the directory already holds exactly these
-    files. With ``context.check`` nothing is written, only reported.
+
+def write(
+    context: Context,
+    directory: str,
+    files: Iterable[tuple[str, str]],
+    bases: Iterable[tuple[str, str]] = (),
+) -> list[str]:
+    """Put the rendered ``files`` (``(relative path, text)`` pairs) and each host's base
+    configuration into ``directory``, and commit them to its own git repository.
+
+    ``bases`` holds ``(host, file)`` pairs (:func:`base_sources`): the file and the other
+    ``.nix`` files of its directory (not its subdirectories) are copied into
+    ``hosts/<host>/base/`` as they are when the task runs. Each changed file is written to a
+    temporary name and renamed (directories 0700, files 0600); a ``.nix`` file fedi-run wrote
+    earlier (see :data:`MANIFEST`) that is no longer rendered is removed, and nothing else is.
+    Then :func:`repository.commit` makes ``HEAD`` hold exactly these files (and
+    ``flake.lock``), so Nix can read them. Returns what changed — the relative paths written,
+    ``removed <path>``, ``git init`` and ``git commit <hash>`` — empty when the directory and
+    its ``HEAD`` already hold exactly these files. With ``context.check`` nothing is written
+    or committed, only reported.
     """
-    from fedi_run.engine.execute.perform import ActionFailed
-
     root = Path(directory)
     wanted: dict[str, bytes] = {}
     for relative, text in files:
@@ -302,6 +430,8 @@ def write(context: Context, directory: str, files: Iterable[tuple[str, str]]) ->
         except ValueError as error:
             raise ActionFailed(str(error)) from None
         wanted[relative] = text.encode("utf-8")
+    for host, source in bases:
+        wanted.update(_base_files(host, source))
     previous = _read_manifest(root)
     changes: list[str] = []
     try:
@@ -340,17 +470,34 @@ def write(context: Context, directory: str, files: Iterable[tuple[str, str]]) ->
             f"cannot write the deployment into {directory}: {error.strerror or error}"
             + (f" ({error.filename})" if error.filename else "")
         ) from None
-    return changes
+    removed = sorted(previous - wanted.keys())
+    if not context.check:
+        message = f"fedi-run: the NixOps4 deployment {root.name}"
+        return changes + repository.commit(root, [*wanted, MANIFEST], removed, message)
+    if not repository.is_repository(root):
+        return [*changes, "git init", "git commit"]
+    try:
+        pending = bool(changes) or repository.pending(root, [*wanted, MANIFEST], removed)
+    except ActionFailed:  # no git here: --check does not need it, the run would
+        pending = True
+    return [*changes, "git commit"] if pending else changes
 
 
 # --- the task ---------------------------------------------------------------------------------
 
 
-def write_call(directory: Path | str, files: Mapping[str, str]) -> Call:
-    """The :class:`Call` that writes ``files`` into ``directory``."""
+def write_call(
+    directory: Path | str, files: Mapping[str, str], bases: Iterable[tuple[str, str]] = ()
+) -> Call:
+    """The :class:`Call` that writes ``files`` and copies ``bases`` (:func:`write`) into
+    ``directory``."""
     return Call(
-        f"{__name__}:write",
-        (("directory", str(directory)), ("files", tuple(sorted(files.items())))),
+        write,
+        (
+            ("directory", str(directory)),
+            ("files", tuple(sorted(files.items()))),
+            ("bases", tuple(bases)),
+        ),
     )
 
 
@@ -358,8 +505,14 @@ def render_call(
     playbook: Playbook, plugins: Plugins, directory: Path | str, switched_off: bool = False
 ) -> Call:
     """The :class:`Call` that writes the deployment (``switched_off``: with every service
-    off) into ``directory`` — rendered now, written when the task runs."""
-    return write_call(directory, render_deployment(playbook, plugins, switched_off=switched_off))
+    off) into ``directory`` — rendered now, written (with the hosts' base configurations as
+    they are then) when the task runs."""
+    files = render_deployment(playbook, plugins, switched_off=switched_off)
+    return write_call(directory, files, base_sources(playbook, rendered_hosts(files)))
+
+
+def _hosts_of(call: Call) -> list[str]:
+    return rendered_hosts(dict(dict(call.kwargs)["files"]))
 
 
 def render_task(
@@ -371,15 +524,19 @@ def render_task(
 ) -> Task:
     """``nixops4.render``: write the deployment into ``directory``; its undo writes the
     switched-off rendering (``switch_off``, rendered here when not given) so the apply after it
-    switches every service off."""
+    switches every service off. It reads the base configuration of each host either rendering
+    configures (``reads``: ``hosts.<host>.nixos``; :func:`missing_base_configurations`)."""
     if switch_off is None:
         switch_off = render_call(playbook, plugins, directory, switched_off=True)
+    action = render_call(playbook, plugins, directory)
+    hosts = sorted({*_hosts_of(action), *_hosts_of(switch_off)})
     return Task(
         id=RENDER_ID,
         host=None,
         requires=tuple(requires),
         tags=("apply", "render"),
         description=f"render the NixOps4 deployment {playbook.name} into {directory}",
-        actions=(render_call(playbook, plugins, directory),),
+        actions=(action,),
         undo=(switch_off,),
+        reads=tuple(f"hosts.{host}.nixos" for host in hosts),
     )

@@ -9,7 +9,9 @@ natural undo for teardown (see :func:`undo_of`). Operations hold no secret value
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,14 @@ class File:
 @dataclass(frozen=True)
 class Restore:
     """Undo a :class:`File` or :class:`Template`: put back the file that was there before
-    fedi-run first changed it (saved under ``/var/lib/fedi-run/originals``), or remove the file
-    when there was none."""
+    this deployment first changed it (saved under ``/var/lib/fedi-run/<deployment>/originals``),
+    or remove the file when there was none. ``digest``, the sha256 of the content the
+    deployment wrote (hex; :func:`undo_of` fills it for a :class:`File`), lets it see that
+    another deployment changed the file since: then the file stays, and that deployment's own
+    teardown puts back the original."""
 
     path: str
+    digest: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,9 @@ class Secret:
     path: str
     generate: str
     mode: int = 0o400
+    breaks: str = ""
+    """What generating it anew breaks (``--rotate-secrets`` warns with it): ``"every session:
+    all users are logged out"``. Empty: whatever used the old value."""
 
 
 @dataclass(frozen=True)
@@ -98,17 +107,52 @@ class LocalCommand:
 
 @dataclass(frozen=True)
 class Call:
-    """Call the Python function ``function`` (``"package.module:name"``) on the deployer with
-    ``kwargs``; it returns whether it changed anything.
+    """Call the Python function ``function`` on the deployer as ``function(context, **kwargs)``;
+    it returns whether it changed anything (see ``Context`` in the plugin API).
+
+    ``function`` is the function itself, a module-level function of an importable module —
+    never its name as a string — so a renamed or missing function fails when the plugin is
+    imported, not in the middle of a run.
 
     ``secrets`` declares the paths, on the task's host, of the secret files the function
     places there (with ``place_secret_files``): like a :class:`Secret`'s path, a path the
     run's masker must know the value of before any output of that host is shown — also in a
-    run where the call itself does not run."""
+    run where the call itself does not run.
 
-    function: str
+    ``generates`` names those of ``secrets`` the function *makes* (a key pair it generates),
+    rather than copies or derives from something kept elsewhere: like a :class:`Secret`, each
+    is recorded once placed, a later run stops when it is lost, and ``--rotate-secrets`` /
+    ``--restore-secret`` name it (the function then sees ``context.rotates(path)``, and a
+    restored file already in place). ``breaks`` says what generating them anew breaks, as
+    :attr:`Secret.breaks` does."""
+
+    function: Callable[..., object]
     kwargs: tuple[tuple[str, object], ...] = ()
     secrets: tuple[str, ...] = ()
+    generates: tuple[str, ...] = ()
+    breaks: str = ""
+
+    def __post_init__(self) -> None:
+        if not callable(self.function):
+            raise TypeError(
+                f"Call({self.function!r}): expected the function itself, not "
+                f"{type(self.function).__name__}; import it and pass it"
+            )
+        if "<" in getattr(self.function, "__qualname__", "<"):
+            raise TypeError(
+                f"Call({self.function!r}): expected a module-level function (a nested function "
+                "or a lambda cannot be named in the run's record)"
+            )
+        stray = [path for path in self.generates if path not in self.secrets]
+        if stray:
+            raise TypeError(
+                f"Call({self.name}): generates {stray} without declaring them in secrets"
+            )
+
+    @property
+    def name(self) -> str:
+        """``package.module:function``: how the call is named in reports."""
+        return f"{self.function.__module__}:{self.function.__qualname__}"
 
 
 Operation = Command | File | Restore | Directory | Template | Secret | Fetch | LocalCommand | Call
@@ -122,10 +166,23 @@ def undo_of(operation: Operation) -> Operation | None:
     share them); commands, fetches and calls have
     no natural undo (a task that needs one declares it).
     """
-    if isinstance(operation, File) and operation.present or isinstance(operation, Template):
+    if isinstance(operation, File) and operation.present:
+        return Restore(operation.path, hashlib.sha256(operation.content.encode()).hexdigest())
+    if isinstance(operation, Template):
         return Restore(operation.path)
     if isinstance(operation, Secret):
         return File(operation.path, present=False)
     if isinstance(operation, Directory) and operation.present:
         return Directory(operation.path, present=False, recursive=False)
+    return None
+
+
+def removed_by(operation: Operation) -> str | None:
+    """The path ``operation`` removes, with what it holds — a :class:`File` or a
+    :class:`Directory` with ``present=False`` (an empty directory's removal destroys nothing
+    and is not one) — or ``None``. What makes a task destructive (``Task.is_destructive``)."""
+    if isinstance(operation, File) and not operation.present:
+        return operation.path
+    if isinstance(operation, Directory) and not operation.present and operation.recursive:
+        return operation.path
     return None

@@ -8,6 +8,9 @@ from typing import Any
 from fedi_run.engine.planning.graph import TaskGraph
 from fedi_run.engine.planning.selection import Selection
 
+DESTRUCTIVE_MARK = "!"
+"""The first column of a destructive task's line in the plan."""
+
 
 @dataclass(frozen=True)
 class PlannedTask:
@@ -21,6 +24,10 @@ class PlannedTask:
     description: str
     plugin: str
     step: int
+    destructive: bool = False
+    """Whether the task removes data (secrets, keys, buckets, files): ``Task.is_destructive``."""
+    removes: tuple[str, ...] = ()
+    """The paths it removes with what they hold (``Task.removes``)."""
 
 
 @dataclass(frozen=True)
@@ -37,17 +44,24 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         """``{"deployment": ..., "tasks": [{"id", "host", "requires", "tags", "selected_by",
-        ...}, ...]}`` in execution order."""
+        ..., "destructive", "removes"}, ...]}`` in execution order."""
         return {
             "deployment": self.deployment,
             "tasks": [
-                {**asdict(task), "requires": list(task.requires), "tags": list(task.tags)}
+                {
+                    **asdict(task),
+                    "requires": list(task.requires),
+                    "tags": list(task.tags),
+                    "removes": list(task.removes),
+                }
                 for task in self.tasks
             ],
         }
 
     def render(self) -> str:
-        """The plan as text: a header, then each step with its tasks, hosts and reasons."""
+        """The plan as text: a header, then each step with its tasks, hosts and reasons; a
+        destructive task is marked ``!`` in the first column and listed at the end with what
+        it removes."""
         tasks = self.tasks
         hosts = sorted({t.host for t in tasks})
         lines = [
@@ -64,7 +78,16 @@ class Plan:
                 f"step {number} ({len(step)} in parallel)" if len(step) > 1 else f"step {number}"
             )
             for task in step:
-                lines.append(f"  {task.id:<{width}}  {task.host:<{host_width}}  {task.selected_by}")
+                mark = DESTRUCTIVE_MARK if task.destructive else " "
+                lines.append(
+                    f"{mark} {task.id:<{width}}  {task.host:<{host_width}}  {task.selected_by}"
+                )
+        destructive = [task for task in tasks if task.destructive]
+        if destructive:
+            lines += ["", f"{DESTRUCTIVE_MARK} destructive: {len(destructive)} task(s) remove data"]
+            for task in destructive:
+                what = ", ".join(task.removes) or task.description
+                lines.append(f"  {task.id} @{task.host}: removes {what}")
         return "\n".join(lines)
 
 
@@ -87,6 +110,8 @@ def make_plan(deployment: str, graph: TaskGraph, selection: Selection) -> Plan:
                     description=task.description,
                     plugin=task.plugin,
                     step=number,
+                    destructive=task.is_destructive(),
+                    removes=task.removes(),
                 )
             )
         steps.append(tuple(planned))

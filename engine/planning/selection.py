@@ -31,7 +31,9 @@ GLOB_CHARS = re.compile(r"[*?\[]")
 
 @dataclass(frozen=True)
 class Selector:
-    """What the user asked for on the command line; the empty selector selects everything."""
+    """What the user asked for on the command line; the empty selector selects everything. An
+    empty pattern, tag, host or task id (``--only ""``, ``--tags ","``) is a
+    :class:`SelectionError` naming the flag."""
 
     only: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
@@ -39,6 +41,21 @@ class Selector:
     limit: tuple[str, ...] = ()
     start: str | None = None
     with_dependencies: bool = True
+
+    def __post_init__(self) -> None:
+        for flag, values, what in (
+            ("--only", self.only, "pattern"),
+            ("--tags", self.tags, "tag"),
+            ("--skip-tags", self.skip_tags, "tag"),
+            ("--limit", self.limit, "host pattern"),
+            ("--from", () if self.start is None else (self.start,), "task id"),
+        ):
+            if any(not value.strip() for value in values):
+                raise SelectionError(
+                    f"error: {flag}: an empty {what} (an empty value, or nothing between "
+                    f"commas) would select nothing or everything; give {flag} a {what}, or "
+                    "leave the flag out"
+                )
 
     @property
     def filters(self) -> bool:

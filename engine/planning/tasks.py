@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from fedi_run.engine.planning.operations import Operation, undo_of
+from fedi_run.engine.planning.operations import Operation, removed_by, undo_of
 
 TASK_ID = re.compile(
     r"(?P<base>[a-z][a-z0-9_-]*(?:\.[a-z0-9][a-z0-9_-]*)+)(?:@(?P<host>[a-z][a-z0-9-]*))?"
@@ -29,8 +29,13 @@ class Task:
     ``actions`` run in order; ``undo`` runs in a teardown — when ``None`` it is derived from
     the actions (files removed, in reverse order), when ``()`` there is nothing to undo.
     ``shares_host`` lets the task run beside others on its host; ``timeout`` (seconds) overrides
-    the run's task timeout. ``plugin`` is filled in by the
-    engine with the name of the plugin that contributed the task.
+    the run's task timeout. ``reads`` names the playbook keys (dotted, ``acme.ca_file``) of the
+    deployer files the task reads: each must be a readable file before any host is contacted.
+    ``plugin`` is filled in by the engine with the name of the plugin that contributed the task.
+    ``destructive`` says whether the task removes data (secrets, keys, buckets, files) — for
+    a removal its operations do not show (a :class:`Command` or :class:`Call` that deletes a
+    bucket); ``None`` derives it from them (:meth:`removes`). ``plan`` and ``--check`` mark
+    such a task.
     """
 
     id: str
@@ -42,7 +47,9 @@ class Task:
     undo: tuple[Operation, ...] | None = None
     shares_host: bool = False
     timeout: float | None = None
+    reads: tuple[str, ...] = ()
     plugin: str = field(default="", compare=False)
+    destructive: bool | None = None
 
     def __post_init__(self) -> None:
         match = TASK_ID.fullmatch(self.id)
@@ -58,6 +65,7 @@ class Task:
         object.__setattr__(self, "requires", tuple(self.requires))
         object.__setattr__(self, "tags", tuple(self.tags))
         object.__setattr__(self, "actions", tuple(self.actions))
+        object.__setattr__(self, "reads", tuple(self.reads))
 
     @property
     def namespace(self) -> str:
@@ -73,6 +81,19 @@ class Task:
     def where(self) -> str:
         """The host name, or ``local`` for the deployer."""
         return self.host or LOCAL
+
+    def removes(self, teardown: bool = False) -> tuple[str, ...]:
+        """The paths the task's actions (its undo, for a ``teardown``) remove with what they
+        hold (``operations.removed_by``)."""
+        operations = self.undo_actions() if teardown else self.actions
+        return tuple(path for path in map(removed_by, operations) if path is not None)
+
+    def is_destructive(self, teardown: bool = False) -> bool:
+        """Whether the task (its undo, for a ``teardown``) removes data: ``destructive`` when
+        set (for the actions), else whether :meth:`removes` names anything."""
+        if self.destructive is not None and not teardown:
+            return self.destructive
+        return bool(self.removes(teardown))
 
     def undo_actions(self) -> tuple[Operation, ...]:
         """What a teardown runs for this task."""

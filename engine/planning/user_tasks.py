@@ -2,40 +2,56 @@
 
 ``run`` and ``undo`` are jinja2 templates rendered once per host with StrictUndefined over
 :meth:`Playbook.template_context` plus ``host`` (the host's table and ``name``). A filter
-``quote`` (``shlex.quote``) is there for values that must reach the shell as one word. A
-template error is a :class:`PlaybookError` naming the file, the key and the line.
+``quote`` (``shlex.quote``) is there for values that must reach the shell as one word. They
+render in :mod:`~fedi_run.engine.planning.template_sandbox`, which bounds the time and memory a
+rendering takes. Every error a template raises, compiling or rendering — a syntax error, an
+undefined name, ``1/0``, an overflow, a value too large — is a :class:`PlaybookError` naming the
+file, the key, the line and what went wrong, raised while the project loads: before any host.
 """
 
 from __future__ import annotations
 
-import shlex
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
 from fedi_run.engine.errors import PlaybookError, Problem
 from fedi_run.engine.model.playbook import FileSpec, Playbook, UserTaskSection
+from fedi_run.engine.planning import template_sandbox
 from fedi_run.engine.planning.operations import Command, Directory, Fetch, File, Operation
 from fedi_run.engine.planning.tasks import Task, per_host_id
+from fedi_run.engine.planning.template_sandbox import Sandbox
 
 NAMESPACE = "tasks"
 
 
 @lru_cache(maxsize=1)
-def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
-    env.filters["quote"] = lambda value: shlex.quote(str(value))
-    return env
+def _environment() -> Sandbox:
+    return Sandbox()
 
 
 @lru_cache(maxsize=4096)
 def _compile(source: str) -> jinja2.Template:
-    return _environment().from_string(source)
+    return _environment().compile_guarded(source)
+
+
+RENDERING_ERRORS = (
+    jinja2.TemplateError,
+    ArithmeticError,
+    TypeError,
+    ValueError,
+    LookupError,
+    AttributeError,
+    MemoryError,
+    RecursionError,
+    SyntaxError,
+)
+"""What a template can raise while it is compiled or rendered: jinja2's own errors (a syntax
+error, an undefined name, a limit of the sandbox), and what the Python operations it calls
+raise (``1/0``, ``'a' + 1``, ``'%s %s' % 1``, ``'x'.encode('nope')``, an overflow, a nesting
+too deep for the parser)."""
 
 
 def _render(
@@ -44,18 +60,38 @@ def _render(
     if "{" not in source:
         return source
     try:
-        return _compile(source).render(context)
+        return template_sandbox.render(_compile(source), context)
     except jinja2.TemplateSyntaxError as error:
         detail = f"template syntax error at line {error.lineno}: {error.message}"
     except jinja2.UndefinedError as error:
         detail = (
-            f"template error: {error.message}; the template sees deployment, hosts, services, "
-            "initial_user, host and the plugins' tables"
+            f"template error: {error.message}{_line(error)}; the template sees deployment, "
+            "hosts, services, initial_user, host and the plugins' tables"
         )
-    except jinja2.TemplateError as error:
-        detail = f"template error: {error}"
+    except RENDERING_ERRORS as error:
+        detail = f"template error: {_what(error)}{_line(error)}"
     problems.append(Problem(where[0], where[1], detail))
     return ""
+
+
+def _what(error: BaseException) -> str:
+    if isinstance(error, RecursionError):
+        return "nested or recursive too deeply (RecursionError)"
+    text = str(error) if not isinstance(error, MemoryError) else "out of memory"
+    if isinstance(error, jinja2.TemplateError):
+        return text or type(error).__name__
+    return f"{text} ({type(error).__name__})" if text else type(error).__name__
+
+
+def _line(error: BaseException) -> str:
+    """`` (line N)``: the template's line the error came from, when the traceback has it."""
+    line = None
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename == "<template>":
+            line = frame.tb_lineno
+        frame = frame.tb_next
+    return f" (line {line})" if line else ""
 
 
 def user_tasks(playbook: Playbook) -> list[Task]:

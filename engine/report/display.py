@@ -34,6 +34,7 @@ from fedi_run.engine.report.events import (
     TaskStarted,
 )
 from fedi_run.engine.report.recap import (
+    LEFT_IN_PLACE,
     LOCAL,
     STATUSES,
     STYLES,
@@ -43,6 +44,7 @@ from fedi_run.engine.report.recap import (
     empty_counts,
     format_duration,
     host_order,
+    left_in_place_line,
     plain,
     recap_text,
     task_lines,
@@ -107,6 +109,9 @@ class ProgressDisplay:
         self._running: dict[str, _Running] = {}
         self._chunks: dict[str, TailBuffer] = {}
         self._id_width, self._host_width = 24, 8
+        self._destructive: set[str] = set()
+        self._left_in_place: list[str] = []
+        self._destroyed: list[str] = []
         self._broken = self._closed = False
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -150,7 +155,11 @@ class ProgressDisplay:
         if isinstance(event, RunFinished):
             self._finish_live()
             recap = event.recap or self._counts
-            lines += recap_text(recap, event.duration, self._check, event.interrupted)
+            lines += recap_text(
+                recap, event.duration, self._check, event.interrupted, self._destroyed
+            )
+            if self._left_in_place:  # a teardown's tasks without an undo
+                lines.append([(left_in_place_line(self._left_in_place), "cyan")])
         if lines and self.live:
             self._print_live(lines)
         elif lines:
@@ -170,7 +179,12 @@ class ProgressDisplay:
         """Apply ``event`` to the state (under the lock); the permanent lines it makes."""
         if isinstance(event, TaskFinished):
             self._running.pop(event.task_id, None)
+            if self._kind == "teardown" and event.message.startswith(LEFT_IN_PLACE):
+                self._left_in_place.append(f"{event.task_id} @{event.host}")
             self._counts.setdefault(event.host, empty_counts())[str(event.status)] += 1
+            destructive = event.task_id in self._destructive
+            if destructive and str(event.status) == "changed":
+                self._destroyed.append(f"{event.task_id} @{event.host}")
             return task_lines(
                 event,
                 self._check,
@@ -178,6 +192,7 @@ class ProgressDisplay:
                 self.diff,
                 (self._id_width, self._host_width),
                 self._chunks.pop(event.task_id, None),
+                destructive,
             )
         if isinstance(event, OutputChunk):
             running = self._running.get(event.task_id) if self._live is not None else None
@@ -190,6 +205,7 @@ class ProgressDisplay:
             self._running[event.task_id] = _Running(event.host, time.monotonic())
         elif isinstance(event, RunStarted):
             self._deployment, self._kind, self._check = event.deployment, event.kind, event.check
+            self._destructive = set(event.destructive)
             self._started_at = time.monotonic()
             self._total = len(event.tasks)
             for host in event.hosts:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 
@@ -37,7 +38,9 @@ DONE = (Status.OK, Status.CHANGED)
 @dataclass(frozen=True)
 class RunStarted:
     """A run begins. ``kind`` is ``"run"`` or ``"teardown"``; ``tasks`` the selected ids in
-    execution order, with ``hosts[i]`` the host (or ``"local"``) of ``tasks[i]``."""
+    execution order, with ``hosts[i]`` the host (or ``"local"``) of ``tasks[i]``;
+    ``destructive`` the ids of those that remove data (secrets, keys, buckets, files), which
+    the sinks mark."""
 
     run_id: int
     deployment: str
@@ -47,6 +50,7 @@ class RunStarted:
     check: bool
     started_at: float  # time.time()
     argv: tuple[str, ...] = ()
+    destructive: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,13 +77,26 @@ class OutputChunk:
 
 
 @dataclass(frozen=True)
+class OutputCut:
+    """How a task's output was cut before it was reported: its first ``dropped`` bytes are
+    not in the event's ``output`` (the tail). ``log`` is the run's log file that keeps the
+    whole output; None when nothing keeps it — the run has no log, or ``reason`` says why the
+    log could not be written. Sinks render it with ``recap.log_note``."""
+
+    dropped: int
+    log: Path | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class TaskFinished:
     """A task ended (or was given up without starting: skipped, unreachable).
 
     ``message`` says why it failed, was skipped (``"skipped: dependency mastodon.secrets
     failed"``) or unreachable; ``changes`` lists what changed (or would, in --check), one
     short line each; ``diff`` is a unified diff for ``--diff`` (secrets masked); ``output``
-    the task's whole command output (masked; may be long — sinks truncate for display).
+    the task's command output (masked; may be long — sinks truncate for display): all of it,
+    or, when ``output_cut`` says so, its tail.
     """
 
     run_id: int
@@ -92,6 +109,7 @@ class TaskFinished:
     diff: str = ""
     output: str = ""
     at: float = 0.0
+    output_cut: OutputCut | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ Every line is one JSON object with an ``"event"`` key and the ``run_id``:
 * ``task_finished``: ``id``, ``host``, ``status`` (``ok``, ``changed``, ``failed``, ``skipped``,
   ``unreachable``), ``duration`` (seconds), ``message``, ``changes`` (list), ``time`` (or
   ``null``); and
-  ``diff`` when there is one, ``output`` when non-empty (its last 64 KiB, with
+  ``diff`` when there is one, ``"destructive": true`` for a task that removes data (secrets,
+  keys, files), ``output`` when non-empty (its last 64 KiB, with
   ``"truncated": true`` when cut; a task's output longer than that starts with a line
   ``[… 49.9 MiB more in <log file>]`` naming the run's log, which keeps it whole);
 * ``run_finished``: ``status`` (``ok``, ``failed``, ``interrupted``), ``exit_status``,
@@ -39,7 +40,7 @@ from fedi_run.engine.report.recap import (
     Recap,
     empty_counts,
     host_order,
-    split_log_note,
+    log_note,
     tail,
 )
 
@@ -50,6 +51,7 @@ class JsonLinesSink:
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream if stream is not None else sys.stdout
         self._counts: Recap = {}
+        self._destructive: set[str] = set()
         self._broken = False
 
     def handle(self, event: Event) -> None:
@@ -93,6 +95,7 @@ class JsonLinesSink:
         if isinstance(event, TaskFinished):
             return self._finished(event)
         if isinstance(event, RunStarted):
+            self._destructive = set(event.destructive)
             return {
                 "event": "run_started",
                 "run_id": event.run_id,
@@ -135,9 +138,11 @@ class JsonLinesSink:
         }
         if event.diff:
             record["diff"] = event.diff
+        if event.task_id in self._destructive:
+            record["destructive"] = True
         if event.output:
-            note, output = split_log_note(event.output)
-            clip = tail(output, None, MAX_CHARS)
+            note = log_note(event.output_cut) if event.output_cut else ""
+            clip = tail(event.output, None, MAX_CHARS)
             record["output"] = f"{note}\n{clip.text}" if note else clip.text
             if clip.truncated or note:
                 record["truncated"] = True

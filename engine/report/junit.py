@@ -26,7 +26,7 @@ from pathlib import Path
 
 from fedi_run.engine.private_files import write_atomically
 from fedi_run.engine.report.events import Event, RunFinished, RunStarted, Status, TaskFinished
-from fedi_run.engine.report.recap import MAX_CHARS, host_order, split_log_note, tail
+from fedi_run.engine.report.recap import MAX_CHARS, host_order, log_note, tail
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -73,8 +73,8 @@ class JUnitSink:
     def handle(self, event: Event) -> None:
         """Collect ``event``; write the report on :class:`RunFinished`."""
         if isinstance(event, TaskFinished):
-            note, output = split_log_note(event.output)
-            clip = tail(output, None, MAX_CHARS)
+            note = log_note(event.output_cut) if event.output_cut else ""
+            clip = tail(event.output, None, MAX_CHARS)
             output = clip.text
             if note:
                 output = f"{note}\n{output}"

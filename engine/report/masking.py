@@ -8,13 +8,45 @@ events only.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+import shlex
 import threading
+import urllib.parse
 
 MASK = "********"
 MIN_LENGTH = 6
 """Shorter values are not masked: they would mask ordinary words, and no generated secret is
 that short."""
+
+
+def _base64_forms(data: bytes) -> set[str]:
+    """The base64 text of ``data`` wherever it may stand in a longer base64 text: for each of
+    the three offsets it may start at, the characters made of its bits only (standard and
+    URL-safe alphabets)."""
+    found = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + data).decode()
+        first = -(-8 * offset // 6)  # the first character holding only bits of ``data``
+        last = (8 * (offset + len(data))) // 6  # the first one holding bits after it
+        found.add(encoded[first:last])
+    return found | {form.replace("+", "-").replace("/", "_") for form in found}
+
+
+def forms(value: str) -> set[str]:
+    """``value`` and the forms it takes when a program prints it encoded: JSON-escaped (as
+    in a JSON document, ASCII-only or not), base64 (at any offset of a longer base64 text),
+    URL-encoded (path and form encodings) and shell-quoted."""
+    found = {value}
+    found.add(json.dumps(value)[1:-1])
+    found.add(json.dumps(value, ensure_ascii=False)[1:-1])
+    found |= _base64_forms(value.encode())
+    found.add(urllib.parse.quote(value, safe=""))
+    found.add(urllib.parse.quote(value))
+    found.add(urllib.parse.quote_plus(value))
+    found.add(shlex.quote(value))
+    return found
 
 
 class Masker:
@@ -37,6 +69,14 @@ class Masker:
                 ordered = sorted(self._values, key=len, reverse=True)
                 self._longest = len(ordered[0])
                 self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+    def add_forms(self, value: str | bytes) -> None:
+        """Mask ``value`` and every one of its :func:`forms` (a password an operator's task may
+        print JSON-escaped, base64- or URL-encoded)."""
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        text = text.strip()
+        for form in forms(text) if text else ():
+            self.add(form)
 
     def mask(self, text: str) -> str:
         """``text`` with every known secret replaced by ``********``."""

@@ -4,12 +4,14 @@ Contract:
 
 * :meth:`OutputLog.create` makes ``<state dir>/logs/<run id>/`` (directories 0700) when the run
   starts, before any host is touched; a directory that cannot be made is a
-  :class:`~fedi_run.engine.report.state_records.StateError` (exit status 2);
+  :class:`~fedi_run.engine.errors.StateError` (exit status 2);
 * :meth:`OutputLog.task` gives a task's :class:`TaskOutput`: everything the task prints goes
   through it, chunk by chunk. Its whole output, secrets masked, is appended to
   ``<task id>.log`` (0600, created on the first byte: a task that prints nothing has no file);
-  only the last :data:`TAIL` characters are kept in memory, and :meth:`TaskOutput.text` is
-  that tail under a note ``[… 49.9 MiB more in <log path>]`` when it was cut;
+  only the last :data:`TAIL` characters are kept in memory: :meth:`TaskOutput.tail` is that
+  tail and :meth:`TaskOutput.cut` the :class:`~fedi_run.engine.report.events.OutputCut` that
+  says how much came before it and where the log is (None: not cut); :meth:`TaskOutput.text`
+  is the tail under the note ``[… 49.9 MiB more in <log path>]`` when it was cut;
 * masking holds back the last characters of a chunk that could be the beginning of a secret,
   so a secret split across two chunks is masked as well as a whole one;
 * a log that cannot be written (disk full on the deployer) never fails the task: the tail is
@@ -23,8 +25,9 @@ import os
 import re
 from pathlib import Path
 
+from fedi_run.engine.report.events import OutputCut
 from fedi_run.engine.report.masking import Masker
-from fedi_run.engine.report.recap import TailBuffer
+from fedi_run.engine.report.recap import TailBuffer, log_note
 
 TAIL = 64 * 1024
 """Characters of a task's output kept in memory (what the display, events and JUnit get)."""
@@ -42,16 +45,6 @@ def log_path(state_dir: Path, run_id: int, task_id: str) -> Path:
     return log_directory(state_dir, run_id) / f"{_UNSAFE.sub('_', task_id)}.log"
 
 
-def size_text(size: int) -> str:
-    """``812 B``, ``63.9 KiB``, ``49.9 MiB``."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024 or unit == "MiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 class OutputLog:
     """The output log of one run (``directory`` None: no log, tails only)."""
 
@@ -63,7 +56,7 @@ class OutputLog:
     def create(cls, state_dir: Path, run_id: int, masker: Masker) -> OutputLog:
         """Make the run's log directory (0700, and ``logs/`` too); StateError naming it if
         that fails."""
-        from fedi_run.engine.report.state_records import StateError
+        from fedi_run.engine.errors import StateError
 
         directory = log_directory(state_dir, run_id)
         for new in (directory.parent, directory):
@@ -132,24 +125,33 @@ class TaskOutput:
     # -- output -------------------------------------------------------------------------------
 
     def text(self) -> str:
-        """The kept tail (masked), under a note saying how much more the log holds when the
-        output was longer than the tail."""
+        """The kept tail (masked), under the note saying how much more the log holds
+        (:func:`~fedi_run.engine.report.recap.log_note`) when the output was longer."""
+        kept, cut = self._report()
+        return kept if cut is None else f"{log_note(cut)}\n{kept}"
+
+    def tail(self) -> str:
+        """The output (masked): all of it, or, when it was longer than the tail, its last
+        characters from a line boundary on."""
+        return self._report()[0]
+
+    def cut(self) -> OutputCut | None:
+        """How :meth:`tail` was cut from the output; None when it is the whole output."""
+        return self._report()[1]
+
+    def _report(self) -> tuple[str, OutputCut | None]:
         self.close()
         kept = self._tail.text()
         if len(kept) > self.limit:
             kept = kept[-self.limit :]
         if self._chars <= len(kept):
-            return kept
+            return kept, None
         newline = kept.find("\n", 0, len(kept) - 1)
         if newline != -1:  # start at a line boundary
             kept = kept[newline + 1 :]
         more = max(0, self.size - len(kept.encode("utf-8", "replace")))
-        where = (
-            f"in {self.path}"
-            if self.path is not None and self.error is None
-            else (f"not kept: {self.error}" if self.error else "not kept")
-        )
-        return f"[… {size_text(more)} more {where}]\n{kept}"
+        kept_in = self.path if self.error is None else None
+        return kept, OutputCut(more, kept_in, self.error or "")
 
     # -- internals ----------------------------------------------------------------------------
 

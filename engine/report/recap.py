@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from fedi_run.engine.report.events import Status, TaskFinished
+from fedi_run.engine.report.events import OutputCut, Status, TaskFinished
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 """The five status values, in recap column order: ok, changed, failed, skipped, unreachable."""
@@ -173,18 +173,24 @@ def tail(text: str, max_lines: int | None = MAX_LINES, max_chars: int = MAX_CHAR
     return Clip(text[start:], cut_lines, start)
 
 
-_LOG_NOTE = re.compile(r"\[… \d+(?:\.\d)? (?:B|KiB|MiB) more (?:in |not kept)[^\n]*\]\n")
+def size_text(size: int) -> str:
+    """``812 B``, ``63.9 KiB``, ``49.9 MiB``."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024 or unit == "MiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
-def split_log_note(output: str) -> tuple[str, str]:
-    """A task's output as the engine reports a long one — ``[… 49.9 MiB more in <log>]`` on
-    its first line, then the tail (see ``engine.output_log``) — as ``(note, tail)``; the note
-    is ``""`` when the output was not cut."""
-    if output.startswith("[… "):
-        match = _LOG_NOTE.match(output)
-        if match:
-            return match.group()[:-1], output[match.end() :]
-    return "", output
+def log_note(cut: OutputCut) -> str:
+    """The line every sink shows above the tail of a cut output: ``[… 49.9 MiB more in
+    <log>]``, or ``[… 1.9 KiB more not kept]`` (``not kept: <reason>`` when the log failed)."""
+    if cut.log is not None:
+        where = f"in {cut.log}"
+    else:
+        where = f"not kept: {cut.reason}" if cut.reason else "not kept"
+    return f"[… {size_text(cut.dropped)} more {where}]"
 
 
 def head(text: str, max_lines: int = MAX_LINES, max_chars: int = MAX_CHARS) -> Clip:
@@ -242,6 +248,8 @@ def plain(text: str) -> str:
 # --- display lines ---------------------------------------------------------------------------
 
 CUT_NOTE = "… {lines:,} earlier lines cut (the run's log keeps the whole output)"
+DESTRUCTIVE_NOTE = {False: "! destructive: removed data", True: "! destructive: would remove data"}
+"""What marks a destructive task that changed (key: --check), on its line and in the recap."""
 FAILED_TAIL = 20
 """Output lines shown under a failed task without -v."""
 
@@ -253,9 +261,11 @@ def task_lines(
     diff: bool,
     widths: tuple[int, int] = (24, 8),
     streamed: TailBuffer | None = None,
+    destructive: bool = False,
 ) -> list[Line]:
     """The display lines of a finished task: ``changed  <id>  @<host>  0.12s`` (``would
-    change`` in --check; the message's first line appended — why it failed, was skipped or
+    change`` in --check; for a ``destructive`` task that changed, :data:`DESTRUCTIVE_NOTE`
+    after it, in bold red; the message's first line appended — why it failed, was skipped or
     unreachable, or a warning of a task that succeeded — its other lines below), then changes
     (``  - …``, changed tasks, ``verbose`` or ``check``), the diff (``diff``), and the output's
     tail (``verbose``: 200 lines; failed: 20), taken from ``streamed`` when the event has none,
@@ -268,6 +278,8 @@ def task_lines(
     duration = "" if never_ran else format_duration(event.duration)
     where = f" {event.task_id.ljust(widths[0])}  @{event.host.ljust(widths[1])}  {duration:>6}"
     line: Line = [(label.ljust(12 if check else 11), style), (where, "")]
+    if destructive and status == "changed":
+        line.append(("  " + DESTRUCTIVE_NOTE[check], "bold red"))
     message = plain(event.message).strip()  # for ok/changed: the task's warnings
     first, _, rest = message.partition("\n")
     if first:
@@ -283,7 +295,8 @@ def task_lines(
         if clip.truncated:
             lines.append([(f"    … {clip.cut_lines:,} more diff lines cut", "dim")])
     if verbose or status == "failed":
-        note, output = split_log_note(event.output)
+        note = log_note(event.output_cut) if event.output_cut else ""
+        output = event.output
         cut = 0
         if not output and streamed is not None:
             output, cut = streamed.text(), streamed.cut_lines
@@ -297,10 +310,15 @@ def task_lines(
 
 
 def recap_text(
-    recap: Mapping[str, Mapping[str, int]], duration: float, check: bool, interrupted: bool
+    recap: Mapping[str, Mapping[str, int]],
+    duration: float,
+    check: bool,
+    interrupted: bool,
+    destroyed: Iterable[str] = (),
 ) -> list[Line]:
     """:func:`render_recap` as display lines after a blank one (``interrupted`` first if
-    so), each host's line green, yellow (changed) or red (failed or unreachable)."""
+    so), each host's line green, yellow (changed) or red (failed or unreachable); then, in
+    bold red, the destructive tasks that changed (``destroyed``: ``<id> @<host>``), if any."""
     full = {host: {**empty_counts(), **counts} for host, counts in recap.items()}
     lines: list[Line] = [[("", "")]]
     if interrupted:
@@ -319,6 +337,11 @@ def recap_text(
             else "green"
         )
         lines.append([(text, style)])
+    destroyed = list(destroyed)
+    if destroyed:
+        note = DESTRUCTIVE_NOTE[check].removeprefix("! destructive: ")
+        lines.append([(f"! destructive: {len(destroyed)} task(s) {note}:", "bold red")])
+        lines += [[(f"  {task}", "bold red")] for task in destroyed]
     return lines
 
 
@@ -330,3 +353,13 @@ def _diff_style(row: str) -> str:
     if row.startswith(("+++", "---")):
         return "bold"
     return {"+": "green", "-": "red", "@": "cyan"}.get(row[:1], "")
+
+
+LEFT_IN_PLACE = "left in place: this task has no undo"
+"""The message of a teardown's task that has nothing to undo: it is not run, and what it did
+stays (a check, a command, a plugin's call without an undo of its own)."""
+
+
+def left_in_place_line(tasks: list[str]) -> str:
+    """The teardown recap's line listing the tasks ``tasks`` (``id @host``) left in place."""
+    return f"left in place ({len(tasks)}, no undo): " + ", ".join(tasks)

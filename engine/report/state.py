@@ -10,8 +10,11 @@ without a status "never ran" (or "did not finish", when they had started) and ar
 What is stored, and nothing else: the arguments of :meth:`~StateStore.begin_run` (deployment,
 kind, task ids and hosts, check flag, argv, selection); each task's status, duration, message,
 changes and start/finish times; the last 4 KiB of a *failed* task's output; each run's exit
-status, duration and whether it was interrupted. The executor masks secrets before they reach
-the events or ``begin_run``, so no secret reaches this file. Output of other tasks is not kept.
+status, duration and whether it was interrupted; the *paths* of the secrets each deployment
+placed on each host (:meth:`~StateStore.record_secrets`, never a value); and the domain of its
+last successful ``nixops4 apply`` (:meth:`~StateStore.record_applied`). The executor masks
+secrets before they reach the events or ``begin_run``, so no secret reaches this file. Output
+of other tasks is not kept.
 
 Privacy: directories this module creates are 0700, the database, its ``-wal``/``-shm`` files
 and the lock file 0600. A deleted database is recreated empty. :meth:`StateStore.lock` takes a
@@ -31,6 +34,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from fedi_run.engine.errors import (
+    STATE_ELSEWHERE,
+    LockHeld,
+    NoPreviousRun,
+    RunNotFound,
+    StateError,
+)
 from fedi_run.engine.private_files import make_private_dirs
 from fedi_run.engine.report.events import (
     DONE,
@@ -42,20 +52,19 @@ from fedi_run.engine.report.events import (
     TaskFinished,
     TaskStarted,
 )
-from fedi_run.engine.report.state_records import (  # noqa: F401 - the records and errors, re-exported
-    _ELSEWHERE,
+from fedi_run.engine.report.recap import log_note
+from fedi_run.engine.report.state_records import (  # noqa: F401 - the records, re-exported
     DID_NOT_FINISH,
     NEVER_RAN,
-    LockHeld,
-    NoPreviousRun,
-    RunNotFound,
     RunRecord,
-    StateError,
     TaskRecord,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: runs and tasks; 2: also the secrets placed (paths) and the domain last applied."""
 OUTPUT_TAIL = 4096
+SQLITE_MAX_INTEGER = 2**63 - 1
+"""The largest id SQLite's INTEGER holds; a larger one names no run."""
 _log = logging.getLogger(__name__)
 
 _SCHEMA = f"""
@@ -73,6 +82,14 @@ CREATE TABLE IF NOT EXISTS tasks (
     message TEXT NOT NULL DEFAULT '', changes TEXT NOT NULL DEFAULT '[]',
     output_tail TEXT NOT NULL DEFAULT '', started_at REAL, finished_at REAL,
     PRIMARY KEY (run_id, task_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS secrets (
+    deployment TEXT NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL,
+    generated INTEGER NOT NULL DEFAULT 1, task_id TEXT NOT NULL, run_id INTEGER NOT NULL,
+    placed_at REAL NOT NULL,
+    PRIMARY KEY (deployment, host, path)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS applied (
+    deployment TEXT PRIMARY KEY, domain TEXT NOT NULL, run_id INTEGER NOT NULL,
+    applied_at REAL NOT NULL);
 PRAGMA user_version = {SCHEMA_VERSION};
 COMMIT;
 """
@@ -101,6 +118,43 @@ _ADD_TASK = (
 def default_state_path(playbook_path: Path) -> Path:
     """``<playbook dir>/.fedi-run/state.db``."""
     return Path(playbook_path).absolute().parent / ".fedi-run" / "state.db"
+
+
+def read_history(path: Path, deployment: str) -> dict[str, tuple[str, int, str, bool]]:
+    """Task id → ``(host, run id, kind, done)`` of the last run of ``deployment`` (not a
+    ``--check``) that started the task — what may have placed something on that host — read
+    only: nothing is created or written. A state file that does not exist, or cannot be read
+    (its directory read-only, the file not a database), is an empty history: what is read
+    from it only ever adds clean-up tasks, and a run that uses the file says what is wrong
+    with it when it opens it (:meth:`StateStore.open`)."""
+    path = Path(path).absolute()
+    if not path.is_file():
+        return {}
+    done = tuple(status.value for status in DONE)
+    # read only; where SQLite cannot even read so (a read-only directory without the
+    # database's -shm file), as an unchanging file
+    for mode in ("mode=ro", "immutable=1"):
+        found: dict[str, tuple[str, int, str, bool]] = {}
+        try:
+            db = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=10)
+            try:
+                if not db.execute("PRAGMA user_version").fetchone()[0]:
+                    return {}  # an empty file: no schema yet
+                rows = db.execute(
+                    "SELECT t.task_id, t.host, r.id, r.kind, t.status FROM tasks t JOIN runs r "
+                    "ON r.id = t.run_id WHERE r.deployment = ? AND r.check_mode = 0 AND "
+                    "t.started_at IS NOT NULL ORDER BY r.id",
+                    (deployment,),
+                )
+                for task_id, host, run_id, kind, status in rows:
+                    found[task_id] = (host, int(run_id), kind, status in done)
+            finally:
+                db.close()
+        except sqlite3.Error as error:
+            _log.debug("cannot read the history in %s (%s): %s", path, mode, error)
+            continue
+        return found
+    return {}
 
 
 class StateStore:
@@ -134,7 +188,7 @@ class StateStore:
                 "write the state directory",
                 path.parent,
                 PermissionError(13, "Permission denied"),
-                f"make it writable, or {_ELSEWHERE}",
+                f"make it writable, or {STATE_ELSEWHERE}",
             )
         if not path.exists():
             for suffix in ("-wal", "-shm", "-journal"):  # orphans of a deleted database
@@ -217,7 +271,10 @@ class StateStore:
         if isinstance(event, TaskFinished):
             tail = ""
             if event.status is Status.FAILED and event.output:
-                tail = event.output.encode()[-OUTPUT_TAIL:].decode("utf-8", "ignore")
+                output = event.output
+                if event.output_cut:  # the last 4 KiB of what the other sinks show
+                    output = f"{log_note(event.output_cut)}\n{output}"
+                tail = output.encode()[-OUTPUT_TAIL:].decode("utf-8", "ignore")
             row = (
                 event.status.value,
                 event.status is Status.CHANGED,
@@ -266,13 +323,16 @@ class StateStore:
     def runs(self, deployment: str | None = None, limit: int = 50) -> list[RunRecord]:
         """Up to ``limit`` runs (all deployments when None), newest first, with their recaps
         but without their tasks (``get_run`` has those)."""
+        limit = min(limit, SQLITE_MAX_INTEGER)  # more than SQLite can count is all of them
         if deployment is None:
             return self._select("", [], limit, tasks=False)
         return self._select("WHERE deployment = ?", [deployment], limit, tasks=False)
 
     def get_run(self, run_id: int) -> RunRecord:
-        """The run ``run_id`` with its tasks, or raise :class:`RunNotFound`."""
-        found = self._select("WHERE id = ?", [run_id], 1)
+        """The run ``run_id`` with its tasks, or raise :class:`RunNotFound` (an id SQLite
+        cannot hold, or below 1, names no run either)."""
+        in_range = 1 <= run_id <= SQLITE_MAX_INTEGER
+        found = self._select("WHERE id = ?", [run_id], 1) if in_range else []
         if not found:
             raise RunNotFound(
                 f"error: no run {run_id} in {self.path}; `fedi-run history PLAYBOOK` lists them"
@@ -294,6 +354,84 @@ class StateStore:
                 f"recorded in {self.path}; run without --resume"
             )
         return tuple(task.task_id for task in run.tasks if task.status not in DONE)
+
+    # --- what a deployment placed: secret paths, the domain applied ------------------------
+
+    def record_secrets(
+        self,
+        deployment: str,
+        host: str,
+        run_id: int,
+        task_id: str,
+        placed: Sequence[tuple[str, bool]] = (),
+        removed: Sequence[str] = (),
+    ) -> None:
+        """Record what a task of ``deployment`` that succeeded did to secrets on ``host``: the
+        paths it ``placed`` (each with whether the engine or a plugin *generated* it, so that a
+        lost one cannot come back by itself), and the paths it ``removed`` — every recorded
+        secret at or under one of them is forgotten. Paths only, never a value. Never raises
+        (as :meth:`handle`)."""
+        if self._db is None or self.write_error is not None or not (placed or removed):
+            return
+        try:
+            db = self._conn
+            for path in removed:
+                below = path.rstrip("/") + "/"
+                db.execute(
+                    "DELETE FROM secrets WHERE deployment = ? AND host = ? AND (path = ? OR "
+                    "substr(path, 1, ?) = ?)",
+                    (deployment, host, path, len(below), below),
+                )
+            db.executemany(
+                "INSERT OR REPLACE INTO secrets (deployment, host, path, generated, task_id, "
+                "run_id, placed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (deployment, host, path, bool(generated), task_id, run_id, time.time())
+                    for path, generated in placed
+                ),
+            )
+            db.commit()
+        except sqlite3.Error as error:
+            self.write_error = f"cannot record the secrets placed in {self.path}: {error}"
+            _log.warning("%s; the run goes on, but its record is incomplete", self.write_error)
+
+    def placed_secrets(self, deployment: str) -> dict[str, dict[str, bool]]:
+        """host → {path → generated} of every secret ``deployment`` placed in an earlier run
+        and has not removed since (:meth:`record_secrets`)."""
+        found: dict[str, dict[str, bool]] = {}
+        with self._guard("read the state database"):
+            for host, path, generated in self._conn.execute(
+                "SELECT host, path, generated FROM secrets WHERE deployment = ? "
+                "ORDER BY host, path",
+                (deployment,),
+            ):
+                found.setdefault(host, {})[path] = bool(generated)
+        return found
+
+    def record_applied(self, deployment: str, domain: str, run_id: int) -> None:
+        """``deployment`` was applied at ``domain`` by run ``run_id`` (its ``nixops4 apply``
+        succeeded). Never raises (as :meth:`handle`)."""
+        if self._db is None or self.write_error is not None:
+            return
+        try:
+            with self._conn:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO applied (deployment, domain, run_id, applied_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (deployment, domain, run_id, time.time()),
+                )
+        except sqlite3.Error as error:
+            self.write_error = f"cannot record the applied domain in {self.path}: {error}"
+            _log.warning("%s; the run goes on, but its record is incomplete", self.write_error)
+
+    def applied_domain(self, deployment: str) -> tuple[str, int] | None:
+        """``(domain, run id)`` of the last run of ``deployment`` whose apply succeeded, or
+        None when none did."""
+        with self._guard("read the state database"):
+            row = self._conn.execute(
+                "SELECT domain, run_id FROM applied WHERE deployment = ?", (deployment,)
+            ).fetchone()
+        return (row[0], int(row[1])) if row else None
 
     def close(self) -> None:
         """Commit what is pending and close the database (idempotent)."""
@@ -389,7 +527,7 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
             raise StateError(
                 f"error: the state database {path} was written by a newer fedi-run "
                 f"(schema {version}, this one knows {SCHEMA_VERSION}); use that "
-                f"version, or {_ELSEWHERE}"
+                f"version, or {STATE_ELSEWHERE}"
             )
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
@@ -397,8 +535,8 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
         if version < SCHEMA_VERSION:
             db.executescript(_SCHEMA)
     except sqlite3.Error as error:
-        hint = f"move {path} away (its history is lost), or {_ELSEWHERE}"
-        if "readonly" in str(error) or "unable to open" in str(error):
+        hint = f"move {path} away (its history is lost), or {STATE_ELSEWHERE}"
+        if _unwritable(error):
             hint = ""
         raise StateError.cannot("use the state database", path, error, hint) from None
     for suffix in ("", "-wal", "-shm"):  # SQLite gives them the database's mode; make sure
@@ -408,6 +546,17 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
                 companion.chmod(0o600)
         except OSError:
             pass  # not ours to change (another user's file)
+
+
+_UNWRITABLE = (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN)
+
+
+def _unwritable(error: sqlite3.Error) -> bool:
+    """Whether SQLite could not open or write the file (its place is the problem, not its
+    content): the primary result code of ``error`` — its low byte, as ``sqlite_errorcode``
+    is the extended code (``SQLITE_READONLY_DBMOVED``, ...) — is READONLY or CANTOPEN."""
+    code = getattr(error, "sqlite_errorcode", None)  # None: raised by the module, not SQLite
+    return code is not None and (code & 0xFF) in _UNWRITABLE
 
 
 def _make_private_dirs(directory: Path) -> None:
@@ -421,7 +570,7 @@ def _make_private_dirs(directory: Path) -> None:
     if not directory.is_dir():
         raise StateError(
             f"error: cannot use {directory} as the state directory: it is not a "
-            f"directory; {_ELSEWHERE}"
+            f"directory; {STATE_ELSEWHERE}"
         )
 
 

@@ -1,6 +1,6 @@
 """The ACME account, registered from the deployer (task ``acme.account``), and its undo.
 
-Contract of :func:`register` (a :class:`~fedi_run.engine.planning.operations.Call` function,
+Contract of :func:`register` (a :class:`~fedi_run.engine.api.Call` function,
 run on the deployer: ``context.connection`` is ``None``):
 
 * the account key is loaded from, or created (EC P-256, ES256) at, :func:`key_path` —
@@ -20,7 +20,7 @@ run on the deployer: ``context.connection`` is ``None``):
 * ``context.check``: nothing is registered or written; the directory is fetched (the server is
   reachable, is an ACME server, its terms are accepted) and, when the key exists, its account
   looked up (``onlyReturnExisting``, read-only), to report what a run would change;
-* every failure raises :class:`~fedi_run.engine.execute.perform.ActionFailed` with one
+* every failure raises :class:`~fedi_run.engine.api.ActionFailed` with one
   paragraph naming the server URL (and the e-mail address when the server rejects it).
   Requests the server rejects with ``badNonce`` are retried.
 
@@ -36,8 +36,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fedi_run.engine.execute.perform import ActionFailed, Context
-from fedi_run.engine.private_files import make_private_dirs, write_atomically
+from fedi_run.engine.api import ActionFailed, Context, make_private_dirs, write_atomically
 
 TIMEOUT = 10
 """Seconds before any request to the ACME server gives up."""
@@ -46,8 +45,8 @@ ATTEMPTS = 3
 USER_AGENT = "fedi-run"
 FETCHING = "fetching its directory"
 DIRECTORY_NAME = "acme"
-"""The folder of the state directory holding account keys (``_acme`` for a deployment that is
-itself called ``acme``, whose rendered deployment lives in ``.fedi-run/acme/``)."""
+"""The folder of the state directory holding account keys; no deployment may be called so (the
+plugin refuses the name: its rendering would live in ``.fedi-run/acme/``)."""
 
 
 # --- where the key lives -------------------------------------------------------------------
@@ -57,8 +56,7 @@ def account_dir(context: Context) -> Path:
     """The deployer's private folder of ACME account keys for this deployment's state."""
     playbook = context.playbook
     base = context.state_dir or playbook.source.absolute().parent / ".fedi-run"
-    name = DIRECTORY_NAME if playbook.name != DIRECTORY_NAME else "_" + DIRECTORY_NAME
-    return Path(base) / name
+    return Path(base) / DIRECTORY_NAME
 
 
 def key_path(context: Context) -> Path:
@@ -234,6 +232,8 @@ def _message(error: Exception, acme, doing: str, key: Path | None) -> str:
                 f"the ACME server {server} requires agreeing to its terms of service: "
                 f"{detail}; read them and set accept_terms = true in [acme]"
             )
+        # A deactivated account has no code of its own: RFC 8555 (7.3.6) answers its requests
+        # with "unauthorized", and only the problem's detail — free text — says why.
         if code == "unauthorized" and "deactivated" in str(detail) and key is not None:
             return (
                 f"the ACME account of the key {key} at {server} is deactivated ({detail}); "
@@ -324,24 +324,19 @@ def _lookup(acme, acme_client, key: Path):
     from acme import messages
 
     blank = messages.RegistrationResource(body=messages.Registration())
-    try:
-        return _call(acme, "looking up the account", _raw_query, acme_client, blank, key=key)
-    except _NoAccount:
-        return None
-
-
-class _NoAccount(Exception):
-    pass
+    return _call(acme, "looking up the account", _raw_query, acme_client, blank, key=key)
 
 
 def _raw_query(acme_client, blank):
+    """The server's record of the account, or ``None`` when the key has none
+    (``accountDoesNotExist``: an answer, not a failure)."""
     from acme import messages
 
     try:
         return acme_client.query_registration(blank)
     except messages.Error as error:
         if _code(error) == "accountDoesNotExist":
-            raise _NoAccount() from None
+            return None
         raise
 
 

@@ -1,10 +1,12 @@
 """ACME's part of the NixOps4 deployment: ``hosts/<host>/acme.nix``.
 
-On every host that runs an enabled service, when the playbook has an ``[acme]`` table: NixOS's
-``security.acme`` pointed at ``[acme] server`` with the account's e-mail and whether its terms
-are accepted, and — for a test CA given in ``ca_file`` — that CA's certificate trusted by the
-host (``security.pki.certificates``). A CA certificate is public: it is written inline, after
-checking the file holds certificates and nothing else (never a private key).
+In ``data.nix`` (hook ``fedi_run_nix_data``): ``acme = { server; email; acceptTerms; }``, or
+``null`` without an ``[acme]`` table. On every host that runs an enabled service, when the
+playbook has an ``[acme]`` table: NixOS's ``security.acme`` pointed at ``[acme] server`` with
+the account's e-mail and whether its terms are accepted, and — for a test CA given in
+``ca_file`` — that CA's certificate trusted by the host (``security.pki.certificates``). A CA
+certificate is public: it is written inline, after checking the file holds certificates and
+nothing else (never a private key).
 """
 
 from __future__ import annotations
@@ -12,10 +14,26 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fedi_run.engine.errors import PlaybookError, Problem
-from fedi_run.engine.model.playbook import Playbook
-from fedi_run.engine.nixops.nix import NixModule, render_template
-from fedi_run.engine.plugin.hookspecs import hookimpl
+from fedi_run.engine.api import (
+    NixModule,
+    Playbook,
+    PlaybookError,
+    Problem,
+    hookimpl,
+    render_template,
+)
+from fedi_run.plugins.acme.tasks import service_hosts
+
+
+@hookimpl
+def fedi_run_nix_data(playbook: Playbook):
+    """``acme = { server; email; acceptTerms; }`` in ``data.nix``, or ``acme = null`` without
+    an ``[acme]`` table."""
+    acme = playbook.section("acme")
+    if acme is None:
+        return {"acme": None}
+    return {"acme": {"server": acme.server, "email": acme.email, "acceptTerms": acme.accept_terms}}
+
 
 PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s.*?-----END \1-----", re.DOTALL)
 
@@ -54,8 +72,6 @@ def ca_certificates(playbook: Playbook, ca_file: str) -> list[str]:
 
 @hookimpl
 def fedi_run_nix_modules(playbook: Playbook, host: str):
-    from fedi_run.plugins.acme import service_hosts  # here: the package imports this module
-
     acme = playbook.section("acme")
     if acme is None or host not in playbook.hosts or host not in service_hosts(playbook):
         return []

@@ -1,6 +1,6 @@
 """Checking that a target host reaches the ACME directory (task ``acme.reach@<host>``).
 
-Contract of :func:`check` (a :class:`~fedi_run.engine.planning.operations.Call` function run
+Contract of :func:`check` (a :class:`~fedi_run.engine.api.Call` function run
 for a host):
 
 * one round trip: the host fetches ``[acme] server`` over HTTPS with its OWN trust store
@@ -10,7 +10,7 @@ for a host):
   host checks with its trust store *plus* that CA (sent on stdin, in a temporary bundle that is
   removed again), since ``acme.trust`` changed nothing in a check: so ``--check`` predicts what
   the run will find instead of failing on a CA that is not trusted yet;
-* a failure raises :class:`~fedi_run.engine.execute.perform.ActionFailed`:
+* a failure raises :class:`~fedi_run.engine.api.ActionFailed`:
   ``host mastodon (127.0.0.3) cannot reach the ACME directory https://…: <the error>``.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from fedi_run.engine.execute.perform import ActionFailed, Context
+from fedi_run.engine.api import ActionFailed, Context
 
 TIMEOUT = 10
 """Seconds the host waits for the directory."""

@@ -1,6 +1,6 @@
 """Trusting the ACME server's CA on a target host (task ``acme.trust@<host>``).
 
-Contract of :func:`place_ca` (a :class:`~fedi_run.engine.planning.operations.Call` function run
+Contract of :func:`place_ca` (a :class:`~fedi_run.engine.api.Call` function run
 for a host: ``context.connection`` is that host's connection):
 
 * the certificates of the deployer's ``[acme] ca_file`` (PEM; only certificates are accepted,
@@ -11,7 +11,7 @@ for a host: ``context.connection`` is that host's connection):
   sha256 and mode, writes a temporary file and renames it, and prints ``changed`` or ``ok``;
 * returns ``["trusted the CA <ca_file> in <to>"]`` when it changed something, ``[]`` when the
   host already trusted it; ``context.check`` only compares;
-* a failure raises :class:`~fedi_run.engine.execute.perform.ActionFailed` naming the host and
+* a failure raises :class:`~fedi_run.engine.api.ActionFailed` naming the host and
   the file.
 
 The undo (declared by the task in ``fedi_run.plugins.acme``) removes ``to`` and rebuilds the
@@ -24,7 +24,7 @@ import hashlib
 import shlex
 from pathlib import PurePosixPath
 
-from fedi_run.engine.execute.perform import ActionFailed, Context
+from fedi_run.engine.api import ActionFailed, Context
 
 CERTS_DIR = "/etc/ssl/certs"
 MARKER = "@@fedi-run-acme-trust"

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from fedi_run.engine.execute.perform import (
+from fedi_run.engine.api import (
     ActionFailed,
     Context,
+    Playbook,
     place_secret_files,
     read_secret_files,
+    secrets_dir,
 )
 
 
-def key_dir(app: str) -> str:
-    """Where the garage host keeps ``app``'s S3 key id, secret and bucket name."""
-    from fedi_run.plugins.fediversity import secrets_dir
+def key_dir(owner: Playbook | str, app: str) -> str:
+    """Where the garage host keeps ``app``'s S3 key id, secret and bucket name for the
+    deployment ``owner`` (a playbook, or its name):
+    ``/var/lib/fedi-run/<deployment>/secrets/garage/keys/<app>``."""
+    return f"{secrets_dir(owner, 'garage')}/keys/{app}"
 
-    return f"{secrets_dir('garage')}/keys/{app}"
+
+def s3_dir(owner: Playbook | str, app: str) -> str:
+    """Where ``app``'s S3 key files (``key-id``, ``secret``) are on the app's host."""
+    return f"{secrets_dir(owner, app)}/s3"
 
 
 def copy_key(context: Context, app: str, to: str) -> list[str]:
@@ -23,7 +30,7 @@ def copy_key(context: Context, app: str, to: str) -> list[str]:
     over the two SSH connections, and are masked."""
     playbook = context.playbook
     garage = context.pool[playbook.service_host("garage")]
-    source = key_dir(app)
+    source = key_dir(playbook, app)
     found = read_secret_files(context, garage, [f"{source}/key-id", f"{source}/secret"])
     if len(found) < 2:
         if context.check:

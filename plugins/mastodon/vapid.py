@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 
-from fedi_run.engine.execute.perform import Context, place_secret_files, read_secret_files
+from fedi_run.engine.api import Context, place_secret_files, read_secret_files
 
 
 def generate_pair() -> tuple[str, str]:
@@ -40,15 +40,15 @@ def public_of(private: str) -> str:
 
 def ensure(context: Context, private: str, public: str) -> list[str]:
     """Both key files exist and belong together (mode 0400); made anew only when the private
-    key is missing (or with --rotate-secrets); a missing or wrong public key is derived from
-    the private one."""
+    key is missing or empty (or ``--rotate-secrets`` names it); a missing or wrong public key
+    is derived from the private one."""
     assert context.connection is not None
     found = (
         {}
-        if context.rotate_secrets
+        if context.rotates(private)
         else read_secret_files(context, context.connection, [private, public])
     )
-    if private in found:
+    if found.get(private, "").strip():
         private_value = found[private].strip()
         public_value = public_of(private_value)
     else:

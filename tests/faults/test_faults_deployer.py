@@ -142,7 +142,7 @@ creates = "/srv/once.done"
     )
     first = fedi(*base)
     assert first.exit_code == 0, first.stdout + first.stderr
-    token = four.read_file("f1", "/var/lib/fedi-run/secrets/vault/token")
+    token = four.read_file("f1", "/var/lib/fedi-run/faults/secrets/vault/token")
     state_dir = path.parent / ".fedi-run"
     for name in ("state.db", "state.db-wal", "state.db-shm"):
         (state_dir / name).unlink(missing_ok=True)
@@ -161,7 +161,7 @@ creates = "/srv/once.done"
     statuses = again.statuses()
     assert statuses["tasks.config"] == "ok" and statuses["tasks.once"] == "ok"
     assert statuses["vault.secrets"] == "ok"  # the secrets on f1 are kept
-    assert four.read_file("f1", "/var/lib/fedi-run/secrets/vault/token") == token
+    assert four.read_file("f1", "/var/lib/fedi-run/faults/secrets/vault/token") == token
     assert four.run("f3", "cat /srv/count").stdout == "ran\n"
     runs = sqlite3.connect(state_dir / "state.db").execute("SELECT id FROM runs").fetchall()
     assert runs == [(1,)]  # a new database, this run its first

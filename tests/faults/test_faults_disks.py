@@ -78,7 +78,7 @@ requires = ["tasks.config"]
     assert set(resumed.started()) == {"tasks.config", "tasks.fresh", "nixops4.render"}
     assert four.read_file("f3", "/var/lib/app/config") == NEW.encode()
     assert four.read_file("f3", "/var/lib/app/fresh") == NEW.encode()
-    assert four.read_file("f3", "/var/lib/fedi-run/originals/var/lib/app/config") == b"old\n"
+    assert four.read_file("f3", "/var/lib/fedi-run/faults/originals/var/lib/app/config") == b"old\n"
     assert leftovers(four, "f3", "/var/lib") == []
     assert four.run("f4", "cat /srv/count").stdout == "also\n"
 
@@ -94,7 +94,7 @@ def test_secrets_on_full_var_lib(four, playbook):
     four.run(
         "f3",
         "mount -t tmpfs -o size=64k tmpfs /var/lib "
-        "&& mkdir -p -m 700 /var/lib/fedi-run/secrets/vault "
+        "&& mkdir -p -m 700 /var/lib/fedi-run/faults/secrets/vault "
         "&& { dd if=/dev/zero of=/var/lib/fill bs=4k 2>/dev/null; true; }",
         check=True,
     )
@@ -113,11 +113,12 @@ def test_secrets_on_full_var_lib(four, playbook):
     assert result.exit_code == 1, result.stdout + result.stderr
     secrets = result.finished()["vault.secrets"]
     assert secrets["status"] == "failed" and secrets["host"] == "f3"
-    assert "cannot write the secret /var/lib/fedi-run/secrets/vault/token" in secrets["message"]
+    token_path = "/var/lib/fedi-run/faults/secrets/vault/token"
+    assert f"cannot write the secret {token_path}" in secrets["message"]
     assert secrets["message"].endswith("No space left on device"), secrets["message"]
     assert result.finished()["vault.show"]["status"] == "skipped"
     assert result.finished()["tasks.elsewhere"]["status"] == "changed"
-    assert four.run("f3", "ls -A /var/lib/fedi-run/secrets/vault").stdout == ""
+    assert four.run("f3", "ls -A /var/lib/fedi-run/faults/secrets/vault").stdout == ""
     assert leftovers(four, "f3", "/var/lib") == []
     assert recorded(path)["vault.secrets"] == "failed"
 
@@ -125,7 +126,7 @@ def test_secrets_on_full_var_lib(four, playbook):
     resumed = fedi(*base, "--resume")
     assert resumed.exit_code == 0, resumed.stdout + resumed.stderr
     assert set(resumed.started()) == {"vault.secrets", "vault.show", "nixops4.render"}
-    token = four.read_file("f3", "/var/lib/fedi-run/secrets/vault/token").decode()
+    token = four.read_file("f3", "/var/lib/fedi-run/faults/secrets/vault/token").decode()
     assert len(token) == 64
     assert token not in resumed.stdout  # vault.show prints it: masked
     assert four.run("f4", "cat /srv/count").stdout == "also\n"

@@ -100,7 +100,7 @@ host = "f1"
 
 [tasks.noisy]
 host = "f1"
-run = '''t=$(cat /var/lib/fedi-run/secrets/vault/token); i=0; while [ $i -lt 3000 ]; do \
+run = '''t=$(cat /var/lib/fedi-run/faults/secrets/vault/token); i=0; while [ $i -lt 3000 ]; do \
 printf 'line %05d %s and some more words to make it long\n' $i "$t"; i=$((i+1)); done; exit 3'''
 requires = ["vault.secrets"]
 """
@@ -109,7 +109,7 @@ requires = ["vault.secrets"]
         "run", path, "-i", four.inventory_path, "--no-apply", "-v", "--plugin", "vault_service"
     )
     assert result.exit_code == 1
-    token = four.read_file("f1", "/var/lib/fedi-run/secrets/vault/token").decode()
+    token = four.read_file("f1", "/var/lib/fedi-run/faults/secrets/vault/token").decode()
     log = path.parent / ".fedi-run" / "logs" / "1" / "tasks.noisy.log"
     assert f"more in {log}]" in result.stderr  # the display
     assert "line 02999 ******** and some" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -28,7 +29,11 @@ def test_inventory_prints_toml_with_exactly_the_documented_keys(lab):
             "user": "root",
             "host_key": info.host_key,
             "identity": str(lab.identity),
+            "nixos": str(lab.dir / "nixos" / name / "configuration.nix"),
         }
+        base = Path(table["nixos"]).read_text()  # a base configuration of the host's own
+        assert "boot.isContainer = true;" in base
+        assert f'networking.hostName = "{name}";' in base
     assert data["acme"] == {"server": lab.acme.server, "ca_file": str(lab.acme.ca_file)}
     assert done.stdout == lab.inventory_path.read_text()
 

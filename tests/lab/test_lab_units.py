@@ -78,8 +78,9 @@ def test_inventory_is_toml_with_exactly_the_documented_keys(tmp_path):
     assert set(data) == {"hosts", "acme"}
     assert list(data["hosts"]) == ["garage", "mastodon"]
     for name, table in data["hosts"].items():
-        assert set(table) == {"address", "port", "user", "host_key", "identity"}
+        assert set(table) == {"address", "port", "user", "host_key", "identity", "nixos"}
         assert table["identity"] == str(lab.identity)  # quotes and backslash survive
+        assert table["nixos"] == str(lab.dir / "nixos" / name / "configuration.nix")
         assert table["host_key"] == lab.host(name).host_key
     assert data["acme"] == {"server": lab.acme.server, "ca_file": str(lab.acme.ca_file)}
 

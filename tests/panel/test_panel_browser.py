@@ -180,6 +180,14 @@ def engine_step(
     return {"events": events, "calls": calls}, directory / "playbook.toml"
 
 
+def assert_readable_member(calls: list[dict]) -> None:
+    """Each apply was of the deployment's member path, in a directory Nix can read (the
+    nixops4 stand-in's checks: its own git repository, HEAD holding the rendered files)."""
+    for call in calls:
+        assert (call["memberPath"], call["problems"]) == ("fediversity", [])
+        assert call["git"]["toplevel"] == call["cwd"] and call["git"]["clean"] is True
+
+
 def follow_run(driver, what: str, while_running=None) -> dict:
     """On a run page: watch it update in place until the recap; what changed, and how.
     ``while_running()`` is called once the watch is set up (for a screenshot mid-run)."""
@@ -325,6 +333,7 @@ def test_panel_check(lab, panel, browser, screenshots):
         "password": ADMIN_PASSWORD,
     }
     assert [c["argv"][:2] for c in step["calls"]] == [["apply", "fediversity"]]
+    assert_readable_member(step["calls"])
 
     # The history: the run, its recap, its masked log.
     driver.find_element(By.LINK_TEXT, "History").click()
@@ -353,6 +362,7 @@ def test_panel_check(lab, panel, browser, screenshots):
     assert [c["argv"] for c in calls] == [
         ["apply", "fediversity", "--no-interactive", "--show-trace"]
     ] * 2
+    assert_readable_member(calls)
     assert ADMIN_PASSWORD not in driver.page_source
     assert ADMIN_PASSWORD.encode() not in (panel.data / "panel.sqlite3").read_bytes()
     assert expected_files(set()) == {h: {} for h in ("garage", "mastodon", "peertube", "pixelfed")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from fedi_run.engine.errors import DeploymentBusy
 from fedi_run.engine.report.events import (
     OutputChunk,
     RunFinished,
@@ -13,7 +14,6 @@ from fedi_run.engine.report.events import (
     TaskFinished,
     TaskStarted,
 )
-from fedi_run.panel.errors import DeploymentBusy
 from fedi_run.panel.live import Board, LiveRun
 from fedi_run.panel.sink import PanelSink
 
@@ -57,6 +57,23 @@ def test_the_sink_feeds_the_live_run_and_masks_what_it_is_given():
     everything = repr(data) + live.log() + live.apply_output()
     assert SECRET not in everything and everything.count("********") >= 4
     assert live.apply_output() == "applying, ********\n"
+
+
+def test_the_sink_masks_the_password_in_every_form_a_task_may_print():
+    import base64
+    import json
+    import urllib.parse
+
+    password = 'a "quoted" pass\\word/+&'
+    sink = PanelSink(LiveRun(1, 1, "run"), [password])
+    for form in (
+        password,
+        json.dumps(password)[1:-1],
+        urllib.parse.quote(password, safe=""),
+        base64.b64encode(password.encode()).decode(),
+    ):
+        masked = sink.mask(f"x {form} y")
+        assert form not in masked and "********" in masked, form
 
 
 def test_the_snapshot_gives_the_chunks_after_the_cursor():

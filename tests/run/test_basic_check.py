@@ -51,7 +51,7 @@ def test_basic_check(basic_lab, tmp_path):
     assert totals["hello"]["ok"] == 2 and totals["cowsay"]["ok"] == 2
     assert totals["local"]["ok"] == 1  # nixops4.render: the rendered deployment is unchanged
 
-    down = fedi("teardown", playbook, "-i", lab.inventory_path, "--no-apply", "--json")
+    down = fedi("teardown", playbook, "-i", lab.inventory_path, "--no-apply", "--json", "--yes")
     assert down.exit_code == 0, down.stdout + down.stderr
     assert not on_path(lab, "hello", "hello") and not on_path(lab, "cowsay", "cowsay")
     after = {h: lab.run(h, SNAPSHOT, check=True).stdout for h in ("hello", "cowsay")}
@@ -88,7 +88,8 @@ def test_human_output_has_a_recap_per_host(basic_lab, tmp_path):
     )
     assert any(line.startswith("cowsay") and "ok=" in line for line in lines)
     assert any("wall time" in line for line in lines)
-    assert fedi("teardown", playbook, "-i", basic_lab.inventory_path, "--no-apply").exit_code == 0
+    down = fedi("teardown", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--yes")
+    assert down.exit_code == 0
 
 
 def test_junit_report(basic_lab, tmp_path):
@@ -111,7 +112,9 @@ def test_junit_report(basic_lab, tmp_path):
     }
     assert oct(report.stat().st_mode & 0o777) == "0o600"
     assert (
-        fedi("teardown", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json").exit_code
+        fedi(
+            "teardown", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json", "--yes"
+        ).exit_code
         == 0
     )
 
@@ -122,7 +125,9 @@ def test_history_records_the_runs(basic_lab, tmp_path):
         fedi("run", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json").exit_code == 0
     )
     assert (
-        fedi("teardown", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json").exit_code
+        fedi(
+            "teardown", playbook, "-i", basic_lab.inventory_path, "--no-apply", "--json", "--yes"
+        ).exit_code
         == 0
     )
     history = fedi("history", playbook, "--json")

@@ -439,6 +439,11 @@ def test_apply_runs_last_once_through_nixops4(eight, playbook, standin_nixops4):
     [call] = [json.loads(line) for line in standin_nixops4.read_text().splitlines()]
     assert call["argv"] == ["apply", "exec", "--no-interactive", "--show-trace"]
     assert call["cwd"] == str(path.parent / ".fedi-run" / "exec")
+    # the member path of the deployment, in a directory Nix can read (its own git repository,
+    # HEAD holding the rendered files)
+    assert (call["memberPath"], call["problems"]) == ("exec", [])
+    assert call["git"]["toplevel"] == call["cwd"] and call["git"]["clean"] is True
+    assert {"flake.nix", "data.nix"} <= set(call["git"]["tracked"])
     finished_at = {e["id"]: e["time"] for e in result.events() if e["event"] == "task_finished"}
     assert call["time"] > max(t for i, t in finished_at.items() if i != "nixops4.apply")
 

@@ -18,8 +18,8 @@ enable = true
 host = "hello"
 fail = true
 """
-TOKEN = "/var/lib/fedi-run/secrets/vault/token"
-KEY_ID = "/var/lib/fedi-run/secrets/vault/key-id"
+TOKEN = "/var/lib/fedi-run/vault/secrets/vault/token"
+KEY_ID = "/var/lib/fedi-run/vault/secrets/vault/key-id"
 
 
 @pytest.mark.reliability(
@@ -41,7 +41,7 @@ def test_secrets_are_placed_once_and_masked_everywhere(basic_lab, tmp_path):
     key_id = lab.read_file("hello", KEY_ID).decode()
     assert len(token) == 64 and key_id.startswith("GK") and len(key_id) == 26
     assert lab.run(
-        "hello", f"stat -c %a {TOKEN} {KEY_ID} /var/lib/fedi-run/secrets/vault", check=True
+        "hello", f"stat -c %a {TOKEN} {KEY_ID} /var/lib/fedi-run/vault/secrets/vault", check=True
     ).stdout.split() == ["400", "400", "700"]
     assert verbose.exit_code == 1  # vault.leak fails on purpose, printing the token
 
@@ -64,7 +64,7 @@ def test_secrets_are_placed_once_and_masked_everywhere(basic_lab, tmp_path):
     assert as_json.finished()["vault.leak"]["status"] == "failed"
     assert "token=********" in as_json.finished()["vault.leak"]["output"]
 
-    rotated = fedi(*base, "--json", "--rotate-secrets", "--only", "vault.secrets")
+    rotated = fedi(*base, "--json", "--rotate-secrets", "all", "--only", "vault.secrets")
     assert rotated.finished()["vault.secrets"]["status"] == "changed"
     assert lab.read_file("hello", TOKEN).decode() != token
 
@@ -77,6 +77,7 @@ def test_secrets_are_placed_once_and_masked_everywhere(basic_lab, tmp_path):
         "--plugin",
         "vault_service",
         "--json",
+        "--yes",
     )
     assert down.exit_code == 0, down.stdout
     assert lab.run("hello", "test -e /var/lib/fedi-run").exit_status != 0

@@ -22,7 +22,16 @@ from helpers import CliResult
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fediversity.toml"
 STANDIN = ROOT / "tests" / "standin"
-SECRETS_ROOT = "/var/lib/fedi-run/secrets"
+HOST_ROOT = "/var/lib/fedi-run"
+
+
+def secrets_root(deployment: str) -> str:
+    """Where ``deployment``'s secrets are on a host: each deployment has its own."""
+    return f"{HOST_ROOT}/{deployment}/secrets"
+
+
+SECRETS_ROOT = secrets_root("fediversity")
+"""The secrets root of the example's deployment (:data:`EXAMPLE`, ``fediversity``)."""
 
 
 # --- the command line, as a user runs it --------------------------------------------------------
@@ -90,9 +99,9 @@ def loose_entries(root: Path) -> list[str]:
 
 
 def target_secret_modes(lab, host: str) -> dict[str, str]:
-    """Every entry under the host's secrets root: path → ``<d|f> <mode>``."""
+    """Every entry under the host's secrets roots (every deployment's): path → ``<d|f> <mode>``."""
     listing = lab.run(
-        host, f"find {SECRETS_ROOT} -printf '%y %m %p\\n' 2>/dev/null; true", check=True
+        host, f"find {HOST_ROOT}/*/secrets -printf '%y %m %p\\n' 2>/dev/null; true", check=True
     ).stdout
     return {
         line.split(" ", 2)[2]: " ".join(line.split(" ", 2)[:2]) for line in listing.splitlines()

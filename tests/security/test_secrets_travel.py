@@ -9,7 +9,7 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from security_helpers import SECRETS_ROOT, cli, loose_entries, standin_env, target_secret_modes
+from security_helpers import cli, loose_entries, secrets_root, standin_env, target_secret_modes
 
 from fedi_run.engine.cli.main import cli as fedi_cli
 from fedi_run.engine.execute.connection import HostConnection
@@ -65,7 +65,7 @@ def test_secrets_travel_on_stdin_never_in_a_command(lab_factory, tmp_path, monke
 
     monkeypatch.setattr(HostConnection, "run", recording)
     values: dict[str, str] = {}
-    for extra in ((), ("--rotate-secrets",)):
+    for extra in ((), ("--rotate-secrets", "all")):
         before = len(sent)
         result = CliRunner().invoke(
             fedi_cli,
@@ -85,7 +85,7 @@ def test_secrets_travel_on_stdin_never_in_a_command(lab_factory, tmp_path, monke
                 assert PASSWORD.encode() in payloads
             assert value.encode() in payloads, f"{name} was not sent on stdin"
         if extra:  # rotated: new values, sent the same way
-            key = f"mastodon:{SECRETS_ROOT}/mastodon/secret-key-base"
+            key = f"mastodon:{secrets_root('travel')}/mastodon/secret-key-base"
             assert placed[key] != values[key]
         values = placed
     assert PASSWORD not in "".join(command for _, command, _ in sent)
@@ -108,6 +108,7 @@ def test_the_deployers_files_are_private_under_umask_022(lab_factory, tmp_path):
         result = cli(
             command,
             playbook,
+            *(("--yes",) if command == "teardown" else ()),
             "-i",
             lab.inventory_path,
             "-v",
@@ -142,7 +143,7 @@ def test_secrets_placed_by_calls_are_masked_in_a_run_that_does_not_place_them(
     (tmp_path / "password").write_text(PASSWORD + "\n")
     playbook = tmp_path / "travel.toml"
     shown = [
-        f"{SECRETS_ROOT}/mastodon/{name}"
+        f"{secrets_root('travel')}/mastodon/{name}"
         for name in ("vapid-private-key", "s3/secret", "initial-user", "secret-key-base")
     ]
     playbook.write_text(PLAYBOOK)

@@ -99,6 +99,7 @@ def scenario(lab, tmp_path_factory):
             result = cli(
                 command,
                 playbook,
+                *(("--yes",) if command == "teardown" else ()),
                 "-i",
                 lab.inventory_path,
                 "-v",
@@ -227,7 +228,8 @@ def test_the_deployers_files_are_private_under_umask_000(scenario):
 @pytest.mark.reliability(
     "security",
     "secret files on the targets (the cli-check scenario)",
-    "every file under /var/lib/fedi-run/secrets is 0400, every directory 0700, after every step",
+    "every file under /var/lib/fedi-run/<deployment>/secrets is 0400, every directory 0700, "
+    "after every step",
 )
 def test_secret_files_on_the_targets_are_0400_in_0700(scenario):
     seen_files = 0

@@ -38,7 +38,9 @@ HOSTILE = [
     "-rf ; touch pwned-{n}",
     "%s%n $((1)) !! * ? ~ touch pwned-{n}",
 ]
-DISPLAY_NAME = "$(touch pwned-dn1)`touch pwned-dn2`'; touch pwned-dn3; '\"; touch pwned-dn4\n"
+DISPLAY_NAME = "$(touch pwned-dn1)`touch pwned-dn2`'; touch pwned-dn3; '\"; touch pwned-dn4 #"
+"""One line: a display name, like a description, holds no control character (a newline in one
+is refused where it enters: tests/test_hostile_input.py)."""
 PASSWORD = "password-of-the-injection-test"
 ROOT = "/srv/inj"
 
@@ -78,7 +80,7 @@ def _playbook(tmp_path, lab) -> dict:
         after = {"host": "target", "requires": ["tasks.root"]}
         tasks[f"content-{i}"] = {
             **after,
-            "description": _value(i, "description"),
+            "description": _value(i, "description").replace("\n", " "),  # one line
             "file": {"path": f"{ROOT}/content-{i}", "content": _value(i, "content")},
         }
         if "\n" in HOSTILE[i]:  # a path holds no newline: refused where it enters
@@ -112,6 +114,7 @@ def _playbook(tmp_path, lab) -> dict:
                 "port": target.port,
                 "host_key": target.host_key,
                 "identity": str(lab.identity),
+                "nixos": str(lab.dir / "nixos" / "target" / "configuration.nix"),  # the lab's
             }
         },
         "services": {"garage": {"host": "target"}, "pixelfed": {"enable": True, "host": "target"}},
@@ -181,7 +184,9 @@ def test_hostile_values_reach_the_host_as_data_only(lab_factory, tmp_path):
         == "".join(_value(i, "src") for i in range(len(HOSTILE))).encode()
     )
     assert lab.read_file("target", f"{ROOT}/display-name") == DISPLAY_NAME.encode()
-    initial_user = lab.read_file("target", "/var/lib/fedi-run/secrets/pixelfed/initial-user")
+    initial_user = lab.read_file(
+        "target", "/var/lib/fedi-run/injection/secrets/pixelfed/initial-user"
+    )
     assert json.loads(initial_user)["displayName"] == DISPLAY_NAME
 
     again = cli("run", playbook, *base, cwd=tmp_path)  # the comparisons, with these names
@@ -189,7 +194,8 @@ def test_hostile_values_reach_the_host_as_data_only(lab_factory, tmp_path):
     changed = {t for t, e in again.finished().items() if e["status"] == "changed"}
     assert changed == {"tasks.control", "tasks.display-name"}, changed
 
-    down = cli("teardown", playbook, *base, cwd=tmp_path)  # restores and removals, same names
+    # restores and removals, same names
+    down = cli("teardown", playbook, *base, "--yes", cwd=tmp_path)
     assert down.exit_code == 0, down.stdout[-3000:] + down.stderr[-3000:]
     assert _markers_on_host(lab) == ["/root/pwned-control"]
     assert list(tmp_path.rglob("pwned-*")) == []

@@ -20,11 +20,14 @@ import pytest
 from click.testing import CliRunner
 
 from fedi_run.engine.cli.main import cli
-from fedi_run.engine.execute.perform import ActionFailed
-from fedi_run.plugins.acme import CA_LINK, CA_PATH, account
+from fedi_run.engine.errors import ActionFailed
+from fedi_run.plugins.acme import account, ca_link, ca_path
 from fedi_run.plugins.acme.trust import trust_link
 
 NAME = "acmetest"
+CA_PATH = ca_path(SimpleNamespace(name=NAME))
+"""The deployment's own CA file on each host (another deployment's has another name)."""
+CA_LINK = ca_link(SimpleNamespace(name=NAME))
 EMAIL = "ops@fedi-test.org"
 CURL = "curl -fsS --max-time 10 -o /dev/null -w '%{{http_code}}' {url}"
 
@@ -176,7 +179,7 @@ def test_run_trusts_the_ca_registers_the_account_and_teardown_undoes_it(lab, tmp
     for output in (first.stdout, second.stdout, check.stdout, state_db):
         assert not any(line in output for line in secret)
 
-    down = fedi("teardown", playbook, lab.inventory_path, args=("--only", "acme.*"))
+    down = fedi("teardown", playbook, lab.inventory_path, args=("--only", "acme.*", "--yes"))
     assert down.exit_code == 0, down.stdout
     assert down.statuses()["acme.trust@mastodon"] == "changed"
     assert down.statuses()["acme.account"] == "ok"  # the account is kept: reused next time
@@ -187,7 +190,7 @@ def test_run_trusts_the_ca_registers_the_account_and_teardown_undoes_it(lab, tmp
     assert key.exists() and account_status(lab, key) == f"valid mailto:{EMAIL}"
     assert not any(line in down.stdout for line in secret)
 
-    again = fedi("teardown", playbook, lab.inventory_path, args=("--only", "acme.*"))
+    again = fedi("teardown", playbook, lab.inventory_path, args=("--only", "acme.*", "--yes"))
     assert again.exit_code == 0, again.stdout
     assert set(again.statuses().values()) == {"ok"}
 
@@ -325,7 +328,8 @@ def test_a_ca_file_that_is_not_a_certificate_never_leaves_the_deployer(lab, tmp_
 
 def test_place_ca_refuses_what_is_not_a_certificate(tmp_path):
     """The trust task itself never sends a key to a host, even if asked to directly."""
-    from fedi_run.engine.execute.perform import ActionFailed, Context
+    from fedi_run.engine.errors import ActionFailed
+    from fedi_run.engine.execute.perform import Context
     from fedi_run.engine.report.masking import Masker
     from fedi_run.plugins.acme.trust import place_ca
 
@@ -345,8 +349,10 @@ def test_place_ca_refuses_what_is_not_a_certificate(tmp_path):
 
 
 def test_the_trust_link_is_the_one_update_ca_certificates_makes():
+    assert CA_PATH == "/usr/local/share/ca-certificates/fedi-run-acmetest-acme.crt"
     assert trust_link(CA_PATH) == CA_LINK
-    assert os.path.basename(CA_LINK) == "fedi-run-acme.pem"
+    assert os.path.basename(CA_LINK) == "fedi-run-acmetest-acme.pem"
+    assert ca_path(SimpleNamespace(name="another")) != CA_PATH  # each deployment its own
 
 
 SETTINGS = SimpleNamespace(

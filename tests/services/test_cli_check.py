@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLE = ROOT / "examples" / "fediversity.toml"
 STANDIN = ROOT / "tests" / "standin"
 APPS = ("mastodon", "peertube", "pixelfed")
-SECRETS = "/var/lib/fedi-run/secrets"
+SECRETS = "/var/lib/fedi-run/fediversity/secrets"
+"""The example deployment's secrets root on its hosts (each deployment has its own)."""
 FILES = {
     "garage": ["admin-token", "rpc-secret"],
     "mastodon": [
@@ -89,7 +90,8 @@ def deployment(lab, tmp_path, monkeypatch):
         calls_before = len(log.read_text().splitlines()) if log.exists() else 0
         result = CliRunner().invoke(
             cli,
-            [command, str(playbook), "-i", str(lab.inventory_path), "--json", "-v"],
+            [command, str(playbook), "-i", str(lab.inventory_path), "--json", "-v"]
+            + (["--yes"] if command == "teardown" else []),
             catch_exceptions=False,
         )
         outputs.extend([result.stdout, result.stderr])
@@ -104,6 +106,17 @@ def deployment(lab, tmp_path, monkeypatch):
     return deploy
 
 
+def assert_readable_member(call: dict, directory: Path) -> None:
+    """The stand-in was asked to apply the deployment's member path, in a directory Nix can
+    read: a git repository of its own whose HEAD holds every rendered file, uncommitted none."""
+    assert (call["memberPath"], call["problems"]) == ("fediversity", [])
+    assert call["git"]["toplevel"] == str(directory) and call["git"]["clean"] is True
+    rendered = {f for f in call["files"] if f.endswith(".nix")}
+    assert {"flake.nix", "data.nix"} <= rendered <= set(call["git"]["tracked"])
+    for host in ("garage", *APPS):  # the lab's base configuration of each host
+        assert f"hosts/{host}/base/configuration.nix" in rendered
+
+
 def check_step(lab, deploy, step: dict, enabled: set[str]) -> None:
     expected = expected_files(enabled)
     for host, files in expected.items():
@@ -113,6 +126,7 @@ def check_step(lab, deploy, step: dict, enabled: set[str]) -> None:
     assert call["argv"] == ["apply", "fediversity", "--no-interactive", "--show-trace"]
     directory = deploy.playbook.parent / ".fedi-run" / "fediversity"
     assert call["cwd"] == str(directory)
+    assert_readable_member(call, directory)
     finished = {e["id"]: e for e in step["events"] if e["event"] == "task_finished"}
     assert all(e["status"] in ("ok", "changed") for e in finished.values())
     last_other = max(e["time"] for task, e in finished.items() if task != "nixops4.apply")
@@ -206,6 +220,7 @@ def test_cli_check(lab, deployment):
     down = deployment({"peertube"}, command="teardown")
     [call] = down["calls"]
     assert call["argv"] == ["apply", "fediversity", "--no-interactive", "--show-trace"]
+    assert_readable_member(call, deployment.playbook.parent / ".fedi-run" / "fediversity")
     started = [e["id"] for e in down["events"] if e["event"] == "task_started"]
     assert started[0] == "nixops4.apply"  # teardown applies first, with everything switched off
     for host in ("garage", *APPS):
@@ -241,6 +256,8 @@ def test_secrets_differ_between_deployments(lab, tmp_path, monkeypatch):
             catch_exceptions=False,
         )
         assert result.exit_code == 0, result.stdout
-        values.append(lab.read_file("peertube", f"{SECRETS}/peertube/secrets"))
-        lab.run("peertube", f"rm -rf {SECRETS}/peertube", check=True)
+        where = f"/var/lib/fedi-run/{name}/secrets/peertube"  # each deployment's own
+        values.append(lab.read_file("peertube", f"{where}/secrets"))
     assert values[0] != values[1]
+    for name in ("first", "second"):
+        lab.run("peertube", f"rm -rf /var/lib/fedi-run/{name}", check=True)

@@ -26,18 +26,41 @@ from render_helpers import (
     write_files,
 )
 
+from fedi_run.engine.api import secrets_root
 from fedi_run.engine.errors import PlaybookError, PluginError
 from fedi_run.engine.nixops.nix import NixModule, to_nix
 from fedi_run.engine.nixops.render import FLAKE_INPUTS, deployment_data, render_deployment
 from fedi_run.engine.planning.operations import Call, Secret
 from fedi_run.engine.plugin.hookspecs import hookimpl
-from fedi_run.plugins.fediversity import SECRETS_ROOT
+
+LIB_STUB = '{ mkDefault = content: { _type = "override"; priority = 1000; inherit content; }; }'
+"""The one ``lib`` function the engine's host modules call (as nixpkgs' lib defines it)."""
+
+
+def default(value):
+    """What ``lib.mkDefault value`` evaluates to."""
+    return {"_type": "override", "priority": 1000, "content": value}
+
+
+PACKAGE = re.compile(r"\bpkgs\.([A-Za-z_][A-Za-z0-9_'-]*)")
+SECRETS_ROOT = secrets_root("fediversity")
+"""The example deployment's secrets root on its hosts (each deployment has its own)."""
+SECRET_PATH = re.compile(re.escape(SECRETS_ROOT) + r"/[^\s:\"'`;]+")
+"""A path under the secrets root, inside any string (a LoadCredential= entry, a script)."""
+
+
+def pkgs_stub(files: dict[str, str]) -> str:
+    """``pkgs`` for the modules outside NixOS: each ``pkgs.<name>`` the files use (a package
+    value, or interpolated in a script) is the string ``<pkgs.name>``."""
+    names = sorted({name for text in files.values() for name in PACKAGE.findall(text)})
+    return to_nix({name: f"<pkgs.{name}>" for name in names})
 
 
 def evaluate(directory: Path, files: dict[str, str]):
     """Evaluate, in one ``nix-instantiate --eval --strict`` call: data.nix, each host module
     (its imports as strings, relative to the directory) and each plugin module, applied to
-    ``{ config = {}; lib = {}; pkgs = {}; }``: they need nothing from NixOS to evaluate."""
+    ``{ config = {}; lib = LIB_STUB; pkgs = pkgs_stub(files); }``: they need nothing from
+    NixOS to evaluate (tests/nixops/ checks them against NixOS's options)."""
     hosts = sorted(
         p[len("hosts/") : -len(".nix")] for p in files if re.fullmatch(r"hosts/[^/]+\.nix", p)
     )
@@ -48,7 +71,7 @@ def evaluate(directory: Path, files: dict[str, str]):
     expression = f"""
       let
         root = {root};
-        args = {{ config = {{ }}; lib = {{ }}; pkgs = {{ }}; }};
+        args = {{ config = {{ }}; lib = {LIB_STUB}; pkgs = {pkgs_stub(files)}; }};
         prefix = toString root + "/hosts/";
         relative = p:
           let s = toString p; n = builtins.stringLength prefix;
@@ -79,12 +102,14 @@ def render_and_check(tmp_path: Path, playbook_path: Path, switched_off: bool = F
 
 
 def enabled_in_modules(evaluated) -> set[str]:
-    """The services whose module says ``fediversity.<service>.enable = true``."""
+    """The services whose module (named after them) says ``services.<service>.enable = true``
+    (nixpkgs' own service modules: ``services.garage``, ``services.mastodon``, ...)."""
     found = set()
-    for module in evaluated["modules"].values():
-        for service, options in module.get("fediversity", {}).items():
-            if isinstance(options, dict) and options.get("enable") is True:
-                found.add(service)
+    for name, module in evaluated["modules"].items():
+        service = name.split("/")[1]
+        options = module.get("services", {}).get(service)
+        if isinstance(options, dict) and options.get("enable") is True:
+            found.add(service)
     return found
 
 
@@ -116,11 +141,15 @@ def test_the_example_parses_and_evaluates_to_the_playbook(tmp_path):
             "services": None,
             "modules": None,
             "sshOpts": None,
+            "system": "x86_64-linux",
+            "stateVersion": "25.05",
+            "base": None,
         }
         assert data["hosts"][name]["services"] == [name]
         assert evaluated["hosts"][name] == {
             "imports": [f"{name}/{module}.nix" for module in data["hosts"][name]["modules"]],
-            "fediversity": {"domain": "fediversity.net"},
+            "nixpkgs": {"hostPlatform": default("x86_64-linux")},
+            "system": {"stateVersion": default("25.05")},
         }
     for service in (*APPS, "garage"):
         assert data["services"][service]["enable"] is True
@@ -138,33 +167,51 @@ def test_the_example_parses_and_evaluates_to_the_playbook(tmp_path):
     }
     assert enabled_in_modules(evaluated) == {*APPS, "garage"}
 
-    # each app's module names exactly the secret files data.nix lists for it
+    # nixpkgs' own service modules, no fediversity.* option anywhere
+    assert not any("fediversity" in module for module in evaluated["modules"].values())
     mastodon = evaluated["modules"]["mastodon/mastodon"]
     secrets = data["services"]["mastodon"]["secrets"]
-    assert mastodon["fediversity"]["mastodon"] == {
-        "enable": True,
-        "domain": "mastodon.fediversity.net",
-        "s3AccessKeyFile": f"{SECRETS_ROOT}/mastodon/s3/key-id",
-        "s3SecretKeyFile": f"{SECRETS_ROOT}/mastodon/s3/secret",
-        "initialUserFile": f"{SECRETS_ROOT}/mastodon/initial-user",
-    }
-    assert mastodon["services"]["mastodon"]["secretKeyBaseFile"] == secrets["secret-key-base"]
+    options = mastodon["services"]["mastodon"]
+    assert options["localDomain"] == "mastodon.fediversity.net"
+    assert options["streamingProcesses"] == 1
+    assert options["smtp"]["fromAddress"] == "notifications@fediversity.net"
+    assert "otpSecretFile" not in options  # removed from nixpkgs with Mastodon 4.4
+    assert "otp-secret" not in secrets
+    # the secret *File options name mastodon-init-dirs' credentials, copies of fedi-run's files
+    credentials = "/run/credentials/mastodon-init-dirs.service"
+    assert options["secretKeyBaseFile"] == f"{credentials}/secret-key-base"
+    assert options["vapidPublicKeyFile"] == f"{credentials}/vapid-public-key"
+    init_dirs = mastodon["systemd"]["services"]["mastodon-init-dirs"]["serviceConfig"]
+    assert f"secret-key-base:{secrets['secret-key-base']}" in init_dirs["LoadCredential"]
     assert (
-        mastodon["services"]["mastodon"]["vapidPublicKeyFile"]
-        == f"{SECRETS_ROOT}/mastodon/vapid-public-key"
+        f"vapid-public-key:{SECRETS_ROOT}/mastodon/vapid-public-key" in init_dirs["LoadCredential"]
     )
+    assert options["extraEnvFiles"] == ["/run/fedi-run/mastodon/s3.env"]
+    assert options["extraConfig"]["S3_ENDPOINT"] == "https://garage.fediversity.net"
+    peertube = evaluated["modules"]["peertube/peertube"]["services"]["peertube"]
+    assert peertube["localDomain"] == "peertube.fediversity.net"
+    assert peertube["secrets"]["secretsFile"] == "/run/credentials/peertube.service/secrets"
+    pixelfed = evaluated["modules"]["pixelfed/pixelfed"]["services"]["pixelfed"]
+    assert pixelfed["domain"] == "pixelfed.fediversity.net"
+    assert pixelfed["nginx"] == {"enableACME": True, "forceSSL": True}
     for name, module in evaluated["modules"].items():
         host, module_name = name.split("/")
-        named = set(strings(module))
+        named = {path for value in strings(module) for path in SECRET_PATH.findall(value)}
         declared = data["services"].get(module_name, {}).get("secrets", {})
-        assert set(declared.values()) <= named, f"{name} does not name every secret it declares"
-    garage = evaluated["modules"]["garage/garage"]["fediversity"]["garage"]
-    assert sorted(garage["keys"]) == sorted(APPS)
-    assert garage["keys"]["pixelfed"] == {
-        "bucket": "pixelfed",
-        "keyIdFile": f"{SECRETS_ROOT}/garage/keys/pixelfed/key-id",
-        "secretFile": f"{SECRETS_ROOT}/garage/keys/pixelfed/secret",
-    }
+        assert set(declared.values()) == named, f"{name} names other secrets than it declares"
+    garage = evaluated["modules"]["garage/garage"]
+    assert garage["services"]["garage"]["package"] == "<pkgs.garage_2>"
+    assert garage["services"]["garage"]["settings"]["replication_factor"] == 1
+    setup = garage["systemd"]["services"]["fedi-run-garage-setup"]
+    assert sorted(setup["environment"]["APPS"].split()) == sorted(APPS)
+    loaded = setup["serviceConfig"]["LoadCredential"]
+    assert f"pixelfed-key-id:{SECRETS_ROOT}/garage/keys/pixelfed/key-id" in loaded
+    for service in (*APPS, "garage"):
+        vhost = evaluated["modules"][f"{service}/{service}"]["services"].get("nginx", {})
+        hosts = vhost.get("virtualHosts", {})
+        if service != "pixelfed":  # nixpkgs' pixelfed makes its own from services.pixelfed.nginx
+            assert hosts[f"{service}.fediversity.net"]["enableACME"] is True
+            assert hosts[f"{service}.fediversity.net"]["forceSSL"] is True
     acme = evaluated["modules"]["mastodon/acme"]
     assert acme == {
         "security": {
@@ -181,20 +228,22 @@ def test_the_example_parses_and_evaluates_to_the_playbook(tmp_path):
     flake = files["flake.nix"]
     for url in FLAKE_INPUTS.values():
         assert to_nix(url) in flake
-    assert "nixops4Deployments.fediversity = inputs.nixops4.lib.mkDeployment" in flake
+    assert "nixops4 = inputs.nixops4.lib.mkRoot" in flake
+    assert "members.fediversity.members = {" in flake
     for name in playbook.hosts:
-        assert f"{name} = resource providers {to_nix(name)};" in flake
+        assert f"{name} = member providers {to_nix(name)} ./hosts/{name}.nix;" in flake
     print(f"render + nix-instantiate --parse + --eval: {time.monotonic() - started:.2f} s")
 
 
 def deployment_data_json(project, files):
     """data.nix's expected value: deployment_data as JSON would carry it."""
-    from fedi_run.engine.nixops.render import host_modules
+    from fedi_run.engine.nixops.render import host_modules, plugin_data
 
     modules = {
         h: host_modules(project.plugins, project.playbook, h) for h in project.playbook.hosts
     }
-    return json.loads(json.dumps(deployment_data(project.playbook, modules)))
+    extra = plugin_data(project.plugins, project.playbook)
+    return json.loads(json.dumps(deployment_data(project.playbook, modules, extra)))
 
 
 def strings(value):
@@ -212,31 +261,38 @@ def strings(value):
 STUB_INPUTS = """{
   nixpkgs = "nixpkgs";
   nixops4 = {
-    lib.mkDeployment = arguments: arguments;
+    lib.mkRoot = arguments: arguments;
     modules.nixops4Provider.local = "local provider";
   };
-  nixops4-nixos.modules.nixops4Resource.nixos = "nixops4-nixos resource";
-  fediversity.nixosModules.fediversity = "fediversity modules";
+  nixops4-nixos.modules.nixops4Component.nixos = "nixops4-nixos component";
 }"""
+"""The flake's inputs, stubbed: tests/nixops/ evaluates the flake itself, with Nix's flake
+machinery and test doubles of the interfaces."""
 
 
-def flake_resources(directory: Path, name: str) -> str:
-    """A Nix expression: the flake's resources, its inputs stubbed and nixops4's module
-    arguments given (``providers.local.exec``), with paths as strings."""
+def flake_root(directory: Path) -> str:
+    """A Nix expression: the flake's root module, its inputs stubbed and nixops4's module
+    arguments given (``providers.local.exec``), its members' paths as strings."""
     return f"""(
       let
         flake = import ({nix_string(directory)} + "/flake.nix");
-        deployment = (flake.outputs {STUB_INPUTS}).nixops4Deployments.{name};
-        module = builtins.head deployment.modules;
+        root = (flake.outputs {STUB_INPUTS}).nixops4;
+        module = builtins.head root.modules;
         evaluated = module {{ providers.local.exec = "exec"; }};
-        strings = resource: resource // {{
-          nixos.module.imports = map toString resource.nixos.module.imports;
+        strings = member: member // {{
+          nixos.module.imports = map toString member.nixos.module.imports;
         }};
-      in evaluated // {{ resources = builtins.mapAttrs (_: strings) evaluated.resources; }}
+      in evaluated // {{
+        members = builtins.mapAttrs
+          (_: deployment: deployment // {{
+            members = builtins.mapAttrs (_: strings) deployment.members;
+          }})
+          evaluated.members;
+      }}
     )"""
 
 
-def test_the_flake_declares_one_nixops4_nixos_resource_per_host(tmp_path):
+def test_the_flake_declares_one_nixops4_nixos_member_per_host(tmp_path):
     playbook = example_copy(tmp_path, {"peertube"})
     playbook.write_text(
         playbook.read_text().replace(
@@ -249,15 +305,15 @@ def test_the_flake_declares_one_nixops4_nixos_resource_per_host(tmp_path):
     files = render_deployment(project.playbook, project.plugins)
     directory = tmp_path / "deployment"
     write_files(directory, files)
-    resources = flake_resources(directory, "fediversity") + ".resources"
+    root = flake_root(directory)
+    resources = f"({root}).members.fediversity.members"
 
-    assert nix_eval(flake_resources(directory, "fediversity") + ".providers") == {
-        "local": "local provider",
-    }
+    assert nix_eval(f"({root}).providers") == {"local": "local provider"}
+    assert nix_eval(f"builtins.attrNames ({root}).members") == ["fediversity"]
     assert nix_eval(f"builtins.attrNames ({resources})") == sorted(project.playbook.hosts)
     assert nix_eval(f"({resources}).garage") == {
         "type": "exec",
-        "imports": ["nixops4-nixos resource"],
+        "imports": ["nixops4-nixos component"],
         "nixpkgs": "nixpkgs",
         "ssh": {
             "host": "203.0.113.10",
@@ -268,7 +324,6 @@ def test_the_flake_declares_one_nixops4_nixos_resource_per_host(tmp_path):
         "nixos": {
             "module": {
                 "imports": [
-                    "fediversity modules",
                     str(directory / "hosts" / "garage.nix"),
                 ]
             }
@@ -276,7 +331,7 @@ def test_the_flake_declares_one_nixops4_nixos_resource_per_host(tmp_path):
     }
     peertube = f"({resources}).peertube.ssh"
     assert nix_eval(f"{peertube}.opts") == (
-        f"-p 2222 -o HostKeyAlias=203.0.113.12 -i {tmp_path / 'keys' / 'deployer'}"
+        f"-o Port=2222 -o HostKeyAlias=203.0.113.12 -i {tmp_path / 'keys' / 'deployer'}"
     )
     assert nix_eval(f"{peertube}.user") == "deploy"
     done = nix_instantiate("--eval", "--strict", "--json", "-E", f"{peertube}.hostPublicKey")
@@ -319,15 +374,15 @@ def test_the_deployment_enables_exactly_those_services(tmp_path, apps):
         # every host keeps its resource and its service's module, switched off when not enabled
         assert f"hosts/{name}.nix" in files
         module = evaluated["modules"][f"{name}/{name}"]
-        assert module["fediversity"][name]["enable"] is (name in expected)
+        assert module["services"][name]["enable"] is (name in expected)
         if name not in expected:
-            assert module == {"fediversity": {name: {"enable": False}}}
+            # switched off: nothing else, no required option of nixpkgs' module left unset
+            assert module == {"services": {name: {"enable": False}}}
         assert data["hosts"][name]["services"] == ([name] if name in expected else [])
         assert (f"hosts/{name}/acme.nix" in files) == (name in expected)
     if apps:
-        assert sorted(
-            evaluated["modules"]["garage/garage"]["fediversity"]["garage"]["keys"]
-        ) == sorted(apps)
+        setup = evaluated["modules"]["garage/garage"]["systemd"]["services"]
+        assert sorted(setup["fedi-run-garage-setup"]["environment"]["APPS"].split()) == sorted(apps)
 
 
 def test_switched_off_the_deployment_enables_nothing(tmp_path):
@@ -343,20 +398,23 @@ def test_switched_off_the_deployment_enables_nothing(tmp_path):
     assert all(h["services"] == [] for h in data["hosts"].values())
     assert sorted(data["hosts"]) == sorted(project.playbook.hosts)  # every host is reconfigured
     for name in project.playbook.hosts:
-        assert f"{name} = resource providers {to_nix(name)};" in files["flake.nix"]
+        assert f"{name} = member providers {to_nix(name)} ./hosts/{name}.nix;" in files["flake.nix"]
     assert not any(SECRETS_ROOT in text for text in files.values())
 
 
 # --- no injection, no secret ------------------------------------------------------------------
 
 HOSTILE = 'Ad"min ${builtins.abort "x"} \\ ${ \'\' $${y} \n\ttab'
+HOSTILE_LINE = HOSTILE.replace("\n\t", " ")
+"""HOSTILE as a one-line value: a display name holds no control character (the model refuses
+one, tests/test_hostile_input.py); to_nix's escaping of them is checked below."""
 
 
 def test_values_cannot_inject_nix_code(tmp_path):
     hostile_key_comment = 'x"; ${builtins.abort "key"} ${'
     playbook = example_copy(tmp_path)
     text = playbook.read_text()
-    text = text.replace('display_name = "Admin"', f"display_name = {json.dumps(HOSTILE)}")
+    text = text.replace('display_name = "Admin"', f"display_name = {json.dumps(HOSTILE_LINE)}")
     text = re.sub(
         r'(\[hosts\.garage\]\naddress = "[^"]*"\nhost_key = "[^"]*)"',
         lambda m: m[1] + " " + hostile_key_comment.replace('"', '\\"') + '"',
@@ -365,8 +423,8 @@ def test_values_cannot_inject_nix_code(tmp_path):
     playbook.write_text(text)
     project, _, evaluated = render_and_check(tmp_path, playbook)
 
-    assert project.playbook.initial_user.display_name == HOSTILE
-    assert evaluated["data"]["initialUser"]["displayName"] == HOSTILE
+    assert project.playbook.initial_user.display_name == HOSTILE_LINE
+    assert evaluated["data"]["initialUser"]["displayName"] == HOSTILE_LINE
     key = project.playbook.hosts["garage"].host_key
     assert key.endswith(hostile_key_comment)
     assert evaluated["data"]["hosts"]["garage"]["hostPublicKey"] == key
@@ -460,8 +518,8 @@ def test_no_secret_value_is_ever_rendered(tmp_path, switched_off):
     for path, text in files.items():
         assert CANARY_PASSWORD not in text, f"the initial user's password is in {path}"
         scanned = text
-        for key in public_keys:
-            scanned = scanned.replace(key, "")
+        for public in (*public_keys, *FLAKE_INPUTS.values()):  # keys and pinned revisions
+            scanned = scanned.replace(public, "")
         for kind, pattern in SECRET_FORMATS.items():
             assert not pattern.search(scanned), (
                 f"{path} holds something like a {kind}: {pattern.search(scanned)[0]}"
@@ -485,17 +543,53 @@ def test_no_secret_value_is_ever_rendered(tmp_path, switched_off):
         "ops@fediversity.net",
         "https://acme-v02.api.letsencrypt.org/directory",
         "acme",
+        "x86_64-linux",  # each host's nixpkgs.hostPlatform and system.stateVersion
+        "25.05",
+        "override",  # lib.mkDefault's _type
     }
     created = created_secret_paths(project)
     for value in strings(evaluated):
-        if value.startswith(SECRETS_ROOT):
-            assert value in created or str(Path(value).parent) in created, (
-                f"{value} is referenced but no task places it"
+        for path in SECRET_PATH.findall(value):  # whole values, LoadCredential= entries
+            assert path in created or str(Path(path).parent) in created, (
+                f"{path} is referenced but no task places it"
             )
+    # data.nix and the host modules hold public values of the playbook only; the plugins'
+    # modules (nixpkgs' settings, scripts) name secrets by path only, checked above
+    for value in strings({"data": evaluated["data"], "hosts": evaluated["hosts"]}):
+        if value.startswith(SECRETS_ROOT):
+            continue
         elif "/" in value and value.endswith(".nix"):
             continue  # a host module's imports
         else:
             assert value in allowed, f"unexpected value in the rendered deployment: {value!r}"
+
+
+def test_each_service_is_handed_exactly_its_own_secrets_by_systemd(tmp_path):
+    """Every secret path a plugin's module names is a ``LoadCredential=`` entry of one of its
+    units (systemd hands that unit alone a copy of the root-only file), under the service's own
+    secrets directory; the environment files root oneshots compose from them are made, owner
+    only, before the units that read them."""
+    _, _, evaluated = render_and_check(tmp_path, example_copy(tmp_path))
+    for name, module in evaluated["modules"].items():
+        service = name.split("/")[1]
+        units = module.get("systemd", {}).get("services", {})
+        handed = {
+            entry.split(":", 1)[1]
+            for unit in units.values()
+            for entry in unit.get("serviceConfig", {}).get("LoadCredential", [])
+        }
+        named = {path for value in strings(module) for path in SECRET_PATH.findall(value)}
+        assert named == handed, f"{name} names a secret outside LoadCredential="
+        assert all(path.startswith(f"{SECRETS_ROOT}/{service}/") for path in named), name
+    for service, unit, reader in (
+        ("mastodon", "fedi-run-mastodon-s3-env", "mastodon-init-dirs.service"),
+        ("peertube", "fedi-run-peertube-env", "peertube.service"),
+        ("pixelfed", "fedi-run-pixelfed-env", "pixelfed-data-setup.service"),
+    ):
+        composer = evaluated["modules"][f"{service}/{service}"]["systemd"]["services"][unit]
+        assert composer["before"] == [reader] and composer["requiredBy"] == [reader], unit
+        assert composer["serviceConfig"]["UMask"] == "0077"
+        assert "User" not in composer["serviceConfig"]  # root: the file is for systemd itself
 
 
 # --- the acme module --------------------------------------------------------------------------

@@ -19,6 +19,31 @@ def context(check: bool = False) -> Context:
     return Context(connection=None, masker=Masker(), check=check)
 
 
+def git_steps(changes: list[str]) -> list[str]:
+    """The git steps among ``changes``, without the commit's hash."""
+    return [" ".join(c.split()[:2]) for c in changes if c.startswith("git ")]
+
+
+def files_of(changes: list[str]) -> list[str]:
+    """The file changes among ``changes``."""
+    return [c for c in changes if not c.startswith("git ")]
+
+
+def tracked(directory) -> list[str]:
+    """What the deployment directory's own repository holds at HEAD."""
+    import subprocess
+
+    done = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", "HEAD"],
+        cwd=directory,
+        env={**os.environ, "GIT_DIR": str(directory / ".git")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.split()
+
+
 def test_write_is_atomic_idempotent_private_and_removes_only_its_own_stale_files(tmp_path):
     directory = tmp_path / ".fedi-run" / "demo"
     files = (
@@ -28,9 +53,17 @@ def test_write_is_atomic_idempotent_private_and_removes_only_its_own_stale_files
         ("hosts/web/app.nix", "{ ... }: { }\n"),
     )
 
-    assert write(context(check=True), str(directory), files) == [p for p, _ in files]
+    assert write(context(check=True), str(directory), files) == [
+        *(p for p, _ in files),
+        "git init",
+        "git commit",
+    ]
     assert not directory.exists()
-    assert write(context(), str(directory), files) == [p for p, _ in files]
+    first = write(context(), str(directory), files)
+    assert files_of(first) == [p for p, _ in files]
+    assert git_steps(first) == ["git init", "git commit"]
+    assert tracked(directory) == sorted([MANIFEST, *(p for p, _ in files)])
+    assert write(context(check=True), str(directory), files) == []
     assert write(context(), str(directory), files) == []
     for relative, text in files:
         assert (directory / relative).read_text() == text
@@ -52,21 +85,26 @@ def test_write_is_atomic_idempotent_private_and_removes_only_its_own_stale_files
         "hosts/db.nix",
         "removed hosts/web.nix",
         "removed hosts/web/app.nix",
+        "git commit",
     ]
     assert (directory / "hosts" / "web" / "app.nix").exists()
-    assert write(context(), str(directory), smaller) == [
+    second = write(context(), str(directory), smaller)
+    assert files_of(second) == [
         "data.nix",
         "hosts/db.nix",
         "removed hosts/web.nix",
         "removed hosts/web/app.nix",
     ]
+    assert git_steps(second) == ["git commit"]
+    # flake.lock is kept and committed with the files; the operator's own file is not added
+    assert tracked(directory) == sorted([MANIFEST, "flake.lock", *(p for p, _ in smaller)])
     assert not (directory / "hosts" / "web.nix").exists()
     assert (directory / "hosts" / "web" / "mine.nix").read_text() == "operator's"
     assert (directory / "flake.lock").exists()
     assert json.loads((directory / MANIFEST).read_text()) == sorted(p for p, _ in smaller)
     assert write(context(), str(directory), smaller) == []
 
-    from fedi_run.engine.execute.perform import ActionFailed
+    from fedi_run.engine.errors import ActionFailed
 
     with pytest.raises(ActionFailed, match="not a file fedi-run renders"):
         write(context(), str(directory), (("../escape.nix", "x"),))
@@ -84,7 +122,7 @@ def test_the_render_task_carries_both_renderings(tmp_path):
         ("mastodon.secrets",),
     )
     (action,), (undo,) = task.actions, task.undo
-    assert action.function == undo.function == "fedi_run.engine.nixops.render:write"
+    assert action.name == undo.name == "fedi_run.engine.nixops.render:write"
     assert dict(action.kwargs)["directory"] == dict(undo.kwargs)["directory"] == str(directory)
     assert dict(dict(action.kwargs)["files"]) == render_deployment(
         project.playbook, project.plugins

@@ -18,7 +18,10 @@ from render_helpers import TlsServer, make_ca, make_leaf
 from fedi_run.engine.cli.verify import verify
 from fedi_run.engine.execute.connection import ConnectionPool
 from fedi_run.engine.project import load_project
-from fedi_run.engine.verify import UNITS, check_https, verify_project
+from fedi_run.engine.verify import check_https, verify_project
+
+UNITS = {"garage": "garage.service", "mastodon": "mastodon-web.service"}
+"""The units the built-in plugins declare (``ConfigSection.units``) for what PLAYBOOK enables."""
 
 PLAYBOOK = """
 [deployment]

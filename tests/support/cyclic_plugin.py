@@ -1,7 +1,6 @@
 """A plugin whose tasks form a cycle."""
 
-from fedi_run.engine.planning.tasks import Task
-from fedi_run.engine.plugin.hookspecs import hookimpl
+from fedi_run.engine.api import Task, hookimpl
 
 
 @hookimpl

@@ -2,11 +2,7 @@
 
 from pydantic import Field
 
-from fedi_run.engine.model.playbook import Playbook, ServiceConfig
-from fedi_run.engine.model.sections import ConfigSection
-from fedi_run.engine.planning.operations import Command
-from fedi_run.engine.planning.tasks import Task
-from fedi_run.engine.plugin.hookspecs import hookimpl
+from fedi_run.engine.api import Command, ConfigSection, Playbook, ServiceConfig, Task, hookimpl
 
 PLUGIN_NAME = "matrix"
 __version__ = "9.9.9"

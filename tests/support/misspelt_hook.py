@@ -1,6 +1,6 @@
 """A plugin with a hook implementation whose name matches no hook."""
 
-from fedi_run.engine.plugin.hookspecs import hookimpl
+from fedi_run.engine.api import hookimpl
 
 
 @hookimpl

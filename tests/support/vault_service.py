@@ -1,14 +1,18 @@
 """A test plugin with secrets: a 'vault' service that places two secrets and then prints them
 (which fedi-run must mask everywhere)."""
 
-from fedi_run.engine.model.playbook import ServiceConfig
-from fedi_run.engine.model.sections import ConfigSection
-from fedi_run.engine.planning.operations import Command, Directory, Secret
-from fedi_run.engine.planning.tasks import Task
-from fedi_run.engine.plugin.hookspecs import hookimpl
+from fedi_run.engine.api import (
+    Command,
+    ConfigSection,
+    Secret,
+    ServiceConfig,
+    Task,
+    hookimpl,
+    secrets_dir,
+    secrets_root_actions,
+)
 
 PLUGIN_NAME = "vault"
-DIRECTORY = "/var/lib/fedi-run/secrets/vault"
 
 
 class VaultConfig(ServiceConfig):
@@ -25,17 +29,16 @@ def fedi_run_tasks(playbook):
     if not playbook.is_enabled("vault"):
         return []
     host = playbook.service_host("vault")
-    show = f"cat {DIRECTORY}/token; echo; cat {DIRECTORY}/key-id; echo"
+    directory = secrets_dir(playbook, "vault")  # /var/lib/fedi-run/<deployment>/secrets/vault
+    show = f"cat {directory}/token; echo; cat {directory}/key-id; echo"
     tasks = [
         Task(
             "vault.secrets",
             host,
             actions=(
-                Directory("/var/lib/fedi-run", mode=0o755),
-                Directory("/var/lib/fedi-run/secrets", mode=0o700),
-                Directory(DIRECTORY, mode=0o700),
-                Secret(f"{DIRECTORY}/token", "hex32"),
-                Secret(f"{DIRECTORY}/key-id", "garage-key-id"),
+                *secrets_root_actions(playbook, "vault"),
+                Secret(f"{directory}/token", "hex32"),
+                Secret(f"{directory}/key-id", "garage-key-id"),
             ),
         ),
         Task(
@@ -52,7 +55,7 @@ def fedi_run_tasks(playbook):
                 "vault.leak",
                 host,
                 requires=("vault.secrets",),
-                actions=(Command(f"echo token=$(cat {DIRECTORY}/token) >&2; exit 3"),),
+                actions=(Command(f"echo token=$(cat {directory}/token) >&2; exit 3"),),
             )
         )
     return tasks
