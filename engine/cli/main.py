@@ -14,7 +14,7 @@ import click
 
 from fedi_run.engine import __version__
 from fedi_run.engine.cli.history import history, show_run
-from fedi_run.engine.cli.params import Seconds
+from fedi_run.engine.cli.params import Seconds, playbook_options
 from fedi_run.engine.cli.verify import verify
 from fedi_run.engine.lab.cli import lab
 from fedi_run.panel.cli import panel
@@ -52,37 +52,12 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def project_options(function):
-    """The options every command that reads a playbook takes."""
-    options = [
-        click.argument("playbook", type=click.Path(dir_okay=False, path_type=Path)),
-        click.option(
-            "-i",
-            "--inventory",
-            "inventories",
-            multiple=True,
-            type=click.Path(dir_okay=False, path_type=Path),
-            help=(
-                "TOML file with [hosts.*] tables (and the plugin tables declared for "
-                "inventories) merged over the playbook's. Repeatable."
-            ),
-        ),
-        click.option(
-            "--configuration",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="A Fediversity configuration.json read over the playbook.",
-        ),
-        click.option(
-            "--plugin",
-            "plugin_modules",
-            multiple=True,
-            metavar="MODULE",
-            help="Load a plugin from an importable module. Repeatable.",
-        ),
-        click.option("--no-apply", is_flag=True, help="Leave out the final nixops4 apply."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    """The options every command that reads a playbook takes: :func:`playbook_options` and
+    ``--no-apply``."""
+    function = click.option("--no-apply", is_flag=True, help="Leave out the final nixops4 apply.")(
+        function
+    )
+    return playbook_options(function)
 
 
 def selection_options(function):

@@ -1,8 +1,9 @@
-"""Click parameter types the commands share."""
+"""Click parameter types and options the commands share."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import click
 
@@ -19,3 +20,37 @@ class Seconds(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
         return number
+
+
+def playbook_options(function):
+    """The playbook argument and the options that say how to read it: ``-i/--inventory``,
+    ``--configuration`` and ``--plugin``."""
+    options = [
+        click.argument("playbook", type=click.Path(dir_okay=False, path_type=Path)),
+        click.option(
+            "-i",
+            "--inventory",
+            "inventories",
+            multiple=True,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help=(
+                "TOML file with [hosts.*] tables (and the plugin tables declared for "
+                "inventories) merged over the playbook's. Repeatable."
+            ),
+        ),
+        click.option(
+            "--configuration",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="A Fediversity configuration.json read over the playbook.",
+        ),
+        click.option(
+            "--plugin",
+            "plugin_modules",
+            multiple=True,
+            metavar="MODULE",
+            help="Load a plugin from an importable module. Repeatable.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function

@@ -13,34 +13,11 @@ from pathlib import Path
 
 import click
 
-from fedi_run.engine.cli.params import Seconds
+from fedi_run.engine.cli.params import Seconds, playbook_options
 
 
 @click.command()
-@click.argument("playbook", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "-i",
-    "--inventory",
-    "inventories",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help=(
-        "TOML file with [hosts.*] tables (and the plugin tables declared for inventories) "
-        "merged over the playbook's. Repeatable."
-    ),
-)
-@click.option(
-    "--configuration",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A Fediversity configuration.json read over the playbook.",
-)
-@click.option(
-    "--plugin",
-    "plugin_modules",
-    multiple=True,
-    metavar="MODULE",
-    help="Load a plugin from an importable module. Repeatable.",
-)
+@playbook_options
 @click.option(
     "--known-hosts",
     type=click.Path(dir_okay=False, path_type=Path),
