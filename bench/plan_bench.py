@@ -129,7 +129,7 @@ def main() -> None:
         goal_text = f"{goal:.1f} s" if goal else "-"
         ratio = f"{seconds / goal:.2f}" if goal else "-"
         print(f"{name:<84} {seconds * 1000:>7.1f}ms {goal_text:>7} {ratio:>6}")
-    print(f"edges: {graph.digraph.number_of_edges()}, steps: {len(plan.steps)}")
+    print(f"edges: {len(graph.edges())}, steps: {len(plan.steps)}")
 
 
 def project_plan(playbook: Path):

@@ -95,12 +95,21 @@ class GraphError(FediRunError):
     """The task graph is invalid: unknown dependency, duplicate id, unknown host or a cycle.
 
     Like :class:`PlaybookError`, it carries every problem found (as strings naming the task),
-    and names the playbook the tasks came from when it is known (exit status 2).
+    and names the playbook the tasks came from when it is known (exit status 2). ``about``
+    holds, for each problem in turn, the tasks it is about (the task whose ``requires`` names
+    an unknown task, or every task of a cycle) and the problem's text without them: what the
+    project turns into a :class:`Problem` keyed to an operator's ``[tasks.<name>]``.
     """
 
-    def __init__(self, problems: list[str] | tuple[str, ...], source: Path | None = None):
+    def __init__(
+        self,
+        problems: list[str] | tuple[str, ...],
+        source: Path | None = None,
+        about: Sequence[tuple[tuple[str, ...], str]] = (),
+    ):
         self.problems = tuple(problems)
         self.source = source
+        self.about = tuple(about) or tuple(((), p) for p in self.problems)
         where = f"{source}: " if source else ""
         if len(self.problems) == 1:
             text = f"error: {where}invalid task graph: {self.problems[0]}"
@@ -115,6 +124,23 @@ class GraphError(FediRunError):
 class SelectionError(FediRunError):
     """A selection flag (``--only``, ``--tags``, ``--from``, ...) matches nothing or names an
     unknown task (exit status 2)."""
+
+
+class DependenciesNotDone(SelectionError):
+    """A partial run leaves out tasks its selected tasks need, and the deployment's state does
+    not record them as done (in a teardown: as undone), found before any host is contacted
+    (exit status 2). ``tasks`` names them."""
+
+    def __init__(self, message: str, tasks: Sequence[str] = ()):
+        super().__init__(message)
+        self.tasks = tuple(tasks)
+
+
+class NothingToResume(FediRunError):
+    """``--resume`` after a run that left nothing to do: not an error, the work is done (exit
+    status 0, so that a CI loop retrying with ``--resume`` stops)."""
+
+    exit_status = 0
 
 
 # --- before the run: the deployer's tools, the state database and its lock ----------------
@@ -279,15 +305,19 @@ class ActionFailed(FediRunError):
     reports it as the task's failure, so the run exits 1; were one to escape to the command
     line, its exit status is 1 too, that of a failed run.
 
-    ``changes`` (what the task changed before failing), ``output`` (its output's tail) and
-    ``output_cut`` (how that tail was cut, None: not cut) are empty here; the engine's own
-    :class:`OperationFailed` carries them.
+    ``changes`` (what the task changed before failing), ``output`` (its output's tail),
+    ``output_cut`` (how that tail was cut, None: not cut), ``command`` (the whole command that
+    failed) and ``stdout`` / ``stderr`` (the tails of the output's two streams, when told
+    apart) are empty here; the engine's own :class:`OperationFailed` carries them.
     """
 
     exit_status = 1
     changes: Sequence[str] = ()
     output: str = ""
     output_cut: OutputCut | None = None
+    command: str = ""
+    stdout: str = ""
+    stderr: str = ""
 
 
 class OperationFailed(ActionFailed):
@@ -301,11 +331,13 @@ class OperationFailed(ActionFailed):
         changes: list[str],
         output: str,
         output_cut: OutputCut | None = None,
+        command: str = "",
     ):
         super().__init__(message)
         self.changes = changes
         self.output = output
         self.output_cut = output_cut
+        self.command = command
 
 
 class SecretMissing(FediRunError):

@@ -8,7 +8,8 @@ password UTF-8; the files it writes: each fetch's, the rendered deployment's dir
 on PATH when the render is selected, ``nixops4`` when the apply is), records the run in the
 state database, runs the tasks, and returns the exit status: 0 all done, 1 a task failed or a
 host was unreachable, 130 interrupted. SIGINT and SIGTERM stop it gracefully when it runs in
-the main thread; from any thread, setting ``RunRequest.stop`` does. With ``--resume``,
+the main thread (a second SIGINT stops it at once); from any thread, setting
+``RunRequest.stop`` does. With ``--resume``,
 selection filters narrow what the last run left to do; what they leave out is recorded unrun,
 for the next ``--resume``. A report (a sink) that cannot be written at the end is an error
 with the run's own exit status, unless that was 0 (then 2).
@@ -35,11 +36,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from fedi_run.engine import startup
 from fedi_run.engine.errors import (
     DomainChanged,
     FediRunError,
     MissingTool,
     NotConfirmed,
+    NothingToResume,
     PlaybookError,
     Problem,
 )
@@ -49,7 +52,7 @@ from fedi_run.engine.execute.secret_book import placed_by, plan_secrets, removed
 from fedi_run.engine.nixops.apply import APPLY_ID, deployment_directory
 from fedi_run.engine.nixops.render import MANIFEST, RENDER_ID, missing_base_configurations
 from fedi_run.engine.planning.operations import Fetch
-from fedi_run.engine.planning.selection import Selection, Selector
+from fedi_run.engine.planning.selection import Selection, Selector, outside_needs
 from fedi_run.engine.planning.tasks import Task
 from fedi_run.engine.private_files import cannot_write
 from fedi_run.engine.project import Project
@@ -109,31 +112,61 @@ def _selection(project: Project, request: RunRequest, store) -> tuple[Selection,
 
     Without ``--resume``, the selector's selection (nothing left over). With it, what the last
     run left to do — narrowed, when filters are given too, to what they select: those tasks
-    run, and the rest of what was left is recorded unrun, so the next ``--resume`` has it."""
+    run, and the rest of what was left is recorded unrun, so the next ``--resume`` has it. A
+    last run that left nothing to do is :class:`NothingToResume` (exit 0).
+
+    Either way, unless ``--no-deps``, what the selected tasks need and the selection leaves
+    out must be done already (``engine.report.readiness``), else :class:`DependenciesNotDone`
+    — before any host is contacted."""
+    kind, selector = request.options.kind, request.selector
     if not request.resume:
-        return project.select(request.selector), ()
-    wanted = set(
-        store.resume_tasks(project.playbook.name, request.options.kind, check=request.options.check)
-    )
+        selection, left_over = project.select(selector, kind), ()
+    else:
+        selection, left_over = _resumed(project, request, store)
+    if selection.outside:
+        from fedi_run.engine.report.readiness import check_outside, outside_states
+
+        outcomes = store.last_outcomes(project.playbook.name, selection.outside)
+        states = outside_states(project.graph, selection, outcomes, kind)
+        check_outside(
+            project.graph,
+            selection,
+            states,
+            kind,
+            selector,
+            _described(request),
+            project.playbook.source,
+        )
+    return selection, left_over
+
+
+def _resumed(project: Project, request: RunRequest, store) -> tuple[Selection, tuple[str, ...]]:
+    """``--resume``: :func:`_selection` without the check of what it leaves out."""
+    kind, selector = request.options.kind, request.selector
+    wanted = set(store.resume_tasks(project.playbook.name, kind, check=request.options.check))
     left = tuple(t for t in project.graph.order if t in wanted)
     if not left:
-        raise FediRunError(
-            f"error: --resume: the last {request.options.kind} of {project.playbook.name!r} left "
-            "nothing to do (every task is done, or none of its tasks is in the playbook any more)"
+        raise NothingToResume(
+            f"nothing to resume: the last {kind} of {project.playbook.name!r} left nothing to "
+            "do (every task is done, or none of its tasks is in the playbook any more); "
+            "nothing was run"
         )
-    if not request.selector.filters:
-        return Selection(left, dict.fromkeys(left, "--resume")), ()
-    chosen = project.select(request.selector)
-    order = tuple(t for t in left if t in chosen)
-    if not order:
-        raise FediRunError(
-            f"error: --resume {request.selector.describe()}: of the {len(left)} task(s) the last "
-            f"{request.options.kind} of {project.playbook.name!r} left to do, the filters "
-            "select none of them; nothing was run (`fedi-run history PLAYBOOK` and "
-            "`fedi-run show-run PLAYBOOK ID` show what is left)"
-        )
-    reason = f"--resume {request.selector.describe()}"
-    return Selection(order, dict.fromkeys(order, reason)), tuple(t for t in left if t not in chosen)
+    if not selector.filters:
+        order, reason, left_over = left, "--resume", ()
+    else:
+        chosen = project.select(selector, kind)
+        order = tuple(t for t in left if t in chosen)
+        if not order:
+            raise FediRunError(
+                f"error: --resume {selector.describe()}: of the {len(left)} task(s) the last "
+                f"{kind} of {project.playbook.name!r} left to do, the filters select none of "
+                "them; nothing was run (`fedi-run history PLAYBOOK` and "
+                "`fedi-run show-run PLAYBOOK ID` show what is left)"
+            )
+        reason = f"--resume {selector.describe()}"
+        left_over = tuple(t for t in left if t not in chosen)
+    outside = outside_needs(project.graph, order, kind) if selector.with_dependencies else {}
+    return Selection(order, dict.fromkeys(order, reason), outside), left_over
 
 
 def _described(request: RunRequest) -> str:
@@ -143,14 +176,26 @@ def _described(request: RunRequest) -> str:
     return "--resume" + (f" {request.selector.describe()}" if request.selector.filters else "")
 
 
-def _missing_files(project: Project, selection: Selection) -> list[Problem]:
-    """The deployer files the selected tasks will read that cannot be read: each host's
+def deployer_problems(playbook, tasks: Sequence[Task], check: bool = False) -> list[Problem]:
+    """Every problem of the deployer's files ``tasks`` (those a run selects; all of them for
+    ``validate``) would meet, before any host is contacted: :func:`_missing_files`, and when
+    the render is among them each rendered host's base configuration and — unless ``check``
+    (``--check`` renders nothing) — the directory the deployment is rendered into."""
+    problems = _missing_files(playbook, tasks)
+    render = next((task for task in tasks if task.id == RENDER_ID), None)
+    if render is not None:
+        problems = missing_base_configurations(playbook, render) + problems
+        if not check:
+            problems += render_directory_problems(playbook)
+    return problems
+
+
+def _missing_files(playbook, tasks: Sequence[Task]) -> list[Problem]:
+    """The deployer files ``tasks`` will read that cannot be read: each host's
     ``identity`` (and whether it is a key a connection can log in with), every playbook key a
-    selected task names in ``Task.reads`` (the initial user's password UTF-8 and long enough),
-    and where each selected ``fetch`` writes."""
-    playbook = project.playbook
+    task names in ``Task.reads`` (the initial user's password UTF-8 and long enough), and
+    where each ``fetch`` writes."""
     wanted: dict[tuple[str, ...], str] = {}
-    tasks = [project.graph.tasks[t] for t in selection.order]
     for name in sorted({t.host for t in tasks if t.host is not None}):
         if playbook.hosts[name].identity:
             wanted[("hosts", name, "identity")] = playbook.hosts[name].identity
@@ -178,10 +223,10 @@ def _missing_files(project: Project, selection: Selection) -> list[Problem]:
                 problems.append(
                     Problem(playbook.origin(*key), ".".join(key), f"the key file {path!r} {wrong}")
                 )
-    return problems + _fetch_targets(project, tasks)
+    return problems + _fetch_targets(playbook, tasks)
 
 
-def _fetch_targets(project: Project, tasks: Sequence[Task]) -> list[Problem]:
+def _fetch_targets(playbook, tasks: Sequence[Task]) -> list[Problem]:
     """A problem for each ``fetch`` of the selected tasks whose file on the deployer cannot be
     written: it is a directory, or a file stands where a directory of its path must be."""
     problems = []
@@ -198,12 +243,10 @@ def _fetch_targets(project: Project, tasks: Sequence[Task]) -> list[Problem]:
                     continue
                 wrong = f"but {str(parent)!r} is not a directory; expected a file's path"
             name = task.family.removeprefix("tasks.")
-            user_task = task.family.startswith("tasks.") and name in project.playbook.tasks
+            user_task = task.family.startswith("tasks.") and name in playbook.tasks
             problems.append(
                 Problem(
-                    project.playbook.origin("tasks", name, "fetch")
-                    if user_task
-                    else project.playbook.source,
+                    playbook.origin("tasks", name, "fetch") if user_task else playbook.source,
                     f"tasks.{name}.fetch.local" if user_task else "",
                     f"found {op.local!r}, {wrong}"
                     + ("" if user_task else f" (the fetch of task {task.id})"),
@@ -248,32 +291,32 @@ def _short_password(origin: str, path: str) -> list[Problem]:
     ]
 
 
-def _check_render_directory(playbook) -> None:
-    """The directory the NixOps4 deployment is rendered into can be written (the state may
-    live elsewhere, ``--state``, so its check does not cover this one)."""
+def render_directory_problems(playbook) -> list[Problem]:
+    """A problem when the directory the NixOps4 deployment is rendered into cannot be written
+    (the state may live elsewhere, ``--state``, so its check does not cover this one)."""
     directory = deployment_directory(playbook)
     reason = cannot_write(directory / MANIFEST, replaced=True)
-    if reason:
-        raise FediRunError(
-            f"error: cannot render the NixOps4 deployment into {directory}: {reason}; make "
-            f"{directory.parent.parent} writable (the deployment is rendered beside the "
-            "playbook). Nothing was changed on any host."
+    if not reason:
+        return []
+    return [
+        Problem(
+            playbook.origin("deployment", "name"),
+            "deployment.name",
+            f"cannot render the NixOps4 deployment into {directory}: {reason}; expected "
+            f"{directory.parent.parent} to be writable (the deployment is rendered beside the "
+            "playbook, in a directory named after the deployment)",
         )
+    ]
 
 
 def preflight(project: Project, selection: Selection, options: ExecutionOptions) -> None:
-    """What must hold before any host is touched: the files the run reads (each host the
-    NixOps4 deployment configures has its base configuration), git to commit the rendered
-    deployment, and nixops4."""
-    problems = _missing_files(project, selection)
-    if RENDER_ID in selection:
-        problems = (
-            missing_base_configurations(project.playbook, project.graph.tasks[RENDER_ID]) + problems
-        )
+    """What must hold before any host is touched: the deployer files the selected tasks read
+    and write (:func:`deployer_problems`, all raised at once; ``validate`` checks the same for
+    every task), git to commit the rendered deployment, and nixops4."""
+    tasks = [project.graph.tasks[t] for t in selection.order]
+    problems = deployer_problems(project.playbook, tasks, options.check)
     if problems:
         raise PlaybookError(problems)
-    if RENDER_ID in selection and not options.check:
-        _check_render_directory(project.playbook)
     if RENDER_ID in selection and not options.check and shutil.which("git") is None:
         raise MissingTool(
             "error: git is not on PATH, and this run renders the NixOps4 deployment into a git "
@@ -480,6 +523,7 @@ def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOu
             ),
         )
     )
+    startup.started()  # the tasks start: the collector back to normal (engine/startup.py)
     restore = _install_signal_handlers(scheduler)
     try:
         statuses = scheduler.run()
@@ -495,13 +539,17 @@ def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOu
 
 
 def _install_signal_handlers(scheduler: Scheduler):
-    """SIGINT/SIGTERM stop the scheduler gracefully; returns a function restoring the old ones."""
+    """SIGINT/SIGTERM stop the scheduler gracefully (the sinks say at once what the run waits
+    for, and how long at most); a SIGINT after a stop was asked stops it at once (the running
+    tasks' connections closed, exit status 130). Returns a function restoring the old
+    handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = {}
 
     def handler(signum, frame) -> None:  # noqa: ARG001
-        scheduler.stop()
+        again = signum == signal.SIGINT and scheduler.stop_requested
+        scheduler.stop(immediately=again, reason=signal.Signals(signum).name)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, handler)

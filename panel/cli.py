@@ -36,13 +36,29 @@ def _site(data_dir: Path | None, allowed_hosts: tuple[str, ...] = ()):
     return configured
 
 
-@click.group()
+@click.group(
+    epilog="""
+\b
+Examples:
+  pip install 'fedi-run[panel]'
+  fedi-run panel createuser alice
+  fedi-run panel serve                      http://127.0.0.1:8000/
+  FEDI_RUN_PANEL_DIR=/srv/panel fedi-run panel serve --port 8080
+"""
+)
 def panel() -> None:
     """The web panel: log in, describe deployments, deploy and watch them (needs the
     'panel' extra: pip install 'fedi-run[panel]')."""
 
 
-@panel.command()
+@panel.command(
+    epilog="""
+\b
+Examples:
+  fedi-run panel createuser alice
+  fedi-run panel createuser bob --password-file bob.pass --data-dir /srv/panel
+"""
+)
 @click.argument("name")
 @click.option(
     "--password-file",
@@ -83,7 +99,15 @@ def createuser(name: str, password_file, data_dir: Path | None) -> None:
     click.echo(f"operator {name!r} created in {configured.data_dir}")
 
 
-@panel.command()
+@panel.command(
+    epilog="""
+\b
+Examples:
+  fedi-run panel serve
+  fedi-run panel serve --port 0             any free port (printed)
+  fedi-run panel serve --host 0.0.0.0 --allow-remote   behind a TLS proxy
+"""
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",

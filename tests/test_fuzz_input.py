@@ -520,4 +520,4 @@ def test_template_runtime_errors_are_refused(
     fuzz_cases.append("template")
     assert_refused(code, stdout, stderr, str(path))
     assert f"{path}: tasks.runaway.{key}: template" in stderr, stderr
-    assert f"(line {lines_before + 1})" in stderr, stderr
+    assert f"template error at line {lines_before + 1}:" in stderr, stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import networkx as nx
 import pytest
 
 from fedi_run.engine.errors import GraphError
@@ -105,7 +104,9 @@ def test_finished_with_runs_after_everything():
     assert "fin.al" not in graph  # the original is unchanged
 
 
-def test_digraph_view_is_read_only():
-    graph = build(Task("x.a", "a"))
-    with pytest.raises(nx.NetworkXError):
-        graph.digraph.add_node("x.b")
+def test_edges_are_a_copy_the_graph_does_not_depend_on():
+    graph = build(Task("x.a", "a"), Task("x.b", "b", requires=("x.a",)))
+    edges = graph.edges()
+    assert edges == [("x.a", "x.b")]
+    edges.append(("x.b", "x.a"))
+    assert graph.edges() == [("x.a", "x.b")] and graph.dependents("x.b") == []

@@ -121,7 +121,7 @@ def test_an_inventory_holds_only_hosts_and_acme(write, sections):
     path = write("p.toml", MINIMAL)
     inventory = write("inv.toml", "[services.mastodon]\nenable = true\n")
     assert problems(path, sections, inventories=[inventory]) == [
-        f"{inventory}: services: an inventory may hold only [hosts.*] and [acme] tables"
+        f"{inventory}: services: an inventory may hold only [hosts.*], [vars] and [acme] tables"
     ]
 
 

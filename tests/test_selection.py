@@ -142,6 +142,8 @@ def _position(order):
 @settings(max_examples=200, deadline=None)
 @given(graph_and_selector())
 def test_property_order_respects_dependencies_and_selection_is_closed(case):
+    """Closed under dependencies up to the --limit boundary: a dependency is selected, or it
+    is on a host outside the limit and listed in ``outside`` (to be checked as done)."""
     graph, selector = case
     try:
         selection = select(graph, selector)
@@ -149,12 +151,20 @@ def test_property_order_respects_dependencies_and_selection_is_closed(case):
         return  # the filters matched nothing together: an error, not an empty run
     position = _position(selection.order)
     assert len(position) == len(selection.order)  # no duplicates
+    if selector.limit:
+        assert {graph.tasks[t].host for t in selection.order} <= set(selector.limit)
     for task_id in selection.order:
         for dependency in graph.dependencies(task_id):
             if dependency in position:
                 assert position[dependency] < position[task_id]
             elif selector.with_dependencies:
-                pytest.fail(f"{task_id} selected without its dependency {dependency}")
+                assert task_id in selection.outside[dependency], (task_id, dependency)
+                assert selector.limit and graph.tasks[dependency].host not in selector.limit
+    if not selector.with_dependencies:
+        assert selection.outside == {}
+    for dependency, needed_by in selection.outside.items():
+        assert dependency not in position
+        assert all(dependency in graph.dependencies(t) for t in needed_by)
     for task_id in selection.order:
         if selection.reasons[task_id].startswith("required by "):
             assert selector.with_dependencies

@@ -393,7 +393,7 @@ def test_plain_display_one_line_per_task_no_escapes_then_the_recap():
     assert task_lines[3].endswith("skipped: dependency mastodon.secrets failed")
     assert "working" not in text and "wrote" not in text and "+++" not in text
     assert f"error: bad key {MASK}" in text  # a failed task's output tail, even without -v
-    assert text.endswith(render_recap(scenario()[-1].recap, 3.21, False) + "\n")
+    assert render_recap(scenario()[-1].recap, 3.21, False) + "\n\nFailures (2):\n" in text
 
 
 def test_check_mode_says_would_change_and_lists_changes():
@@ -470,7 +470,7 @@ def test_live_display_renders_on_a_terminal_and_closes_cleanly(monkeypatch):
     text = stream.getvalue()
     assert "fediversity · run · " in text and "running 0 · done 1 · left 6" in text
     assert "mastodon.secrets" in text and "RECAP" in text
-    assert text.endswith("wall time 3.21 s\n")
+    assert "wall time 3.21 s\n" in text and "Failures (2):" in text.split("wall time")[-1]
     assert "\x1b[?25h" in text  # the cursor is shown again
     assert not _display_threads()
 

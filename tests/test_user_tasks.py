@@ -144,8 +144,8 @@ def test_undefined_variable_names_the_key(write):
     with pytest.raises(PlaybookError) as caught:
         load_project(path)
     message = str(caught.value)
-    assert message.startswith(f"error: {path}: tasks.x.run: template error:")
-    assert "has no attribute 'nme'" in message
+    assert message.startswith(f"error: {path}: tasks.x.run: template error at line 1:")
+    assert "`deployment.nme` is not defined (did you mean `deployment.name`?)" in message
 
 
 def test_syntax_error_names_the_line(write):
@@ -171,19 +171,12 @@ def test_template_cannot_reach_python_internals(write):
 
 
 def test_unknown_requirement_in_user_task(write):
-    from fedi_run.engine.errors import GraphError
-
     path = write(
         "p.toml", MINIMAL + '[tasks.x]\nhost = "web"\nrun = "true"\nrequires = ["tasks.y"]\n'
     )
-    with pytest.raises(
-        GraphError,
-        match=(
-            "task 'tasks.x' \\(the playbook's \\[tasks\\]\\) requires 'tasks.y', "
-            "which is not a task"
-        ),
-    ):
+    with pytest.raises(PlaybookError) as caught:
         load_project(path)
+    assert str(caught.value) == f"error: {path}: tasks.x.requires: unknown task 'tasks.y'"
 
 
 RUNTIME_ERRORS = [
@@ -225,7 +218,7 @@ RUNTIME_ERRORS = [
     ("{{ [1]|slice(10**10) }}", "a count of 10000000000"),
     ("{{ [1]|batch(10**10, 0)|list }}", "a count of 10000000000"),
     ("{{ {'a': 1}|tojson(indent=10**9) }}", "an indent over 64"),
-    ("{{ lipsum(10**9) }}", "'lipsum' is undefined"),
+    ("{{ lipsum(10**9) }}", "`lipsum` is not defined"),
     ("{{ ('<a>' * 300000)|striptags }}", "more than 100000 characters"),
     ("{{ [].append(1) }}", "unsafe"),
     ("{{ hosts.web.update({'address': 'evil'}) }}", "unsafe"),
@@ -283,7 +276,7 @@ def test_a_template_error_while_rendering_names_the_key_and_line(write, fuzz_cas
         assert problem.message.startswith("template "), (template, problem)
         assert expected in problem.message, (template, problem)
         if "too deeply" not in expected:
-            assert "(line 2)" in problem.message, (template, problem)
+            assert "at line 2:" in problem.message, (template, problem)
 
 
 def test_a_slow_template_is_stopped_at_the_deadline(write, monkeypatch):

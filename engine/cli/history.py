@@ -16,16 +16,21 @@ from typing import Any
 
 import click
 
+from fedi_run.engine.cli.defaults import ReadsRunTableOnly
+from fedi_run.engine.cli.params import default_option
+
 OUTCOMES = ("ok", "changed", "failed", "skipped", "unreachable")
 PLAYBOOK = click.argument("playbook", type=click.Path(dir_okay=False, path_type=Path))
-STATE = click.option(
+STATE = default_option(
     "--state",
     "state_file",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="FILE",
     help="The state database (default: .fedi-run/state.db beside the playbook).",
 )
-JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+JSON = default_option(
+    "--json/--no-json", "as_json", default=False, help="Print JSON instead of text."
+)
 
 
 def deployment_name(playbook: Path) -> str:
@@ -67,7 +72,16 @@ def _state_path(playbook: Path, state_file: Path | None) -> Path:
     return state_file.absolute() if state_file else default_state_path(playbook)
 
 
-@click.command()
+@click.command(
+    cls=ReadsRunTableOnly,
+    epilog="""
+\b
+Examples:
+  fedi-run history site.toml
+  fedi-run history site.toml --limit 5 --json
+  fedi-run history site.toml --state /var/lib/fedi-run/site.db
+""",
+)
 @PLAYBOOK
 @STATE
 @JSON
@@ -124,7 +138,16 @@ def history(playbook: Path, state_file: Path | None, as_json: bool, limit: int) 
         _table(rows)
 
 
-@click.command("show-run")
+@click.command(
+    "show-run",
+    cls=ReadsRunTableOnly,
+    epilog="""
+\b
+Examples:
+  fedi-run show-run site.toml 12         run 12, task by task (ids: fedi-run history)
+  fedi-run show-run site.toml 12 --json | jq '.tasks[] | select(.outcome == "failed")'
+""",
+)
 @PLAYBOOK
 @click.argument("run_id", metavar="ID", type=int)
 @STATE
@@ -145,6 +168,7 @@ def show_run(playbook: Path, run_id: int, state_file: Path | None, as_json: bool
         )
     with StateStore.open(path) as store:
         run = store.get_run(run_id)
+        latest = store.last_run(run.deployment, run.kind, check=run.check)
     if run.deployment != name:
         raise RunNotFound(
             f"error: run {run_id} in {path} is of deployment '{run.deployment}', "
@@ -186,6 +210,23 @@ def show_run(playbook: Path, run_id: int, state_file: Path | None, as_json: bool
             for host, counts in run.recap.items()
         ]
     )
+    _failures(run, resumable=latest is not None and latest.id == run.id)
+
+
+def _failures(run: Any, resumable: bool) -> None:
+    """The failures of ``run`` as the run's display listed them, and — when ``resumable``
+    (it is its deployment's latest run of its kind, which ``--resume`` continues) — the
+    ``--resume`` command (``engine.report.recap.failures_text``)."""
+    from fedi_run.engine.report.recap import Failure, failures_text, plain
+
+    failures = [
+        Failure(task.task_id, task.host, task.outcome, plain(task.message).strip().split("\n")[0])
+        for task in run.tasks
+        if task.outcome in ("failed", "unreachable")
+    ]
+    stopped = run.interrupted or not run.finished
+    for line in failures_text(failures, run.argv if resumable else (), stopped):
+        click.echo("".join(text for text, _ in line))
 
 
 def _ordered(counts: dict[str, int]) -> list[tuple[str, int]]:

@@ -13,8 +13,10 @@ from pathlib import Path
 import click
 
 from fedi_run.engine import __version__
+from fedi_run.engine.cli.completion import complete_hosts, complete_tags, complete_tasks
+from fedi_run.engine.cli.defaults import PlaybookCommand
 from fedi_run.engine.cli.history import history, show_run
-from fedi_run.engine.cli.params import Seconds, playbook_options
+from fedi_run.engine.cli.params import Seconds, default_option, playbook_options
 from fedi_run.engine.cli.verify import verify
 from fedi_run.engine.lab.cli import lab
 from fedi_run.panel.cli import panel
@@ -22,12 +24,57 @@ from fedi_run.panel.cli import panel
 
 class FediRunGroup(click.Group):
     """A click group that turns :class:`FediRunError` into a message and an exit status, and
-    takes ``fedi-run PLAYBOOK ...`` as ``fedi-run run PLAYBOOK ...``."""
+    takes ``fedi-run PLAYBOOK ...`` as ``fedi-run run PLAYBOOK ...`` — unless the word is no
+    file and close to a command's name (``histroy``): then a "did you mean", exit 2."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and not args[0].startswith("-") and args[0] not in self.commands:
+            if not ctx.resilient_parsing:
+                self._refuse_a_typo(ctx, args[0])
+            args = ["run", *args]
+        elif args and self._is_run_option(args[0]):  # fedi-run -i hosts.toml site.toml
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+    def _is_run_option(self, word: str) -> bool:
+        """An option of ``run`` that is not one of the group's own (``--help``)."""
+        name = word.split("=", 1)[0]
+        if not name.startswith("-") or name in ("-h", "--help", "--version"):
+            return False
+        run_command = self.commands.get("run")
+        return run_command is not None and any(
+            name in (*param.opts, *param.secondary_opts)
+            for param in run_command.params
+            if isinstance(param, click.Option)
+        )
+
+    def _refuse_a_typo(self, ctx: click.Context, word: str) -> None:
+        import difflib
+        import os
+
+        if word.endswith(".toml") or os.path.exists(word):
+            return
+        close = difflib.get_close_matches(word, list(self.commands), n=1, cutoff=0.6)
+        if close:
+            click.echo(
+                f"error: no command '{word}' (did you mean '{close[0]}'?); a playbook is a "
+                f".toml file: {ctx.command_path} PLAYBOOK.toml runs it",
+                err=True,
+            )
+            ctx.exit(2)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[OPTIONS] COMMAND [ARGS]...")
+        formatter.write_usage(ctx.command_path, "PLAYBOOK [OPTIONS]", prefix="   or: ")
+
+    def shell_complete(self, ctx: click.Context, incomplete: str):
+        """The commands, and file names: ``fedi-run PLAYBOOK`` runs a playbook."""
+        from click.shell_completion import CompletionItem
+
+        items = super().shell_complete(ctx, incomplete)
+        if not incomplete.startswith("-"):
+            items.append(CompletionItem(incomplete, type="file"))
+        return items
 
     def invoke(self, ctx: click.Context):  # noqa: D401 - click API
         from fedi_run.engine.errors import FediRunError
@@ -42,7 +89,28 @@ class FediRunGroup(click.Group):
 @click.group(cls=FediRunGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fedi-run")
 def cli() -> None:
-    """Deploy Fediverse services (Garage, Mastodon, PeerTube, Pixelfed) from one playbook."""
+    """Deploy Fediverse services (Garage, Mastodon, PeerTube, Pixelfed) from one playbook.
+
+    `fedi-run PLAYBOOK [OPTIONS]` runs the playbook, a .toml file: the same as `fedi-run
+    run PLAYBOOK [OPTIONS]`. The commands below plan, check, draw, undo and inspect it.
+
+    \b
+    Examples:
+      fedi-run site.toml              run the playbook (as: fedi-run run site.toml)
+      fedi-run plan site.toml         what a run would do, in order
+      fedi-run site.toml --check --detailed-exitcode
+                                      exit 0: nothing to change; 4: changes pending
+      fedi-run validate site.toml -i hosts.toml
+      fedi-run history site.toml      the runs so far (then: show-run site.toml ID)
+      FEDI_RUN_NO_APPLY=1 fedi-run site.toml
+                                      an option's default from the environment
+
+    Each command's options also take their defaults from FEDI_RUN_<OPTION> environment
+    variables (shown in its --help) and from the playbook's [run] table; the command line
+    wins. Exit statuses: 0 done, 1 a task failed, 2 bad input, 3 the deployment is locked,
+    4 changes (with --detailed-exitcode), 130 interrupted. Shell completion and more:
+    docs/cli.md.
+    """
 
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -54,9 +122,9 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 def project_options(function):
     """The options every command that reads a playbook takes: :func:`playbook_options` and
     ``--no-apply``."""
-    function = click.option("--no-apply", is_flag=True, help="Leave out the final nixops4 apply.")(
-        function
-    )
+    function = default_option(
+        "--no-apply/--apply", default=False, help="Leave out the final nixops4 apply."
+    )(function)
     return playbook_options(function)
 
 
@@ -67,28 +135,53 @@ def selection_options(function):
             "--only",
             multiple=True,
             metavar="PATTERN",
-            help="Tasks whose id matches this glob. Repeatable.",
+            shell_complete=complete_tasks,
+            help=(
+                "Tasks matching this id, family or glob; what they need runs too (but never "
+                "across --limit/--tags/--from). Repeatable."
+            ),
         ),
         click.option(
             "--tags",
             multiple=True,
             metavar="TAGS",
-            help="Tasks with any of these tags (comma separated).",
+            shell_complete=complete_tags,
+            help=(
+                "Only tasks with any of these tags (comma separated); what they need is not run "
+                "and must be done."
+            ),
         ),
         click.option(
-            "--skip-tags", multiple=True, metavar="TAGS", help="Leave out tasks with these tags."
+            "--skip-tags",
+            multiple=True,
+            metavar="TAGS",
+            shell_complete=complete_tags,
+            help="Leave out tasks with these tags; what the rest need of them must be done.",
         ),
         click.option(
             "--limit",
             multiple=True,
             metavar="HOSTS",
-            help="Tasks on hosts matching these globs ('local' is the deployer).",
+            shell_complete=complete_hosts,
+            help=(
+                "Only tasks on hosts matching these globs ('local' is the deployer); no other "
+                "host is contacted, and what is needed there must be done."
+            ),
         ),
-        click.option("--from", "start", metavar="TASK", help="This task and every task after it."),
+        click.option(
+            "--from",
+            "start",
+            metavar="TASK",
+            shell_complete=complete_tasks,
+            help=(
+                "The first task matching this id, family or glob and every task after it; the "
+                "earlier ones they need must be done."
+            ),
+        ),
         click.option(
             "--no-deps",
             is_flag=True,
-            help="Take exactly the selection; do not pull in dependencies.",
+            help="Exactly the selection: nothing pulled in, and what it needs is not checked.",
         ),
     ]
     for option in reversed(options):
@@ -124,11 +217,29 @@ def _selector(only, tags, skip_tags, limit, start, no_deps):
     )
 
 
-@cli.command()
+@cli.command(
+    cls=PlaybookCommand,
+    epilog="""
+\b
+Examples:
+  fedi-run validate site.toml
+  fedi-run validate site.toml -i lab-inventory.toml --plugin my_plugins.matrix
+""",
+)
 @project_options
 def validate(playbook, inventories, configuration, plugin_modules, no_apply):
-    """Check a playbook, its inventories and its task graph; print every problem."""
-    project = _load(playbook, inventories, configuration, plugin_modules, no_apply)
+    """Check a playbook, its inventories, its task graph and the deployer's files it names;
+    print every problem."""
+    from fedi_run.engine.project import load_project
+
+    project = load_project(  # every problem at once, the deployer files `run` reads too
+        playbook,
+        inventories,
+        configuration,
+        plugin_modules=plugin_modules,
+        apply=not no_apply,
+        deployer_files=True,
+    )
     enabled = ", ".join(f"{name} ({why})" for name, why in project.playbook.enabled.items())
     click.echo(
         f"{playbook}: valid. Deployment {project.playbook.name!r} at {project.playbook.domain}: "
@@ -137,11 +248,20 @@ def validate(playbook, inventories, configuration, plugin_modules, no_apply):
     )
 
 
-@cli.command()
+@cli.command(
+    cls=PlaybookCommand,
+    epilog="""
+\b
+Examples:
+  fedi-run plan site.toml
+  fedi-run plan site.toml --tags secrets --limit web
+  fedi-run plan site.toml --only 'tasks.*' --no-deps --json
+""",
+)
 @project_options
 @selection_options
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-@click.option(
+@default_option("--json/--no-json", "as_json", default=False, help="Print the plan as JSON.")
+@default_option(
     "--state",
     "state_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -152,8 +272,10 @@ def plan(
 ):
     """Show the tasks in the order they would run, in parallel steps; '!' marks a task that
     removes data (secrets, keys, files)."""
+    from fedi_run.engine.report.state import default_state_path
+
     project = _load(playbook, inventories, configuration, plugin_modules, no_apply, state_path)
-    the_plan = project.plan(_selector(**selection))
+    the_plan = project.plan(_selector(**selection), state_path or default_state_path(playbook))
     if as_json:
         import json
 
@@ -162,10 +284,19 @@ def plan(
         click.echo(the_plan.render())
 
 
-@cli.command()
+@cli.command(
+    cls=PlaybookCommand,
+    epilog="""
+\b
+Examples:
+  fedi-run graph site.toml > graph.mmd
+  fedi-run graph site.toml --format dot | dot -Tsvg > graph.svg
+  fedi-run graph site.toml --format json --tags secrets
+""",
+)
 @project_options
 @selection_options
-@click.option(
+@default_option(
     "--format",
     "output_format",
     type=click.Choice(["mermaid", "dot", "json"]),
@@ -183,15 +314,23 @@ def graph(
     click.echo(RENDERERS[output_format](project.plan(_selector(**selection))), nl=False)
 
 
-@cli.command()
-@click.option(
+@cli.command(
+    epilog="""
+\b
+Examples:
+  fedi-run plugins
+  fedi-run plugins --plugin my_plugins.matrix --json
+  FEDI_RUN_DISABLE_PLUGINS=matrix fedi-run plugins
+""",
+)
+@default_option(
     "--plugin",
     "plugin_modules",
     multiple=True,
     metavar="MODULE",
     help="Also load this module as a plugin.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@default_option("--json/--no-json", "as_json", default=False, help="Print as JSON.")
 def plugins(plugin_modules, as_json):
     """List the loaded plugins: name, version and where each came from."""
     from fedi_run.engine.plugin.manager import Plugins
@@ -208,8 +347,18 @@ def plugins(plugin_modules, as_json):
         click.echo(f"{info.name:<{width}}  {info.version:<10}  {info.origin}")
 
 
-@cli.command()
-@click.option(
+@cli.command(
+    epilog="""
+\b
+Examples:
+  fedi-run schema > playbook.schema.json
+  fedi-run schema --plugin my_plugins.matrix > playbook.schema.json
+
+An editor with a TOML language server that reads JSON Schema (such as taplo) can check
+and complete a playbook against it.
+""",
+)
+@default_option(
     "--plugin",
     "plugin_modules",
     multiple=True,
@@ -230,69 +379,95 @@ def schema(plugin_modules):
 def run_options(function):
     """The options shared by run and teardown."""
     options = [
-        click.option("--check", is_flag=True, help="Change nothing; report what would change."),
-        click.option("--diff", is_flag=True, help="Show how files would change (secrets masked)."),
+        default_option(
+            "--check/--no-check", default=False, help="Change nothing; report what would change."
+        ),
+        default_option(
+            "--detailed-exitcode/--no-detailed-exitcode",
+            default=False,
+            help=(
+                "Exit 4 instead of 0 when a task changed something (with --check: would "
+                "change); 0 means nothing did. Failures keep their status."
+            ),
+        ),
+        default_option(
+            "--diff/--no-diff",
+            default=False,
+            help="Show how files would change (secrets masked).",
+        ),
         click.option(
             "--resume",
             is_flag=True,
             help=(
-                "Run only what the last run left failed, skipped or not run; selection flags "
-                "given too narrow it."
+                "Run only what the last run left failed, skipped or not run (nothing left: "
+                "says so, exit 0); selection flags given too narrow it."
             ),
         ),
-        click.option(
+        default_option(
             "--forks",
             type=click.IntRange(1, 1000),
-            help="At most N tasks at once (default: [run] forks, 10).",
+            default=10,
+            show_default=True,
+            help="At most N tasks at once.",
         ),
-        click.option(
-            "--fail-fast", is_flag=True, help="Start no new task after the first failure."
+        default_option(
+            "--fail-fast/--no-fail-fast",
+            default=False,
+            help="Start no new task after the first failure.",
         ),
-        click.option(
+        default_option(
             "--timeout",
             type=Seconds(min=0, min_open=True),
             default=600.0,
             show_default=True,
             help="Seconds before a task fails.",
         ),
-        click.option(
+        default_option(
             "--retries",
             type=click.IntRange(0, 10),
             default=2,
             show_default=True,
             help="Connection attempts after the first, before a host is unreachable.",
         ),
-        click.option(
+        default_option(
             "--connect-timeout",
             type=Seconds(min=0, min_open=True),
             default=10.0,
             show_default=True,
             help="Seconds to wait for a host's SSH connection.",
         ),
-        click.option(
-            "--json",
+        default_option(
+            "--json/--no-json",
             "as_json",
-            is_flag=True,
+            default=False,
             help="JSON lines on stdout instead of the progress display.",
         ),
-        click.option(
+        default_option(
             "--junit",
             type=click.Path(dir_okay=False, path_type=Path),
             help="Write a JUnit XML report here.",
         ),
-        click.option("-v", "--verbose", is_flag=True, help="Show each command's output."),
-        click.option(
+        default_option(
+            "-v",
+            "--verbose",
+            count=True,
+            help=(
+                "Show each task's output as it comes, and its changes; -vv also the commands "
+                "sent and the connections' events."
+            ),
+        ),
+        default_option(
             "--state",
             "state_path",
             type=click.Path(dir_okay=False, path_type=Path),
             help="The state database (default: .fedi-run/state.db beside the playbook).",
         ),
-        click.option(
-            "--accept-new-host-keys",
-            is_flag=True,
+        default_option(
+            "--accept-new-host-keys/--no-accept-new-host-keys",
+            default=False,
             help="Accept unknown hosts' keys and record them in known_hosts.",
         ),
-        click.option(
+        default_option(
             "--known-hosts",
             type=click.Path(dir_okay=False, path_type=Path),
             default=None,
@@ -314,6 +489,7 @@ def _execute(
     plugin_modules,
     no_apply,
     check,
+    detailed_exitcode,
     diff,
     resume,
     forks,
@@ -344,7 +520,7 @@ def _execute(
         kind=kind,
         check=check,
         diff=diff,
-        forks=forks or project.playbook.run.forks,
+        forks=forks,
         fail_fast=fail_fast,
         timeout=timeout,
     )
@@ -369,7 +545,7 @@ def _execute(
     if as_json:
         from fedi_run.engine.report.jsonlines import JsonLinesSink
 
-        sinks.append(JsonLinesSink(sys.stdout))
+        sinks.append(JsonLinesSink(sys.stdout, verbose=verbose))
     else:
         from fedi_run.engine.report.display import ProgressDisplay
 
@@ -380,8 +556,13 @@ def _execute(
         sinks.append(JUnitSink(junit))
     _check_outputs(junit, policy)
     outcome = run_project(project, request, sinks)
-    if outcome.exit_status:
-        click.get_current_context().exit(outcome.exit_status)
+    status = outcome.exit_status
+    if detailed_exitcode:
+        from fedi_run.engine.cli.statuses import detailed
+
+        status = detailed(status, any(c.get("changed", 0) for c in outcome.recap.values()))
+    if status:
+        click.get_current_context().exit(status)
 
 
 def _confirm_teardown(project) -> bool:
@@ -440,7 +621,20 @@ def _check_outputs(junit, policy) -> None:
             )
 
 
-@cli.command()
+@cli.command(
+    cls=PlaybookCommand,
+    epilog="""
+\b
+Examples:
+  fedi-run run site.toml                 (or just: fedi-run site.toml)
+  fedi-run site.toml -i hosts.toml --no-apply
+  fedi-run site.toml --check --diff      what would change, and how
+  fedi-run site.toml --check --no-apply --detailed-exitcode
+                                         CI: exit 0 nothing to change, 4 changes pending
+  fedi-run site.toml --tags secrets --limit web --resume
+  fedi-run site.toml --json --junit report.xml > run.jsonl
+""",
+)
 @project_options
 @selection_options
 @run_options
@@ -471,7 +665,16 @@ def run(**arguments):
     _execute("run", **arguments)
 
 
-@cli.command()
+@cli.command(
+    cls=PlaybookCommand,
+    epilog="""
+\b
+Examples:
+  fedi-run teardown site.toml --check    what a teardown would undo
+  fedi-run teardown site.toml            asks for the deployment's name first
+  fedi-run teardown site.toml --yes --limit web
+""",
+)
 @project_options
 @selection_options
 @run_options
@@ -494,7 +697,11 @@ cli.add_command(panel)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point (the garbage collector held back while starting:
+    :mod:`fedi_run.engine.startup`)."""
+    from fedi_run.engine import startup
+
+    startup.begin()
     cli.main(args=argv, prog_name="fedi-run")
 
 

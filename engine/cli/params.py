@@ -7,6 +7,32 @@ from pathlib import Path
 
 import click
 
+ENV_PREFIX = "FEDI_RUN_"
+"""Every option made with :func:`default_option` reads ``FEDI_RUN_<KEY>``."""
+
+
+def default_option(*declarations: str, **attributes):
+    """A click option whose default also comes from the environment and the playbook: its
+    environment variable is ``FEDI_RUN_<KEY>`` and its ``[run]`` key ``<key>``, where ``key``
+    is its first long name with ``_`` for ``-`` (``--no-apply``: ``FEDI_RUN_NO_APPLY``,
+    ``no_apply``), shown in ``--help``. For precedence see :mod:`fedi_run.engine.cli.defaults`.
+    A list in the environment is split at ``os.pathsep`` for paths (``a.toml:b.toml``), at
+    whitespace otherwise; a flag reads 1/true/yes/on or 0/false/no/off."""
+    long_name = next(d for d in declarations if d.startswith("--")).split("/")[0]
+    key = long_name.removeprefix("--").replace("-", "_")
+    attributes.setdefault("envvar", ENV_PREFIX + key.upper())
+    attributes.setdefault("show_envvar", True)
+    return click.option(*declarations, **attributes)
+
+
+def run_key(param: click.Parameter) -> str | None:
+    """The ``[run]`` key of an option made with :func:`default_option`; None for any other
+    parameter."""
+    envvar = getattr(param, "envvar", None)
+    if isinstance(envvar, str) and envvar.startswith(ENV_PREFIX):
+        return envvar.removeprefix(ENV_PREFIX).lower()
+    return None
+
 
 class Seconds(click.FloatRange):
     """A number of seconds within the range, and finite: ``nan`` and ``inf`` pass a plain
@@ -27,7 +53,7 @@ def playbook_options(function):
     ``--configuration`` and ``--plugin``."""
     options = [
         click.argument("playbook", type=click.Path(dir_okay=False, path_type=Path)),
-        click.option(
+        default_option(
             "-i",
             "--inventory",
             "inventories",
@@ -38,12 +64,12 @@ def playbook_options(function):
                 "inventories) merged over the playbook's. Repeatable."
             ),
         ),
-        click.option(
+        default_option(
             "--configuration",
             type=click.Path(dir_okay=False, path_type=Path),
             help="A Fediversity configuration.json read over the playbook.",
         ),
-        click.option(
+        default_option(
             "--plugin",
             "plugin_modules",
             multiple=True,

@@ -13,30 +13,40 @@ from pathlib import Path
 
 import click
 
-from fedi_run.engine.cli.params import Seconds, playbook_options
+from fedi_run.engine.cli.defaults import PlaybookCommand
+from fedi_run.engine.cli.params import Seconds, default_option, playbook_options
 
 
-@click.command()
+@click.command(
+    cls=PlaybookCommand,
+    epilog="""
+\b
+Examples:
+  fedi-run verify site.toml
+  fedi-run verify site.toml -i hosts.toml --json
+  fedi-run verify site.toml --connect-timeout 30 --known-hosts lab/known_hosts
+""",
+)
 @playbook_options
-@click.option(
+@default_option(
     "--known-hosts",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="known_hosts file for hosts without a pinned host_key (default ~/.ssh/known_hosts).",
 )
-@click.option(
-    "--accept-new-host-keys",
-    is_flag=True,
+@default_option(
+    "--accept-new-host-keys/--no-accept-new-host-keys",
+    default=False,
     help="Accept unknown hosts' keys and record them in known_hosts.",
 )
-@click.option(
+@default_option(
     "--connect-timeout",
     type=Seconds(min=0.1),
     default=10.0,
     show_default=True,
     help="Seconds to wait for SSH, for the HTTPS connection and for its answer.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@default_option("--json/--no-json", "as_json", default=False, help="Print the results as JSON.")
 def verify(
     playbook,
     inventories,

@@ -12,17 +12,22 @@ Contract of :class:`HostConnection`:
   the connection's transport, waited for in ``select`` (``engine.channel``) rather than through
   Invoke's runner threads and polling — about 2–4 ms a command on loopback instead of 44 ms;
 * connecting is retried (``retries`` times, with exponential backoff) before the host is given
-  up as unreachable (:class:`HostUnreachable`).
+  up as unreachable (:class:`HostUnreachable`);
+* an observer (:meth:`ConnectionPool.observe`) is told each attempt to connect, its outcome
+  and each connection lost: ``observer(host, state, detail, attempt)``, ``state`` one of
+  ``connecting``, ``connected``, ``retry``, ``failed``, ``lost`` (``-vv`` shows them).
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +52,8 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 INPUT_SLEEP = 0.001
 """Seconds between the runner's polls of a running command (Invoke's default is 0.01)."""
 CONNECT_TIMEOUT = 10
+Observer = Callable[[str, str, str, int], None]
+"""``observer(host, state, detail, attempt)``: see the module docstring."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,13 @@ class HostConnection:
         self._lock = threading.Lock()
         self._known_hosts_lock = known_hosts_lock or threading.Lock()
         self._connection = None
+        self.observer: Observer | None = None
+        """Told how the connection goes (see the module docstring); None: nobody."""
+
+    def _tell(self, state: str, detail: str = "", attempt: int = 0) -> None:
+        observer = self.observer
+        if observer is not None:
+            observer(self.name, state, detail, attempt)
 
     def _new_connection(self):
         import fabric
@@ -265,17 +279,34 @@ class HostConnection:
             return self._connection
 
     def _connect_with_retries(self):
-        import tenacity
+        """Up to ``retries + 1`` attempts, ``min(2, 0.2 * 2 ** (n - 1))`` seconds apart after
+        the n-th; a :class:`HostKeyRejected` (or another error than :class:`HostUnreachable`)
+        is raised at once, the last attempt's error after the last."""
+        attempts = itertools.count(1)
+        where = f"{self.host.user}@{self.host.address}:{self.host.port}"
 
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.retries + 1),
-            wait=tenacity.wait_exponential(multiplier=0.2, max=2),
-            retry=tenacity.retry_if_exception(
-                lambda e: isinstance(e, HostUnreachable) and not isinstance(e, HostKeyRejected)
-            ),
-            reraise=True,
-        )
-        return retrying(self._open_once)
+        def attempt():
+            number = next(attempts)
+            self._tell("connecting", where, number)
+            try:
+                connection = self._open_once()
+            except HostUnreachable as error:
+                last = number > self.retries or isinstance(error, HostKeyRejected)
+                self._tell("failed" if last else "retry", str(error), number)
+                raise
+            self._tell("connected", where, number)
+            return connection
+
+        for number in range(1, self.retries + 2):
+            try:
+                return attempt()
+            except HostKeyRejected:
+                raise
+            except HostUnreachable:
+                if number > self.retries:
+                    raise
+            time.sleep(min(2.0, 0.2 * 2 ** (number - 1)))
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def run(
         self,
@@ -322,6 +353,7 @@ class HostConnection:
             raise CommandTimedOut(f"timed out after {timeout:g} s on {self.name}") from None
         except (ConnectionLost, paramiko.SSHException, OSError, EOFError) as error:
             self._forget()
+            self._tell("lost", str(error) or type(error).__name__)
             raise HostUnreachable(
                 f"lost the connection to {self.name}: {error or type(error).__name__}", lost=True
             ) from None
@@ -375,6 +407,14 @@ class ConnectionPool:
         self._connections: dict[str, HostConnection] = {}
         self._lock = threading.Lock()
         self._known_hosts_lock = threading.Lock()
+        self._observer: Observer | None = None
+
+    def observe(self, observer: Observer | None) -> None:
+        """Tell ``observer`` how every host's connection goes (see the module docstring)."""
+        with self._lock:
+            self._observer = observer
+            for connection in self._connections.values():
+                connection.observer = observer
 
     def __getitem__(self, name: str) -> HostConnection:
         with self._lock:
@@ -383,6 +423,7 @@ class ConnectionPool:
                 connection = HostConnection(
                     name, self._hosts[name], self._policy, self._retries, self._known_hosts_lock
                 )
+                connection.observer = self._observer
                 self._connections[name] = connection
             return connection
 

@@ -168,6 +168,8 @@ class Jobs:
         self.host_dir = host_dir
         self.stopping = threading.Event()
         """Set by :meth:`stop_local`: a local command ending now was stopped, not failing."""
+        self.stopped_when = "when the grace period ended"
+        """When the run stopped its local commands, for their tasks' messages."""
         self._local: set[subprocess.Popen] = set()
         self._ending: dict[int, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -204,10 +206,13 @@ class Jobs:
             self._local.discard(process)
             self._ending.pop(process.pid, None)
 
-    def stop_local(self) -> None:
+    def stop_local(self, when: str | None = None) -> None:
         """The run is stopping: no new local command starts, and each running one is ended
-        (:meth:`end_local`), all at once; returns when they have ended."""
+        (:meth:`end_local`), all at once; returns when they have ended. ``when``: when that
+        happened, for the tasks' messages (default: :attr:`stopped_when`)."""
         with self._lock:
+            if when is not None and not self.stopping.is_set():
+                self.stopped_when = when
             self.stopping.set()
             running = list(self._local)
         enders = [threading.Thread(target=self.end_local, args=(p,)) for p in running]

@@ -31,6 +31,7 @@ from fedi_run.engine.execute.jobs import Jobs, pid_file_name, wait_output
 from fedi_run.engine.model import layout
 from fedi_run.engine.planning.operations import (
     Call,
+    ChangedWhen,
     Command,
     Directory,
     Fetch,
@@ -42,10 +43,15 @@ from fedi_run.engine.planning.operations import (
     Template,
 )
 from fedi_run.engine.report.events import OutputCut
+from fedi_run.engine.report.live_lines import LiveLines
 from fedi_run.engine.report.masking import Masker
 from fedi_run.engine.report.output_log import TaskOutput
 
 SCRIPTABLE = (File, Restore, Directory, Secret, Command, Template)
+
+
+def _NO_OUTPUT(stream: str, text: str) -> None:  # noqa: N802 - a constant, as a default
+    """The default ``Context.output``: nobody listens."""
 
 
 @dataclass
@@ -60,7 +66,11 @@ class Context:
     * ``masker``: every secret a function reads or makes must be ``masker.add``-ed before it
       could reach any output;
     * ``output(stream, text)``: stream a long-running program's output (the executor masks
-      it before any sink sees it);
+      it before any sink sees it); ``output_of(task_id)``: that of another task of the job (a
+      batch's), None: only the context's task has one. The scripts this module sends stream
+      their output through them as it comes (``engine.report.live_lines``);
+    * ``sent(text)``: told what each script this module sends to the host does, one line
+      per operation (a command's text, a file's path: never a content) — ``-vv`` shows it;
     * ``state_dir``: the deployer's private directory for this deployment's state (0700);
     * ``secret_generators``: name → generator of every :class:`Secret` the run may make — the
       engine's generic ones and the plugins' (``Project.secret_generators``);
@@ -81,7 +91,11 @@ class Context:
     rotate_secrets: bool = False
     """``--rotate-secrets all``: every secret is generated anew."""
     timeout: float | None = None
-    output: Callable[[str, str], None] = lambda stream, text: None
+    output: Callable[[str, str], None] = _NO_OUTPUT
+    output_of: Callable[[str], Callable[[str, str], None]] | None = None
+    """task id → the ``output`` of that task of the job (None: only ``output``)."""
+    sent: Callable[[str], None] = lambda text: None
+    """Told what each script sent to the host does (``-vv``); see above."""
     playbook: Any = None
     task: Any = None
     pool: Any = None
@@ -278,7 +292,15 @@ def _part(pid: str, op: Operation, context: Context, task_id: str | None = None)
             + (": generated anew (--rotate-secrets)" if rotate else ""),
         )
     assert isinstance(op, Command)
-    return scripts.command_part(pid, op.run, op.creates, op.unless)
+    return scripts.command_part(
+        pid,
+        op.run,
+        op.creates,
+        op.unless,
+        env=op.env,
+        changed=op.changed_when is not False,
+        judge=op.changed_when.judge if isinstance(op.changed_when, ChangedWhen) else None,
+    )
 
 
 STDERR_TAIL = 4096
@@ -293,11 +315,14 @@ def _run_segments(
     outputs: Sequence[TaskOutput],
     jobs: Jobs | None = None,
     task_ids: Sequence[str] | None = None,
+    shown: Sequence[str] | None = None,
 ) -> list[tuple[list[str], str | None]]:
-    """Run the segments as one script, each segment's output streamed into ``outputs[i]``;
-    per segment ``(changes, failure or None)``. With ``jobs`` keeping pid files on the hosts,
-    segment ``i`` is recorded there as ``task_ids[i]``'s job (and fails while an earlier job
-    of that task still runs)."""
+    """Run the segments as one script, each segment's output streamed into ``outputs[i]``
+    and, as it comes, to its task's live output (:class:`Context`); per segment ``(changes,
+    failure or None)``. With ``jobs`` keeping pid files on the hosts, segment ``i`` is
+    recorded there as ``task_ids[i]``'s job (and fails while an earlier job of that task still
+    runs). ``shown[i]``: what segment ``i`` does, for ``context.sent`` (default: its parts'
+    summaries)."""
     pid_dir = jobs.host_dir if jobs is not None and task_ids else None
     host = getattr(connection, "name", "") or "the host"
     script = scripts.compile_script(
@@ -309,7 +334,12 @@ def _run_segments(
         # an earlier job is waited for within the timeout, so that the task says why it fails
         pid_wait=None if timeout is None else min(jobs_module.WAIT_FOR_EARLIER, timeout / 2),
     )
-    reader = scripts.ReportReader(script.marker, [output.write for output in outputs])
+    lives = _live_outputs(context, len(outputs), task_ids)
+    reader = scripts.ReportReader(
+        script.marker,
+        [_tee(o.stdout, live, "stdout") for o, live in zip(outputs, lives)],
+        [_tee(o.stderr, live, "stderr") for o, live in zip(outputs, lives)],
+    )
     errors = bytearray()
 
     def stderr(data: bytes) -> None:
@@ -317,6 +347,7 @@ def _run_segments(
         if len(errors) > 2 * STDERR_TAIL:
             del errors[:-STDERR_TAIL]
 
+    context.sent(_sent_text(segments, shown, task_ids))
     try:
         result = connection.run(
             script.text,
@@ -329,9 +360,12 @@ def _run_segments(
         reader.close()
         for output in outputs:
             output.close()
+        for live in lives:
+            for stream in (live or {}).values():
+                stream.close()
     stderr_text = context.masker.mask(bytes(errors[-STDERR_TAIL:]).decode("utf-8", "replace"))
     outcomes = []
-    for parts, states in zip(segments, reader.states):
+    for parts, states, output in zip(segments, reader.states, outputs):
         changes: list[str] = []
         failure = None
         if states.get(-1, ("", ""))[0] == "F":  # not started: its earlier job still runs
@@ -341,11 +375,106 @@ def _run_segments(
             state, detail = states.get(j, ("F", _stopped(result.exit_status, stderr_text, host)))
             if state == "F":
                 failure = context.masker.mask(f"{part.summary}: {detail}")
+                output.failed_command = context.masker.mask(part.command)
                 break
+            if state == "1" and part.judge is not None and not context.check:
+                judged = _changed_when(part, output)  # a command that ran: did it change?
+                if isinstance(judged, str):
+                    failure = context.masker.mask(f"{part.summary}: {judged}")
+                    output.failed_command = context.masker.mask(part.command)
+                    break
+                if not judged:
+                    continue
             if state == "1":  # a part may say what it did instead (a removal, not a restore)
                 changes.append(context.masker.mask(detail) if detail else part.summary)
         outcomes.append((changes, failure))
     return outcomes
+
+
+def _changed_when(part: scripts.Part, output: TaskOutput) -> bool | str:
+    """What the ``changed_when`` judge of ``part``, a command that ran and succeeded, says of
+    its result (the tails of its stdout and stderr, masked): changed or not — or why it
+    cannot tell (the task fails with it)."""
+    assert part.judge is not None
+    result = {
+        "stdout": output.stream_tail("stdout"),
+        "stderr": output.stream_tail("stderr"),
+        "exit_status": 0,
+    }
+    try:
+        return bool(part.judge(result))
+    except ValueError as error:
+        return str(error)
+
+
+def _live_outputs(
+    context: Context, count: int, task_ids: Sequence[str] | None
+) -> list[dict[str, LiveLines] | None]:
+    """Per segment, the live streams (``"stdout"``, ``"stderr"``) of its task's output
+    (None: nobody listens)."""
+    lives: list[dict[str, LiveLines] | None] = []
+    for i in range(count):
+        if context.output_of is not None and task_ids:
+            to = context.output_of(task_ids[i])
+        else:  # only the context's task has an output: a job of one segment
+            to = context.output if count == 1 else None
+        if to is None or to is _NO_OUTPUT:
+            lives.append(None)
+            continue
+        lives.append(
+            {
+                stream: LiveLines(context.masker, lambda text, to=to, s=stream: to(s, text))
+                for stream in ("stdout", "stderr")
+            }
+        )
+    return lives
+
+
+def _tee(
+    write: Callable[[bytes], None], live: dict[str, LiveLines] | None, stream: str
+) -> Callable[[bytes], None]:
+    """``write``, and the live ``stream`` too when there is one."""
+    if live is None:
+        return write
+    also = live[stream].write
+
+    def both(data: bytes) -> None:
+        write(data)
+        also(data)
+
+    return both
+
+
+def _sent_text(
+    segments: Sequence[Sequence[scripts.Part]],
+    shown: Sequence[str] | None,
+    task_ids: Sequence[str] | None,
+) -> str:
+    """What a script does, for ``context.sent``: per segment ``shown[i]`` or its parts'
+    summaries, each line under its task's id when the script has several."""
+    texts = shown or ["\n".join(part.summary for part in parts) for parts in segments]
+    if len(texts) == 1 or not task_ids:
+        return "\n".join(texts)
+    return "\n".join(
+        f"{task_id}: {line}" for task_id, text in zip(task_ids, texts) for line in text.splitlines()
+    )
+
+
+def _shown(ops: Sequence[Operation], parts: Sequence[scripts.Part]) -> str:
+    """What ``ops`` do, one line each: a command's whole text (and its guards), else its
+    part's summary (a path, a mode: never a content)."""
+    lines = []
+    for op, part in zip(ops, parts):
+        if isinstance(op, Command):
+            guards = "".join(
+                f" [{name}: {value}]"
+                for name, value in (("creates", op.creates), ("unless", op.unless))
+                if value
+            )
+            lines.append(f"run: {op.run.strip()}{guards}")
+        else:
+            lines.append(part.summary)
+    return "\n".join(lines)
 
 
 def _stopped(exit_status: int, stderr: str, host: str) -> str:
@@ -365,7 +494,7 @@ def _run_parts(
     output = context.task_output()
     [(changes, failure)] = _run_segments([parts], context, connection, context.timeout, [output])
     if failure:
-        raise OperationFailed(failure, changes, output.tail(), output.cut())
+        raise OperationFailed(failure, changes, output.tail(), output.cut(), output.failed_command)
     return changes
 
 
@@ -387,9 +516,10 @@ def _run_script(
         [output],
         jobs,
         [task_id] if task_id else None,
+        [_shown([op for _, op in ops], parts)],
     )
     if failure:
-        raise OperationFailed(failure, changes, "")
+        raise OperationFailed(failure, changes, "", command=output.failed_command)
     return changes
 
 
@@ -447,16 +577,18 @@ def _local_command(
     deadline = None if context.timeout is None else time.monotonic() + context.timeout
     decode = codecs.getincrementaldecoder("utf-8")("replace").decode
     line = ""
+    live = LiveLines(context.masker, lambda text: context.output("stdout", text))
     try:
         for data in wait_output(process, deadline, jobs.stopping):
             *complete, line = (line + decode(data)).split("\n")
             for text in complete:
                 output.write_text(text + "\n")
-                context.output("stdout", text + "\n")
+                live.write_text(text + "\n")
         line += decode(b"", final=True)
         if line:
             output.write_text(line)
-            context.output("stdout", line)
+            live.write_text(line)
+        live.close()
         while True:  # its output has ended; the process too, or soon (else: its deadline)
             try:
                 status = process.wait(0.2)
@@ -471,23 +603,27 @@ def _local_command(
     except TimeoutError:
         jobs.end_local(process)
         raise OperationFailed(
-            f"timed out after {context.timeout:g} s on the deployer: {command} (stopped)", [], ""
+            f"timed out after {context.timeout:g} s on the deployer: {command} (stopped)",
+            [],
+            "",
+            command=command,
         ) from None
     except InterruptedError:
         jobs.end_local(process)
         raise OperationFailed(
-            f"interrupted: still running when the grace period ended ({command} was stopped)",
+            f"interrupted: still running {jobs.stopped_when} ({command} was stopped)",
             [],
             "",
         ) from None
     finally:
+        live.close()
         assert process.stdout is not None
         process.stdout.close()
         if process.poll() is None:  # something broke here while it ran
             jobs.end_local(process)
         jobs.forget(process)
     if status != 0:
-        raise OperationFailed(f"{command} exited with status {status}", [], "")
+        raise OperationFailed(f"{command} exited with status {status}", [], "", command=command)
     return [f"ran: {command}"]
 
 
@@ -559,10 +695,18 @@ def perform(operations: Sequence[Operation], context: Context, jobs: Jobs | None
     except OperationFailed as failure:
         failure.changes = changes + failure.changes
         failure.output, failure.output_cut = output.tail(), output.cut()
+        _failed(failure, output)
         raise
     finally:
         output.close()
     return Outcome(tuple(changes), output.tail(), "".join(diffs), tuple(warnings), output.cut())
+
+
+def _failed(failure: OperationFailed, output: TaskOutput) -> OperationFailed:
+    """``failure`` with the failed command and the output's two streams of ``output``."""
+    failure.command = failure.command or output.failed_command
+    failure.stdout, failure.stderr = output.stream_tail("stdout"), output.stream_tail("stderr")
+    return failure
 
 
 def batchable(operations: Sequence[Operation]) -> bool:
@@ -601,11 +745,12 @@ def perform_batch(
             outputs,
             jobs,
             task_ids,
+            [_shown(ops, parts) for ops, parts in zip(tasks, segments)],
         ),
         outputs,
     ):
         results.append(
-            OperationFailed(failure, changes, output.tail(), output.cut())
+            _failed(OperationFailed(failure, changes, output.tail(), output.cut()), output)
             if failure
             else Outcome(tuple(changes), output.tail(), output_cut=output.cut())
         )

@@ -17,8 +17,13 @@ Contract of :class:`Scheduler`:
 * :meth:`stop` (SIGINT/SIGTERM) starts nothing new, gives running tasks ``grace`` seconds, then
   closes the connections — which stops each running command on its host — and stops the
   deployer-local ones (``engine.execute.jobs``); everything not done is recorded as skipped
-  ("interrupted"). A task whose command of an earlier run still runs on its host is not
-  started again: it fails saying so;
+  ("interrupted"). ``stop(immediately=True)`` (a second Ctrl-C) does the closing at once. Each
+  stop is reported at once (:class:`StopRequested`: the running tasks, their hosts, the grace
+  period). A task whose command of an earlier run still runs on its host is not started
+  again: it fails saying so;
+* a running task's output streams as :class:`OutputChunk` events, each batched task's its own
+  (``engine.report.live_lines``: masked, a secret split across reads too); each script sent is
+  a :class:`CommandSent`, and a real pool's connection events :class:`ConnectionChanged`;
 * every event goes through one lock to the sinks, masked: before its first task on a host, the
   executor reads the secrets already placed there — those of the graph's tasks, and those the
   state says this deployment placed there earlier (a service switched off since) — so no
@@ -27,7 +32,9 @@ Contract of :class:`Scheduler`:
   and the selected tasks would place again (``SecretPlan.guarded``) must be there, not empty:
   else none of that host's tasks runs — each fails naming the secret and the ways on
   (``engine.execute.secret_book``);
-* in a teardown, a task without an undo is not run: it is ``ok``, "left in place".
+* in a teardown, a task without an undo is not run: it is ``ok``, "left in place";
+* a task with ``skipped`` set (its ``when`` is false) is not run, its host not contacted for
+  it: it is ``skipped`` with that reason, and the tasks waiting on it go on as if it were done.
 """
 
 from __future__ import annotations
@@ -58,10 +65,13 @@ from fedi_run.engine.planning.graph import TaskGraph
 from fedi_run.engine.planning.operations import Call, Secret
 from fedi_run.engine.planning.tasks import Task
 from fedi_run.engine.report.events import (
+    CommandSent,
+    ConnectionChanged,
     Event,
     OutputChunk,
     OutputCut,
     Status,
+    StopRequested,
     TaskFinished,
     TaskStarted,
 )
@@ -71,6 +81,10 @@ from fedi_run.engine.report.recap import LEFT_IN_PLACE
 ABORTED = (
     "interrupted: still running when the grace period ended (its connection was closed, and "
     "its command stopped on the host)"
+)
+STOPPED_AT_ONCE = (
+    "interrupted: stopped at once by a second Ctrl-C (its connection was closed, and its "
+    "command stopped on the host)"
 )
 BATCH_LIMIT = 64
 """At most this many ready tasks of one host share one round trip."""
@@ -131,7 +145,11 @@ class Scheduler:
         self._stop = threading.Event()
         self._stop_when = stop_when
         self._stopped_at: float | None = None
+        self._stop_reason = "requested"
+        self._stop_now = False  # a second Ctrl-C: abort the running tasks at once
+        self._announced: set[bool] = set()  # the StopRequested emitted (immediate or not)
         self._aborted = False  # the grace period ended: the connections were closed under the tasks
+        self._abort_message = ABORTED
         self._playbook = playbook
         self._state_dir = state_dir
         self._log = log
@@ -152,6 +170,12 @@ class Scheduler:
         self._blocked: dict[str, FediRunError] = {}
         """host → why none of its tasks may run (a secret it placed is lost there)."""
         self._prime_lock = threading.Lock()
+        observe = getattr(pool, "observe", None)  # a real pool reports its connections
+        if observe is not None:
+            observe(self._connection_changed)
+
+    def _connection_changed(self, host: str, state: str, detail: str, attempt: int) -> None:
+        self.emit(ConnectionChanged(self.run_id, host, state, detail, attempt, time.time()))
 
     def _prime_masker(self, host: str) -> None:
         """Learn the values of the secrets already on ``host`` (every secret any task of the
@@ -175,6 +199,16 @@ class Scheduler:
                     'else a=${f%/*}; while [ -n "$a" ] && [ ! -e "$a" ]; do a=${a%/*}; done; '
                     'if [ -z "$a" ] || [ -x "$a" ]; then echo "$i m"; else echo "$i u"; fi; fi; '
                     "i=$((i+1)); done; true"
+                )
+                self.emit(
+                    CommandSent(
+                        self.run_id,
+                        (),
+                        host,
+                        "read the secrets this deployment keeps on the host (to mask them): "
+                        + ", ".join(paths),
+                        time.time(),
+                    )
                 )
                 result = self.pool[host].run(script, timeout=self.options.timeout)
                 for line in result.stdout.decode("ascii", "replace").splitlines():
@@ -218,9 +252,17 @@ class Scheduler:
                 diff=mask(event.diff),
                 output=mask(event.output),
                 output_cut=_masked_cut(event.output_cut, mask),
+                command=mask(event.command),
+                stdout=mask(event.stdout),
+                stderr=mask(event.stderr),
+                log=Path(mask(str(event.log))) if event.log is not None else None,
             )
         elif isinstance(event, OutputChunk):
             event = replace(event, text=mask(event.text))
+        elif isinstance(event, CommandSent):
+            event = replace(event, command=mask(event.command))
+        elif isinstance(event, ConnectionChanged):
+            event = replace(event, detail=mask(event.detail))
         with self._emit_lock:
             self._emit_to_sinks(event)
 
@@ -228,6 +270,7 @@ class Scheduler:
         self, task: Task, status: Status, duration: float = 0.0, message: str = "", **fields
     ) -> None:
         self.statuses[task.id] = status
+        log = self._log.file_of(task.id) if self._log is not None else None
         self.emit(
             TaskFinished(
                 self.run_id,
@@ -237,18 +280,49 @@ class Scheduler:
                 duration,
                 message,
                 at=time.time(),
+                log=log,
                 **fields,
             )
         )
 
     # control ----------------------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Start nothing new; let running tasks finish within the grace period."""
+    def stop(self, immediately: bool = False, reason: str = "requested") -> None:
+        """Start nothing new; let running tasks finish within the grace period — or, when
+        ``immediately`` (a second Ctrl-C), stop them now: their connections are closed (each
+        command ends on its host with its channel) and the local programs ended, and they are
+        recorded interrupted. ``reason`` (``"SIGINT"``, ``"SIGTERM"``, ``"requested"``) is
+        what the first call says. Only sets flags (safe in a signal handler): the run loop
+        acts on them, and reports them (:class:`StopRequested`), within 0.2 s."""
         self.interrupted = True
         if self._stopped_at is None:
             self._stopped_at = time.monotonic()
+            self._stop_reason = reason
+        if immediately:
+            self._stop_now = True
         self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether a stop was asked (:meth:`stop`)."""
+        return self._stop.is_set()
+
+    def _announce_stop(self, running: Mapping[Future, list[str]]) -> None:
+        """Emit :class:`StopRequested` once for the stop, once more when it is immediate."""
+        if not self._stop.is_set() or self._stop_now in self._announced:
+            return
+        tasks = tuple((t, self.graph.tasks[t].where) for ids in running.values() for t in ids)
+        self._announced.add(self._stop_now)
+        self.emit(
+            StopRequested(
+                self.run_id,
+                self._stop_reason,
+                tasks,
+                self.options.grace,
+                self._stop_now,
+                time.time(),
+            )
+        )
 
     def _waits(self) -> dict[str, set[str]]:
         selected = set(self.order)
@@ -332,6 +406,7 @@ class Scheduler:
             max_workers=max(1, self.options.forks), thread_name_prefix="fedi-run"
         ) as workers:
             while pending or running:
+                self._announce_stop(running)
                 if stopping():
                     reason = (
                         "skipped: interrupted"
@@ -346,6 +421,11 @@ class Scheduler:
                     if task_id not in ready:  # taken into a batch meanwhile
                         continue
                     task = self.graph.tasks[task_id]
+                    if task.skipped:  # its `when` is false: recorded, and done for the others
+                        take(task_id)
+                        self._finish(task, Status.SKIPPED, message=f"skipped: {task.skipped}")
+                        release(task_id)
+                        continue
                     host = task.host
                     if host is not None and host in down_hosts:
                         give_up(task_id, Status.UNREACHABLE, down_hosts[host])
@@ -370,16 +450,22 @@ class Scheduler:
                         raise FediRunError("error: internal: tasks wait on each other")
                     continue
                 done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
-                if (
-                    not done
-                    and self._stopped_at is not None
-                    and time.monotonic() - self._stopped_at > self.options.grace
+                self._announce_stop(running)
+                if self._stopped_at is not None and (
+                    self._stop_now
+                    or (not done and time.monotonic() - self._stopped_at > self.options.grace)
                 ):
+                    if not self._aborted and self._stop_now:
+                        self._abort_message = STOPPED_AT_ONCE
                     self._aborted = True
-                    # the grace period is over: abort what still runs — on the hosts (a job
-                    # ends with its channel), and on the deployer
+                    # the grace period is over, or a second Ctrl-C: abort what still runs —
+                    # on the hosts (a job ends with its channel), and on the deployer
                     self.pool.close_all()
-                    self.jobs.stop_local()
+                    self.jobs.stop_local(
+                        "when the run was stopped at once (a second Ctrl-C)"
+                        if self._stop_now
+                        else None
+                    )
                     done, _ = wait(list(running), timeout=5)
                 for future in done:
                     job = running.pop(future)
@@ -412,7 +498,7 @@ class Scheduler:
         # a task with a timeout of its own runs alone, so that its timeout is exactly its own;
         # so does a teardown's task without an undo (it is not run: left in place)
         operations = self._operations(task)
-        if self.options.kind == "teardown" and not operations:
+        if task.skipped or (self.options.kind == "teardown" and not operations):
             return False
         return (
             task.host is not None
@@ -421,7 +507,21 @@ class Scheduler:
             and batchable(self._operations(task))
         )
 
-    def _context(self, task: Task, connection, timeout: float) -> Context:
+    def _context(
+        self, task: Task, connection, timeout: float, batch: Sequence[Task] = ()
+    ) -> Context:
+        """The context of ``task``'s job (``batch``: the job's tasks when several share it):
+        each task's output streams as :class:`OutputChunk`, each script sent is reported as
+        :class:`CommandSent`."""
+        hosts = {t.id: t.where for t in batch or (task,)}
+        ids = tuple(hosts)
+
+        def output_of(task_id: str):
+            where = hosts.get(task_id, task.where)
+            return lambda stream, text: self.emit(
+                OutputChunk(self.run_id, task_id, where, stream, text)
+            )
+
         return Context(
             connection=connection,
             masker=self.masker,
@@ -431,8 +531,10 @@ class Scheduler:
             rotate_paths=self.options.rotate_paths,
             restore=self._secret_plan.restore,
             timeout=timeout,
-            output=lambda stream, text: self.emit(
-                OutputChunk(self.run_id, task.id, task.where, stream, text)
+            output=output_of(task.id),
+            output_of=output_of,
+            sent=lambda text: self.emit(
+                CommandSent(self.run_id, ids, task.where, text, time.time())
             ),
             playbook=self._playbook,
             task=task,
@@ -459,15 +561,16 @@ class Scheduler:
                 self._prime_masker(batch[0].host)
                 outcomes = perform_batch(
                     [self._operations(t) for t in batch],
-                    self._context(batch[0], connection, timeout),
+                    self._context(batch[0], connection, timeout, batch),
                     [t.id for t in batch],
                     self.jobs,
                 )
                 break
             except HostUnreachable as error:
                 if self._aborted:
+                    aborted = self._abort_message
                     return [
-                        (t.id, self._done(t, started, Status.FAILED, ABORTED), ABORTED, False)
+                        (t.id, self._done(t, started, Status.FAILED, aborted), aborted, False)
                         for t in batch
                     ]
                 if attempt == 1 and error.lost and not self._stop.is_set():
@@ -505,6 +608,9 @@ class Scheduler:
                     changes=tuple(outcome.changes),
                     output=outcome.output,
                     output_cut=outcome.output_cut,
+                    command=outcome.command,
+                    stdout=outcome.stdout,
+                    stderr=outcome.stderr,
                 )
                 results.append((task.id, Status.FAILED, str(outcome), False))
             else:
@@ -541,7 +647,8 @@ class Scheduler:
                 return self._done(task, started, Status.UNREACHABLE, str(error)), str(error), True
             except HostUnreachable as error:
                 if self._aborted:
-                    return self._done(task, started, Status.FAILED, ABORTED), ABORTED, False
+                    aborted = self._abort_message
+                    return self._done(task, started, Status.FAILED, aborted), aborted, False
                 if attempt == 1 and error.lost and not self._stop.is_set():
                     lost = str(error)
                     continue
@@ -559,6 +666,9 @@ class Scheduler:
                         changes=tuple(error.changes),
                         output=error.output,
                         output_cut=error.output_cut,
+                        command=error.command,
+                        stdout=error.stdout,
+                        stderr=error.stderr,
                     ),
                     str(error),
                     False,

@@ -19,9 +19,12 @@ import hashlib
 import re
 import secrets
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*").fullmatch
+"""An environment variable's name (the playbook checks it; checked again before one reaches
+a script)."""
 ORIGINALS = "/var/lib/fedi-run/originals"
 """Where a file is kept, on its host, from before fedi-run first changed it, for the undo —
 unless the part names its deployment's own directory (``originals``: each deployment keeps
@@ -40,6 +43,14 @@ class Part:
     """Whether the part writes the error file ``$E`` in the private directory (file writes)."""
     extra: bytes = b""
     """A second payload (a command's ``unless`` guard), in the file ``<payload's>_g``."""
+    command: str = ""
+    """A command part's whole command (what its failure shows; not masked here)."""
+    env: bytes = b""
+    """A third payload (a command's environment, as ``export NAME='value'`` lines), in the
+    file ``<payload's>_v``."""
+    judge: Callable[[Mapping[str, object]], bool] | None = None
+    """A command's ``changed_when`` judge (``operations.ChangedWhen``): asked, once the
+    command ran, whether it changed something — the part itself then reports it changed."""
 
 
 def mode_text(mode: int) -> str:
@@ -70,6 +81,13 @@ def _original(q: str, originals: str | None, legacy: str | None) -> str:
     return shell
 
 
+def _owner_words(owner: str) -> str:
+    """``owner`` (``user`` or ``user:group``) as the two quoted arguments of ``own_``: the
+    user and the group (``''``: any group)."""
+    user, _, group = owner.partition(":")
+    return f"{shlex.quote(user)} {shlex.quote(group)}"
+
+
 def file_part(
     pid: str,
     path: str,
@@ -92,7 +110,7 @@ def file_part(
     # the owner before the mode: chown clears the setuid and setgid bits
     chown = f'chown {shlex.quote(owner)} "$t" && ' if owner else ""
     chown_in_place = f'chown {shlex.quote(owner)} "$f" && ' if owner else ""
-    owner_differs = f' || [ "$(stat -c %U "$f")" != {shlex.quote(owner)} ]' if owner else ""
+    owner_differs = f' || ! own_ "$f" {_owner_words(owner)}' if owner else ""
     shell = (
         f'f={q}; t="$f.fedi-run.$$"; {_original(q, originals, legacy)}c=0; '
         f'if [ -d "$f" ]; then fail {pid} "$f is a directory"; fi; '
@@ -213,7 +231,7 @@ def directory_part(pid: str, path: str, mode: int, owner: str | None) -> Part:
     if owner:
         o = shlex.quote(owner)
         shell += (
-            f'if [ -d {q} ] && [ "$(stat -c %U {q})" != {o} ]; then c=1; '
+            f"if [ -d {q} ] && ! own_ {q} {_owner_words(owner)}; then c=1; "
             f'[ "$k" = 1 ] || chown {o} {q} 2>/dev/null || {{ e=$(chown {o} {q} 2>&1); '
             f'e=${{e#chown: }}; fail {pid} "cannot set the owner of "{q}" on $H: '
             f'${{e#changing ownership of *: }}"; }}; fi; '
@@ -253,19 +271,43 @@ def secret_part(pid: str, path: str, value: bytes, mode: int, keep: bool, summar
     return Part(shell, value, summary, needs_dir=True)
 
 
-def command_part(pid: str, run: str, creates: str | None, unless: str | None) -> Part:
-    """Run ``run`` unless ``creates`` exists or ``unless`` succeeds; its output is the task's.
+def command_part(
+    pid: str,
+    run: str,
+    creates: str | None,
+    unless: str | None,
+    env: Sequence[tuple[str, str]] = (),
+    changed: bool = True,
+    judge: Callable[[Mapping[str, object]], bool] | None = None,
+) -> Part:
+    """Run ``run`` unless ``creates`` exists or ``unless`` succeeds; its output is the task's:
+    its stdout as it comes, its stderr line by line as the segment's ``E`` marker lines
+    (:class:`ReportReader` tells them apart; the order between the two streams is kept only
+    to the line, as two pipes give it).
 
     ``run`` and ``unless`` are the task's own shell code: each is payload, read by a ``sh`` of
     its own from its file — never part of the script — so whatever it holds (a syntax error,
     an unbalanced parenthesis or quote, a here-document left open) is that task's failure
-    only, and it sees none of the script's names."""
+    only, and it sees none of the script's names. ``env`` (name, value) is exported to both:
+    payload too, a file of ``export NAME='value'`` lines (each value quoted) that the ``sh``
+    running them reads first. With ``changed=False`` a command that ran reports no change;
+    ``judge`` is kept on the part for the reader (:attr:`Part.judge`)."""
     src = _src(pid)
+    bad = [name for name, _ in env if not _SHELL_NAME(name)]
+    if bad:
+        raise ValueError(f"not an environment variable's name: {bad[0]!r}")
+    environment = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env)
+
+    def sh(script: str) -> str:
+        if not environment:
+            return f"sh {script}"
+        return f'sh -c \'. "$1" && exec sh "$2"\' sh {src[:-1]}_v" {script}'
+
     guards = []
     if creates:
         guards.append(f"[ -e {shlex.quote(creates)} ]")
     if unless:
-        guards.append(f'sh {src[:-1]}_g" >/dev/null 2>&1 </dev/null')
+        guards.append(f"{sh(src[:-1] + '_g' + src[-1])} >/dev/null 2>&1 </dev/null")
     guard = f"if {' || '.join(guards)}; then c=0; else c=1; fi; " if guards else "c=1; "
     # a script (or guard) the host could not keep whole is never run (nor taken as failed)
     kept = f'[ -e {src} ] || fail {pid} "cannot keep its script in $d on $H: ${{S:-missing}}"; '
@@ -274,17 +316,42 @@ def command_part(pid: str, run: str, creates: str | None, unless: str | None) ->
             f'[ -e {src[:-1]}_g" ] || '
             f'fail {pid} "cannot keep its unless guard in $d on $H: ${{S:-missing}}"; '
         )
+    if environment:
+        kept += (
+            f'[ -e {src[:-1]}_v" ] || '
+            f'fail {pid} "cannot keep its environment in $d on $H: ${{S:-missing}}"; '
+        )
+    # its stderr goes, line by line, through err_ (its segment's marker lines "E <line>"), its
+    # stdout as it is, its exit status through fd 4 into rc
+    run_it = (
+        f"{{ rc=$( {{ {{ {sh(src)} </dev/null 3>&- 4>&-; echo $? >&4; }} 2>&1 1>&3 "
+        f"| err_ {pid.partition('.')[0]} >&3 4>&-; }} 4>&1 ); }} 3>&1; "
+    )
     shell = (
-        kept + guard + f'if [ $c = 1 ] && [ "$k" != 1 ]; then sh {src} </dev/null; rc=$?; '
-        f'[ $rc = 0 ] || fail {pid} "exited with status $rc"; fi; done_ {pid} $c'
+        kept + guard + f'if [ $c = 1 ] && [ "$k" != 1 ]; then {run_it}'
+        f'[ "$rc" = 0 ] || fail {pid} "exited with status ${{rc:-unknown}}"; fi; '
+        + ("" if changed else "c=0; ")
+        + f"done_ {pid} $c"
     )
     first = run.strip().splitlines()[0] if run.strip() else ""
     return Part(
         shell,
         run.encode() + b"\n",
-        f"ran: {first[:120]}",
+        f"ran: {_shortened(first)}",
         extra=unless.encode() + b"\n" if unless else b"",
+        command=run.strip(),
+        env=environment.encode(),
+        judge=judge,
     )
+
+
+def _shortened(line: str, width: int = 120) -> str:
+    """``line`` if it is at most ``width`` characters, else its beginning cut after a whole
+    word (mid-word only if its first word alone is longer), followed by `` …``."""
+    if len(line) <= width:
+        return line
+    cut = line.rfind(" ", 0, width + 1)
+    return (line[:cut] if cut > 0 else line[:width]).rstrip() + " …"
 
 
 PRELUDE = (
@@ -293,6 +360,11 @@ PRELUDE = (
     'fail() {{ printf \'\\n%s %s F %s\\n\' "$M" "$1" "$2"; exit 1; }}\n'
     # why: $e is the reason in the first line of $E ("No space left on device"), no fork
     'why() {{ e=; [ -s "$E" ] && IFS= read -r e <"$E"; e=${{e##*: }}; e=${{e:-failed}}; }}\n'
+    # own_ FILE USER GROUP: FILE's owner is USER and (unless GROUP is empty) its group GROUP,
+    # each given as a name or a numeric id
+    "own_() {{ _o=$(stat -c '%U %u %G %g' -- \"$1\" 2>/dev/null) || return 1; "
+    'set -- "$2" "$3" $_o; {{ [ "$1" = "$3" ] || [ "$1" = "$4" ]; }} && '
+    '{{ [ -z "$2" ] || [ "$2" = "$5" ] || [ "$2" = "$6" ]; }}; }}\n'
     # stale: remove the temporary files ($1.fedi-run.<pid>) a run whose host died between write
     # and rename left; forks rm only when there is one
     'stale() {{ for _s in "$1".fedi-run.[0-9]*; do [ ! -e "$_s" ] || rm -f -- "$_s" || return 1; '
@@ -305,6 +377,14 @@ PRELUDE = (
     # ("No space left on device"), and neither that FILE nor the ones after it are there
     'sp_() {{ [ -z "$S" ] || return 0; _e=$(head -c "$1" 2>&1 >"$2") && return 0; rm -f "$2"; '
     "_e=${{_e##*: }}; S=${{_e:-failed}}; }}\n"
+    # err_ SEGMENT: each line of stdin (a command's stderr), as it comes, as the marker line
+    # "SEGMENT E <line>" written whole at once (awk flushes each: the command's stdout, written
+    # to the same pipe meanwhile, never falls inside one; a shell's printf may write it in
+    # pieces). -W interactive: mawk reads line by line only so (gawk ignores it, busybox
+    # refuses it: then plain awk). Without awk: as plain output (cat).
+    'EP_=\'{{ printf "%s", "\\n" m " " s " E " $0 "\\n"; fflush() }}\'\n'
+    'err_() {{ if command -v awk >/dev/null 2>&1; then awk -W interactive -v m="$M" -v s="$1" '
+    '"$EP_" 2>/dev/null || awk -v m="$M" -v s="$1" "$EP_" 2>/dev/null; else cat; fi; }}\n'
 )
 # The private directory: named after the job's process group when the script runs as a job
 # (engine.execute.jobs: its wrapper removes it, also when it ends the job), else any new one.
@@ -397,6 +477,9 @@ def compile_script(
             if part.extra:
                 splits.append(f'sp_ {len(part.extra)} "$d/{i}_{j}_g"')
                 payload += part.extra
+            if part.env:
+                splits.append(f'sp_ {len(part.env)} "$d/{i}_{j}_v"')
+                payload += part.env
     if splits or any(part.needs_dir for parts in segments for part in parts):
         lines.append(SPLIT + "\n".join(splits) + "\n" + SPLIT_DONE)
     for i, parts in enumerate(segments):
@@ -423,13 +506,21 @@ class ReportReader:
     A marker line is ``\\n<marker> <segment>[.<part>] <state>[ <message>]\\n``, both newlines
     part of the marker (the script prints the first so that a marker always starts a line). A
     segment's own line says ``B`` as it begins, or ``F <message>`` when it failed before any of
-    its parts ran (its task's earlier job still runs): that is ``states[segment][-1]``.
+    its parts ran (its task's earlier job still runs): that is ``states[segment][-1]``. A
+    segment's line ``E <text>`` is a line its command wrote to stderr: it goes to
+    ``errors[segment]`` (without ``errors``: to ``outputs[segment]``, as its other output).
     """
 
-    def __init__(self, marker: str, outputs: Sequence[Callable[[bytes], None]]):
+    def __init__(
+        self,
+        marker: str,
+        outputs: Sequence[Callable[[bytes], None]],
+        errors: Sequence[Callable[[bytes], None]] | None = None,
+    ):
         self._marker = b"\n" + marker.encode()
         self._line = re.compile(re.escape(marker.encode()) + rb" (\d+)(?:\.(\d+))? (\S+)(?: (.*))?")
         self._outputs = list(outputs)
+        self._errors = list(errors) if errors is not None else None
         self.states: list[dict[int, tuple[str, str]]] = [{} for _ in self._outputs]
         self._current: int | None = None
         self._carry = b""
@@ -462,7 +553,9 @@ class ReportReader:
                 continue
             self._out(buffer[position:start])
             segment = int(match[1])
-            if match[2] is None and match[3] == b"B":
+            if match[2] is None and match[3] == b"E":  # a line its command wrote to stderr
+                (self._errors or self._outputs)[segment]((match[4] or b"") + b"\n")
+            elif match[2] is None and match[3] == b"B":
                 self._current = segment
             elif match[2] is None:  # the segment failed before any part ran
                 self.states[segment][-1] = (

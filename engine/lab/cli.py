@@ -18,6 +18,8 @@ DIR_OPTION = click.option(
     default=".fedi-lab",
     show_default=True,
     type=click.Path(file_okay=False),
+    envvar="FEDI_RUN_LAB_DIR",
+    show_envvar=True,
     help="The lab directory (state, keys, inventory).",
 )
 
@@ -31,7 +33,16 @@ def _split_hosts(values: tuple[str, ...]) -> list[str]:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
-@click.group()
+@click.group(
+    epilog="""
+\b
+Examples:
+  sudo fedi-run lab up --hosts web,db --acme
+  fedi-run site.toml -i .fedi-lab/inventory.toml --no-apply
+  fedi-run lab run web -- cat /etc/os-release
+  sudo fedi-run lab down
+"""
+)
 def lab() -> None:
     """Start and stop throwaway target hosts and an ACME server on this machine.
 
@@ -40,7 +51,14 @@ def lab() -> None:
     """
 
 
-@lab.command()
+@lab.command(
+    epilog="""
+\b
+Examples:
+  sudo fedi-run lab up --hosts web
+  sudo fedi-run lab up --hosts garage,mastodon --acme --dir /tmp/lab
+"""
+)
 @click.option(
     "--hosts",
     "hosts",
@@ -66,7 +84,14 @@ def up(hosts: tuple[str, ...], acme: bool, directory: str) -> None:
     click.echo(f"inventory: {state.inventory_path}")
 
 
-@lab.command()
+@lab.command(
+    epilog="""
+\b
+Examples:
+  sudo fedi-run lab down
+  sudo fedi-run lab down --dir /tmp/lab
+"""
+)
 @DIR_OPTION
 def down(directory: str) -> None:
     """Stop everything the lab started and remove its state; nothing is left running."""
@@ -79,7 +104,14 @@ def down(directory: str) -> None:
         click.echo(f"lab down: {os.path.abspath(directory)}")
 
 
-@lab.command()
+@lab.command(
+    epilog="""
+\b
+Examples:
+  fedi-run lab inventory > lab.toml
+  fedi-run site.toml -i lab.toml --no-apply    (host keys are pinned in it)
+"""
+)
 @DIR_OPTION
 def inventory(directory: str) -> None:
     """Print the lab's inventory (TOML for `fedi-run -i`)."""
@@ -89,7 +121,14 @@ def inventory(directory: str) -> None:
     click.echo(inv.render(state.require(directory)), nl=False)
 
 
-@lab.command()
+@lab.command(
+    epilog="""
+\b
+Examples:
+  fedi-run lab status
+  fedi-run lab status --dir /tmp/lab || sudo fedi-run lab up --hosts web --dir /tmp/lab
+"""
+)
 @DIR_OPTION
 @click.pass_context
 def status(ctx: click.Context, directory: str) -> None:
@@ -105,7 +144,16 @@ def status(ctx: click.Context, directory: str) -> None:
         ctx.exit(1)
 
 
-@lab.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@lab.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    epilog="""
+\b
+Examples:
+  fedi-run lab run web -- cat /etc/os-release
+  fedi-run lab run -n web -- 'uname -a; id'
+  echo hello | fedi-run lab run web -- 'cat > /tmp/greeting'
+""",
+)
 @DIR_OPTION
 @click.option("-n", "no_stdin", is_flag=True, help="Do not pass stdin on (as `ssh -n`).")
 @click.argument("host")
@@ -139,7 +187,15 @@ def run(
     ctx.exit(status_ if status_ >= 0 else 255)
 
 
-@lab.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@lab.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    epilog="""
+\b
+Examples:
+  fedi-run lab shell web
+  fedi-run lab shell web -- ls -l /srv
+""",
+)
 @DIR_OPTION
 @click.argument("host")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)

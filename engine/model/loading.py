@@ -4,9 +4,11 @@ The contract of :func:`load_playbook`: it either returns a fully validated, merg
 :class:`~fedi_run.engine.model.playbook.Playbook`, or raises one
 :class:`~fedi_run.engine.errors.PlaybookError` carrying *every* problem found, each naming the
 file the value came from, its key path, what was found and what was expected.
+:func:`load_partial` is the same reading that keeps the valid parts beside the problems
+(:class:`PartialPlaybook`), so that the project checks the rest in the same pass.
 
-Merging: each inventory (``-i``, in order) may hold only ``[hosts.*]`` and the plugin tables
-declared for inventories (``ConfigSection.in_inventory``, such as ``[acme]``); its tables are
+Merging: each inventory (``-i``, in order) may hold only ``[hosts.*]``, ``[vars]`` and the plugin
+tables declared for inventories (``ConfigSection.in_inventory``, such as ``[acme]``); its tables are
 merged key by key over the playbook's. A configuration file (``--configuration``) is read
 last, with the keys the service plugins declare (``ConfigSection.configuration_key``). Relative
 paths are resolved against the directory of the file that names them.
@@ -14,6 +16,7 @@ paths are resolved against the directory of the file that names them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import tomllib
@@ -22,12 +25,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from fedi_run.engine.errors import PlaybookError, Problem
 from fedi_run.engine.model import configuration_json as configuration
 from fedi_run.engine.model import pydantic_problems as describe
 from fedi_run.engine.model.playbook import (
+    VARS,
     DeploymentSection,
     HostSection,
     InitialUserSection,
@@ -57,13 +61,15 @@ NAMED_TABLES: dict[str, type[Section]] = {"hosts": HostSection, "tasks": UserTas
 INVENTORY_HOSTS = "hosts"
 """The engine's own table an inventory may hold; plugins declare theirs
 (:func:`inventory_tables`)."""
+VARS_TABLE = "vars"
+"""``[vars]``: the operator's own values, free-form; an inventory may hold it too."""
 
 
 def inventory_tables(sections: Iterable[ConfigSection]) -> tuple[str, ...]:
     """The tables an inventory may hold: ``[hosts.*]`` and every plugin table declared
     ``in_inventory``, sorted."""
     declared = sorted(s.name for s in sections if s.kind == "table" and s.in_inventory)
-    return (INVENTORY_HOSTS, *declared)
+    return (INVENTORY_HOSTS, VARS_TABLE, *declared)
 
 
 def inventory_message(tables: Sequence[str]) -> str:
@@ -154,14 +160,34 @@ def _resolve_paths(table: Any, model: type[BaseModel], key: Key, merged: _Merged
         return
     for name in _path_fields(model):
         value = table.get(name)
-        if isinstance(value, str) and value:
-            expanded = os.path.expanduser(value)
-            if not os.path.isabs(expanded):
-                base = merged.origin(key + (name,)).parent
-                expanded = os.path.normpath(os.path.join(base.absolute(), expanded))
-            table[name] = expanded
+        base = None if value is None else merged.origin(key + (name,)).parent
+        if name in _path_sequences(model):
+            if isinstance(value, list):  # each path of an array; anything else: the model says
+                table[name] = [_absolute(item, base) for item in value]
+        elif isinstance(value, str) and value:
+            table[name] = _absolute(value, base)
     for name, nested in _nested_models(model).items():
         _resolve_paths(table.get(name), nested, key + (name,), merged)
+
+
+def _absolute(value: Any, base: Path) -> Any:
+    """A path string made absolute against ``base`` (``~`` expanded); another value as it is."""
+    if not isinstance(value, str) or not value:
+        return value
+    expanded = os.path.expanduser(value)
+    if not os.path.isabs(expanded):
+        expanded = os.path.normpath(os.path.join(base.absolute(), expanded))
+    return expanded
+
+
+@functools.cache
+def _path_sequences(model: type[BaseModel]) -> frozenset[str]:
+    """The path fields of ``model`` that hold an array of paths (``[run] inventory``)."""
+    return frozenset(
+        name
+        for name in _path_fields(model)
+        if typing.get_origin(model.model_fields[name].annotation) is tuple
+    )
 
 
 @functools.cache
@@ -190,9 +216,11 @@ class _Validator:
     def __init__(self, merged: _Merged):
         self.merged = merged
         self.problems: list[Problem] = []
+        self.keys: list[Key] = []
 
     def problem(self, key: Key, message: str) -> None:
         self.problems.append(Problem(self.merged.origin(key), describe.dotted(key), message))
+        self.keys.append(key)
 
     def table(self, model: type[Section], value: Any, key: Key) -> Section | None:
         if not isinstance(value, dict):
@@ -203,9 +231,23 @@ class _Validator:
             return model.model_validate(_freeze(value))
         except ValidationError as error:
             for item in error.errors():
-                loc = key + tuple(str(part) for part in item["loc"])
+                loc = key + tuple(str(part) for part in item["loc"] if part != "[key]")
                 self.problem(loc, describe.message(item, model, item["loc"]))
             return None
+
+    def free_table(self, adapter: TypeAdapter, value: Any, key: Key) -> Mapping[str, Any]:
+        """A table of free keys (``[vars]``) validated by ``adapter``; ``{}`` when it has
+        problems."""
+        if not isinstance(value, dict):
+            self.problem(key, f"found {describe.found(value)}, expected a table")
+            return {}
+        try:
+            return adapter.validate_python(_freeze(value))
+        except ValidationError as error:
+            for item in error.errors():
+                loc = key + tuple(str(part) for part in item["loc"] if part != "[key]")
+                self.problem(loc, describe.message(item, Section, item["loc"]))
+            return {}
 
     def named_tables(
         self, model: type[Section], value: Any, key: Key, check_name=check_plain_name
@@ -226,6 +268,25 @@ class _Validator:
         return result
 
 
+@dataclasses.dataclass(frozen=True)
+class PartialPlaybook:
+    """What :func:`load_partial` makes of the files, problems or not.
+
+    ``playbook`` holds the valid parts (None: nothing to check further — a file could not be
+    read, or is not TOML): a table with problems of its own is left out (a ``[tasks.<name>]``,
+    a ``[hosts.<name>]`` and the tasks on it, a service's options) or, for a table there must
+    be (``[deployment]``), stands in with its text values. ``broken`` names those tables
+    (``("tasks", "x")``, ``("deployment",)``); ``complete`` is True when only the operator's
+    tables (``[tasks.*]``, ``[vars]``, an unknown table) are broken, so that the plugins can
+    build their tasks from ``playbook``.
+    """
+
+    playbook: Playbook | None
+    problems: tuple[Problem, ...]
+    broken: frozenset[Key] = frozenset()
+    complete: bool = True
+
+
 def load_playbook(
     path: Path,
     sections: Sequence[ConfigSection],
@@ -234,6 +295,22 @@ def load_playbook(
     disabled_plugins: Iterable[str] = (),
 ) -> Playbook:
     """Read, merge and validate; see the module docstring for the contract."""
+    partial = load_partial(path, sections, inventories, configuration_file, disabled_plugins)
+    if partial.problems:
+        raise PlaybookError(partial.problems)
+    assert partial.playbook is not None
+    return partial.playbook
+
+
+def load_partial(
+    path: Path,
+    sections: Sequence[ConfigSection],
+    inventories: Iterable[Path] = (),
+    configuration_file: Path | None = None,
+    disabled_plugins: Iterable[str] = (),
+) -> PartialPlaybook:
+    """Read, merge and validate, keeping what is valid beside every problem found (see
+    :class:`PartialPlaybook`): what the project checks further in the same pass."""
     path = Path(path)
     problems: list[Problem] = []
     merged = _Merged()
@@ -264,22 +341,18 @@ def load_playbook(
         if document is not None:
             merged.merge(document, Path(configuration_file))
     if problems:
-        raise PlaybookError(problems)
-    playbook, problems = _validate(path, merged, sections, frozenset(disabled_plugins))
-    if problems:
-        raise PlaybookError(problems)
-    assert playbook is not None
-    return playbook
+        return PartialPlaybook(None, tuple(problems))
+    return _validate(path, merged, sections, frozenset(disabled_plugins))
 
 
 def _validate(
     path: Path, merged: _Merged, sections: Sequence[ConfigSection], disabled: frozenset[str]
-) -> tuple[Playbook | None, list[Problem]]:
+) -> PartialPlaybook:
     check = _Validator(merged)
     data = merged.data
     services = {s.name: s for s in sections if s.kind == "service"}
     tables = {s.name: s for s in sections if s.kind == "table"}
-    known = [*CORE_TABLES, *NAMED_TABLES, "services", *tables]
+    known = [*CORE_TABLES, *NAMED_TABLES, "services", VARS_TABLE, *tables]
     for key in data:
         if key not in known:
             hint = _disabled_hint(key, disabled) or did_you_mean(key, known)
@@ -296,6 +369,7 @@ def _validate(
         HostSection, data.get("hosts", {}), ("hosts",), check_name=check_host_name
     )
     values["tasks"] = check.named_tables(UserTaskSection, data.get("tasks", {}), ("tasks",))
+    values[VARS_TABLE] = check.free_table(VARS, data.get(VARS_TABLE, {}), (VARS_TABLE,))
     service_values: dict[str, ServiceConfig] = {}
     raw_services = data.get("services", {})
     if not isinstance(raw_services, dict):
@@ -344,11 +418,20 @@ def _validate(
                     f"found {host!r}, expected a host defined under [hosts]"
                     f"{did_you_mean(host, raw_hosts)}",
                 )
-    if check.problems:
-        return None, check.problems
+    broken = {_table_of(key) for key in check.keys}
+    for name, task in list(values["tasks"].items()):  # on a host left out: left out too
+        if any(host not in hosts for host in ([task.host] if task.host else task.hosts or ())):
+            broken.add(("tasks", name))
+            del values["tasks"][name]
+    deployment = values.get("deployment")
+    if deployment is None:
+        raw = data.get("deployment") if isinstance(data.get("deployment"), dict) else {}
+        deployment = DeploymentSection.model_construct(
+            **{k: raw[k] if isinstance(raw.get(k), str) else "" for k in ("name", "domain")}
+        )
     playbook = Playbook(
         source=path,
-        deployment=values["deployment"],
+        deployment=deployment,
         hosts=hosts,
         services=service_values,
         enabled=enabled,
@@ -356,10 +439,18 @@ def _validate(
         initial_user=values.get("initial_user"),
         tasks=values["tasks"],
         run=values.get("run") or RunSection(),
+        vars=values[VARS_TABLE],
         origins=merged.origins,
         needs={name: section.needs for name, section in services.items()},
     )
-    return playbook, []
+    operators = {"tasks", VARS_TABLE}
+    complete = all(key[0] in operators or key[0] not in known for key in broken)
+    return PartialPlaybook(playbook, tuple(check.problems), frozenset(broken), complete)
+
+
+def _table_of(key: Key) -> Key:
+    """The table a problem's key is in: ``("tasks", "x")`` for ``tasks.x.run``."""
+    return key[:2] if key[0] in (*NAMED_TABLES, "services") and len(key) > 1 else key[:1]
 
 
 def _enabled(

@@ -77,7 +77,7 @@ def message(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
         parent = _model_at(model, loc[:-1])
-        allowed = list(parent.model_fields) if parent else []
+        allowed = [f.alias or n for n, f in parent.model_fields.items()] if parent else []
         hint = did_you_mean(str(loc[-1]), allowed)
         return f"unknown key{hint}; expected one of: {', '.join(allowed)}"
     if kind == "missing":

@@ -136,6 +136,41 @@ def check_posix_user(value: str) -> str:
     return value
 
 
+ACCOUNT = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,31}")
+"""A user or group name in POSIX's portable set (letters, digits, '.', '_', '-'; no leading
+'-'), at most 32 characters — all digits: a numeric id."""
+MAX_ID = 2**32 - 2
+"""The largest user or group id (2**32 - 1 is ``(uid_t) -1``, "no change")."""
+SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""A shell variable name (an environment variable a command sees, a template variable)."""
+
+
+def check_owner(value: str) -> str:
+    """A file's owner on a target host: ``user`` or ``user:group``, each a portable name
+    (:data:`ACCOUNT`) or a numeric id."""
+    parts = value.split(":")
+    expected = (
+        "expected 'user' or 'user:group', each a name of letters, digits, '.', '_' and '-' "
+        "(not starting with '-', at most 32 characters) or a numeric id, such as 'www-data' "
+        "or 'app:www-data'"
+    )
+    if len(parts) > 2 or not all(ACCOUNT.fullmatch(part) for part in parts):
+        raise ValueError(expected)
+    if any(part.isdigit() and int(part) > MAX_ID for part in parts):
+        raise ValueError(f"{expected}; a numeric id is at most {MAX_ID}")
+    return value
+
+
+def check_shell_name(value: str) -> str:
+    """An environment variable's name: letters, digits and '_', not starting with a digit."""
+    if not SHELL_NAME.fullmatch(value):
+        raise ValueError(
+            "expected a variable name: letters, digits and '_', not starting with a digit "
+            "(such as 'RAILS_ENV')"
+        )
+    return value
+
+
 def check_username(value: str) -> str:
     """An account name in the Fediverse services: letters, digits and '_'."""
     if not USERNAME.fullmatch(value):

@@ -11,7 +11,8 @@ Nix's search for a ``.git`` stops at the deployment's own.
 directory is not a repository yet, ``git add -A`` of the files fedi-run wrote (and
 ``flake.lock``, which nixops4 writes beside them, so the locked revisions are kept with the
 deployment), ``git rm --cached`` of the files it removed, and a commit by a fixed author
-(:data:`AUTHOR`) only when the staged tree differs from ``HEAD``. Nothing is ever pushed, and no
+(:data:`AUTHOR`) only when the staged tree differs from ``HEAD`` — when a run changed nothing,
+one ``git status`` says so and no other git runs. Nothing is ever pushed, and no
 file the operator placed in the directory is ever added. git runs with the directory as its
 work tree and ``.git`` as its repository, whatever the environment says, with no hooks, and
 under umask 077: the repository is as private as the deployment directory (0700, files 0600 or
@@ -129,13 +130,15 @@ def commit(
     present, untrack ``removed``; what was done: ``["git init", "git commit <hash>"]``, or
     fewer, or nothing when ``HEAD`` already holds exactly these files."""
     done: list[str] = []
+    gone = sorted(removed)
+    wanted = sorted(p for p in set(paths) | _lock(directory) if (directory / p).exists())
+    if not gone and wanted and _committed(directory, wanted):
+        return done  # one git process, not three, when a run changed nothing
     if not is_repository(directory):
         git(directory, "init", "-q", "--template=")  # no sample hooks, no description
         done.append("git init")
-    gone = sorted(removed)
     if gone:
         git(directory, "rm", "-q", "--cached", "--ignore-unmatch", "--", *gone)
-    wanted = sorted(p for p in set(paths) | _lock(directory) if (directory / p).exists())
     if wanted:
         git(directory, "add", "-A", "--", *wanted)
     has_head = git(directory, "rev-parse", "--verify", "-q", "HEAD", check=False).returncode == 0
@@ -145,3 +148,22 @@ def commit(
     head = git(directory, "rev-parse", "--short", "HEAD").stdout.strip()
     done.append(f"git commit {head}")
     return done
+
+
+def _committed(directory: Path, wanted: list[str]) -> bool:
+    """Whether ``HEAD`` holds exactly the work tree's ``wanted`` files and the index has
+    nothing else staged: ``git status`` lists no entry but files git does not track that are
+    not ``wanted`` (the operator's). An ignored, staged, modified or untracked wanted file, or
+    no ``HEAD`` yet (every file then untracked), means no."""
+    if not is_repository(directory):
+        return False
+    status = git(
+        directory, "status", "--porcelain", "-z", "--untracked-files=all", "--ignored", check=False
+    )
+    if status.returncode != 0:
+        return False
+    keep = set(wanted)
+    for entry in status.stdout.split("\0"):
+        if entry and (not entry.startswith("?? ") or entry[3:] in keep):
+            return False
+    return True

@@ -10,21 +10,38 @@ natural undo for teardown (see :func:`undo_of`). Operations hold no secret value
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class ChangedWhen:
+    """Whether a command that succeeded changed something, decided from its result:
+    ``judge(result)`` — ``result`` holding ``stdout`` and ``stderr`` (the tails of its output,
+    masked) and ``exit_status`` — returns ``True`` or ``False``, or raises :class:`ValueError`
+    with one line saying why it cannot tell. ``source``: what decides (a template), for
+    reports."""
+
+    source: str
+    judge: Callable[[Mapping[str, object]], bool] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Command:
-    """Run ``run`` with ``sh -c`` on the host.
+    """Run ``run`` with ``sh`` on the host, with the environment variables ``env`` (name,
+    value) — values handed over quoted in a file of their own, never in a command's text; the
+    guard ``unless`` sees them too.
 
     Skipped (``ok``) when the path ``creates`` exists or the command ``unless`` succeeds;
-    otherwise it runs and counts as ``changed``.
+    otherwise it runs and counts as ``changed`` — unless ``changed_when`` says otherwise:
+    ``False`` (never changed), or a :class:`ChangedWhen` deciding from its result.
     """
 
     run: str
     creates: str | None = None
     unless: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    changed_when: bool | ChangedWhen | None = None
 
 
 @dataclass(frozen=True)

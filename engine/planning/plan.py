@@ -1,7 +1,9 @@
-"""The plan: the selected tasks in the order they would run, grouped into parallel steps."""
+"""The plan: the selected tasks in the order they would run, grouped into parallel steps, and
+what they need that the selection leaves out (not run: it must be done already)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,14 +30,32 @@ class PlannedTask:
     """Whether the task removes data (secrets, keys, buckets, files): ``Task.is_destructive``."""
     removes: tuple[str, ...] = ()
     """The paths it removes with what they hold (``Task.removes``)."""
+    skipped: str = ""
+    """Why the task will be skipped (``Task.skipped``: ``"when: false"``); empty: it runs."""
+
+
+@dataclass(frozen=True)
+class OutsideTask:
+    """A task the selected ones need that the selection leaves out: it is not run, and must
+    be done already (``Selection.outside``). ``state`` is what the deployment's state records
+    of it ("done in run 3", "never run", ...; "" when the state was not read), ``done``
+    whether that is enough (None: not read)."""
+
+    id: str
+    host: str
+    needed_by: tuple[str, ...]
+    state: str = ""
+    done: bool | None = None
 
 
 @dataclass(frozen=True)
 class Plan:
-    """``steps[i]`` holds the tasks that may run in parallel once steps ``0..i-1`` are done."""
+    """``steps[i]`` holds the tasks that may run in parallel once steps ``0..i-1`` are done;
+    ``outside`` what they need and the selection leaves out."""
 
     deployment: str
     steps: tuple[tuple[PlannedTask, ...], ...]
+    outside: tuple[OutsideTask, ...] = ()
 
     @property
     def tasks(self) -> tuple[PlannedTask, ...]:
@@ -44,7 +64,8 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         """``{"deployment": ..., "tasks": [{"id", "host", "requires", "tags", "selected_by",
-        ..., "destructive", "removes"}, ...]}`` in execution order."""
+        ..., "destructive", "removes"}, ...], "outside": [{"id", "host", "needed_by", "state",
+        "done"}, ...]}``, both in execution order."""
         return {
             "deployment": self.deployment,
             "tasks": [
@@ -55,6 +76,9 @@ class Plan:
                     "removes": list(task.removes),
                 }
                 for task in self.tasks
+            ],
+            "outside": [
+                {**asdict(task), "needed_by": list(task.needed_by)} for task in self.outside
             ],
         }
 
@@ -79,8 +103,10 @@ class Plan:
             )
             for task in step:
                 mark = DESTRUCTIVE_MARK if task.destructive else " "
+                skipped = f"  (skipped: {task.skipped})" if task.skipped else ""
                 lines.append(
                     f"{mark} {task.id:<{width}}  {task.host:<{host_width}}  {task.selected_by}"
+                    + skipped
                 )
         destructive = [task for task in tasks if task.destructive]
         if destructive:
@@ -88,11 +114,37 @@ class Plan:
             for task in destructive:
                 what = ", ".join(task.removes) or task.description
                 lines.append(f"  {task.id} @{task.host}: removes {what}")
+        if self.outside:
+            lines += [
+                "",
+                f"not run, must be done already: {len(self.outside)} task(s) the "
+                "selection needs and leaves out",
+            ]
+            width = max(len(t.id) for t in self.outside)
+            host_width = max(len(t.host) for t in self.outside)
+            for task in self.outside:
+                lines.append(
+                    f"  {task.id:<{width}}  {task.host:<{host_width}}  "
+                    f"{task.state or 'state not read'}; needed by {_names(task.needed_by)}"
+                )
         return "\n".join(lines)
 
 
-def make_plan(deployment: str, graph: TaskGraph, selection: Selection) -> Plan:
-    """The plan of ``selection`` over ``graph``."""
+def _names(ids: tuple[str, ...], most: int = 3) -> str:
+    """``a, b, c`` or ``a, b, c and 4 more``."""
+    shown = ", ".join(ids[:most])
+    return shown + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
+def make_plan(
+    deployment: str,
+    graph: TaskGraph,
+    selection: Selection,
+    states: Mapping[str, tuple[str, bool]] | None = None,
+) -> Plan:
+    """The plan of ``selection`` over ``graph``; ``states``: for each task of
+    ``selection.outside``, what the state records of it and whether it is done (None: the
+    state was not read)."""
     steps = []
     for number, step in enumerate(
         graph.steps(selection.reasons.keys() if len(selection) < len(graph) else None)
@@ -112,7 +164,12 @@ def make_plan(deployment: str, graph: TaskGraph, selection: Selection) -> Plan:
                     step=number,
                     destructive=task.is_destructive(),
                     removes=task.removes(),
+                    skipped=task.skipped,
                 )
             )
         steps.append(tuple(planned))
-    return Plan(deployment, tuple(steps))
+    outside = tuple(
+        OutsideTask(need, graph.tasks[need].where, needed_by, *(states or {}).get(need, ("", None)))
+        for need, needed_by in selection.outside.items()
+    )
+    return Plan(deployment, tuple(steps), outside)

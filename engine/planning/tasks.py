@@ -35,7 +35,9 @@ class Task:
     ``destructive`` says whether the task removes data (secrets, keys, buckets, files) — for
     a removal its operations do not show (a :class:`Command` or :class:`Call` that deletes a
     bucket); ``None`` derives it from them (:meth:`removes`). ``plan`` and ``--check`` mark
-    such a task.
+    such a task. ``skipped``, when not empty, says why the task is not run (``"when: false"``):
+    it stays in the graph, a run (and a teardown) records it as skipped with that reason
+    without contacting its host, and the tasks that require it go on as if it were done.
     """
 
     id: str
@@ -50,6 +52,7 @@ class Task:
     reads: tuple[str, ...] = ()
     plugin: str = field(default="", compare=False)
     destructive: bool | None = None
+    skipped: str = ""
 
     def __post_init__(self) -> None:
         match = TASK_ID.fullmatch(self.id)

@@ -45,7 +45,10 @@ import jinja2
 from jinja2 import nodes
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.utils import missing
 from jinja2.visitor import NodeTransformer
+
+from fedi_run.engine.planning import template_errors
 
 MAX_LENGTH = 1 << 20
 """Characters and items one value may hold, counted through nested lists and tables."""
@@ -450,15 +453,38 @@ class _Guard(NodeTransformer):
     visit_List = visit_Tuple = visit_Dict = visit_Concat = _literal
 
 
+class _Undefined(jinja2.StrictUndefined):
+    """jinja2's StrictUndefined, whose :class:`~jinja2.UndefinedError` carries the object the
+    lookup failed on and the name looked up (:data:`template_errors.MISSING`), for
+    :func:`template_errors.explain`."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        hint: str | None = None,
+        obj: Any = missing,
+        name: str | None = None,
+        exc: type[Exception] = jinja2.UndefinedError,
+    ) -> None:
+        if exc is jinja2.UndefinedError and hint is None:
+
+            def marked(message: str) -> Exception:
+                error = jinja2.UndefinedError(message)
+                setattr(error, template_errors.MISSING, (obj, name))
+                return error
+
+            exc = marked  # type: ignore[assignment]
+        super().__init__(hint, obj, name, exc)  # type: ignore[arg-type]
+
+
 class Sandbox(ImmutableSandboxedEnvironment):
     """The environment of the operator's templates (see the module docstring)."""
 
     intercepted_binops = frozenset(ImmutableSandboxedEnvironment.default_binop_table)
 
     def __init__(self) -> None:
-        super().__init__(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-        )
+        super().__init__(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
         self.globals.pop("lipsum", None)
         self.filters["quote"] = lambda value: shlex.quote(str(value))
         self.filters["sum"] = jinja2.pass_environment(_sum)
@@ -501,3 +527,43 @@ def render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
         return template.render(context)
     finally:
         _BUDGET.reset(token)
+
+
+RENDERING_ERRORS = (
+    jinja2.TemplateError,
+    ArithmeticError,
+    TypeError,
+    ValueError,
+    LookupError,
+    AttributeError,
+    MemoryError,
+    RecursionError,
+    SyntaxError,
+)
+"""What a template can raise while it is compiled or rendered: jinja2's own errors (a syntax
+error, an undefined name, a limit of the sandbox), and what the Python operations it calls
+raise (``1/0``, ``'a' + 1``, ``'%s %s' % 1``, ``'x'.encode('nope')``, an overflow, a nesting
+too deep for the parser)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _sandbox() -> Sandbox:
+    return Sandbox()
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(source: str) -> jinja2.Template:
+    return _sandbox().compile_guarded(source)
+
+
+def render_text(source: str, context: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The one way an operator's template is rendered: ``(output, None)``, or ``("", what
+    went wrong)`` — one line from :func:`template_errors.explain` (the template's line, and for
+    a name that is not defined the closest name there is). A source without ``{`` is its own
+    output."""
+    if "{" not in source:
+        return source, None
+    try:
+        return render(_compiled(source), context), None
+    except RENDERING_ERRORS as error:
+        return "", template_errors.explain(error, source, context, _sandbox().globals)

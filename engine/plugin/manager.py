@@ -72,10 +72,17 @@ def disabled_from_environment(
 
 def _entry_point_candidates() -> list[_Candidate]:
     candidates = []
+    parsed: dict[object, tuple[str, str]] = {}  # a distribution's METADATA, read once
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist
-        dist_name = dist.metadata["Name"] if dist is not None else "unknown distribution"
-        version = dist.version if dist is not None else "unknown"
+        if dist is None:
+            dist_name, version = "unknown distribution", "unknown"
+        else:
+            key = getattr(dist, "_path", id(dist))
+            if key not in parsed:
+                found = dist.metadata
+                parsed[key] = (found["Name"], found["Version"])
+            dist_name, version = parsed[key]
         if dist_name == BUILT_IN_DISTRIBUTION:
             origin = "built in"
         else:

@@ -3,7 +3,11 @@
 Each finished task becomes one permanent line (``changed  mastodon.secrets  @mastodon  0.12s``,
 its message on the same line when it failed, was skipped or unreachable), followed by the
 blocks the options ask for: ``-v`` the task's output, ``--diff`` its diff, ``-v``/``--check``
-its changes. The run ends with the recap (:func:`~fedi_run.engine.report.recap.render_recap`).
+its changes. A failed task shows its command whole, its output's streams labelled and its log
+(:func:`~fedi_run.engine.report.recap.failure_lines`). The run ends with the recap
+(:func:`~fedi_run.engine.report.recap.render_recap`), then, when a task failed, a host was
+unreachable or the run was interrupted, the failures and the ``--resume`` command that continues
+(:func:`~fedi_run.engine.report.recap.failures_text`).
 
 On a terminal a live area (``rich``) under those lines shows the run as it goes: deployment,
 kind and elapsed time, a progress bar, running/done/left, one line per host and the running
@@ -22,26 +26,35 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from fedi_run.engine.report.events import (
+    CommandSent,
+    ConnectionChanged,
     Event,
     OutputChunk,
     RunFinished,
     RunStarted,
+    Status,
+    StopRequested,
     TaskFinished,
     TaskStarted,
 )
+from fedi_run.engine.report.notices import stop_notice
 from fedi_run.engine.report.recap import (
     LEFT_IN_PLACE,
     LOCAL,
     STATUSES,
     STYLES,
+    WIDTH,
+    Failure,
     Line,
     Recap,
     TailBuffer,
     empty_counts,
+    failure_of,
+    failures_text,
     format_duration,
     host_order,
     left_in_place_line,
@@ -61,6 +74,10 @@ _SGR = {
     "red": "31",
 }
 REFRESH = 1 / 8  # seconds between redraws of the live area
+LIVE_LINES, LIVE_LINE_CHARS = 200, 1000
+"""Without a terminal, with ``-v``: a task's output lines printed as they come (then a note;
+its tail follows its end as before), and the characters of each."""
+SENT_LINES = 20  # lines of a command sent shown with -vv
 MAX_HOSTS, MAX_RUNNING = 16, 10  # host and running-task lines in the live area
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
@@ -81,12 +98,20 @@ class ProgressDisplay:
     ``live`` defaults to whether ``stream`` is a terminal (and ``TERM`` is not ``dumb``);
     ``live=True`` on any stream forces terminal output. ``color`` defaults to rich's choice
     when live, and to a terminal without ``NO_COLOR`` otherwise. Needs ``rich`` when live.
+
+    ``verbose`` (``-v`` 1, ``-vv`` 2): from 1, each task's output — as it comes, under the
+    task in the live area (its latest line) or, without a terminal, line by line prefixed
+    with the task's id (``  <id> | <line>``, ``  <id> (stderr) | <line>``; :data:`LIVE_LINES`
+    at most per task, its tail then shown when it ends) — and its changes; from 2, also each
+    command sent (``  → <ids> @<host>`` and its lines) and each connection event
+    (``  ~ @<host> connecting …``). A stop's notice (:func:`~fedi_run.engine.report.notices.
+    stop_notice`) is shown whatever the verbosity.
     """
 
     def __init__(
         self,
         stream: TextIO | None = None,
-        verbose: bool = False,
+        verbose: int = 0,
         diff: bool = False,
         color: bool | None = None,
         live: bool | None = None,
@@ -108,10 +133,14 @@ class ProgressDisplay:
         self._counts: Recap = {}
         self._running: dict[str, _Running] = {}
         self._chunks: dict[str, TailBuffer] = {}
+        self._printed: dict[str, int] = {}  # output lines printed as they came, per task
+        self._open: set[tuple[str, str]] = set()  # (task, stream) whose last line had no end
         self._id_width, self._host_width = 24, 8
         self._destructive: set[str] = set()
         self._left_in_place: list[str] = []
         self._destroyed: list[str] = []
+        self._failures: list[Failure] = []
+        self._argv: tuple[str, ...] = ()
         self._broken = self._closed = False
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -160,6 +189,7 @@ class ProgressDisplay:
             )
             if self._left_in_place:  # a teardown's tasks without an undo
                 lines.append([(left_in_place_line(self._left_in_place), "cyan")])
+            lines += failures_text(self._failures, self._argv, event.interrupted)
         if lines and self.live:
             self._print_live(lines)
         elif lines:
@@ -179,12 +209,16 @@ class ProgressDisplay:
         """Apply ``event`` to the state (under the lock); the permanent lines it makes."""
         if isinstance(event, TaskFinished):
             self._running.pop(event.task_id, None)
+            event = self._unless_printed(event)
             if self._kind == "teardown" and event.message.startswith(LEFT_IN_PLACE):
                 self._left_in_place.append(f"{event.task_id} @{event.host}")
             self._counts.setdefault(event.host, empty_counts())[str(event.status)] += 1
             destructive = event.task_id in self._destructive
             if destructive and str(event.status) == "changed":
                 self._destroyed.append(f"{event.task_id} @{event.host}")
+            failure = failure_of(event)
+            if failure is not None:
+                self._failures.append(failure)
             return task_lines(
                 event,
                 self._check,
@@ -193,6 +227,7 @@ class ProgressDisplay:
                 (self._id_width, self._host_width),
                 self._chunks.pop(event.task_id, None),
                 destructive,
+                self._width() if failure is not None else WIDTH,
             )
         if isinstance(event, OutputChunk):
             running = self._running.get(event.task_id) if self._live is not None else None
@@ -201,11 +236,20 @@ class ProgressDisplay:
                 running.last = last[-200:]
             if self.verbose:
                 self._chunks.setdefault(event.task_id, TailBuffer()).add(event.text)
+                if self._live is None and not self.live:
+                    return self._output_lines(event)
+        elif isinstance(event, StopRequested):
+            return [[(stop_notice(event), "yellow")]]
+        elif isinstance(event, CommandSent):
+            return self._sent_lines(event) if self.verbose >= 2 else []
+        elif isinstance(event, ConnectionChanged):
+            return self._connection_lines(event) if self.verbose >= 2 else []
         elif isinstance(event, TaskStarted):
             self._running[event.task_id] = _Running(event.host, time.monotonic())
         elif isinstance(event, RunStarted):
             self._deployment, self._kind, self._check = event.deployment, event.kind, event.check
             self._destructive = set(event.destructive)
+            self._argv = tuple(event.argv)
             self._started_at = time.monotonic()
             self._total = len(event.tasks)
             for host in event.hosts:
@@ -217,6 +261,77 @@ class ProgressDisplay:
             title = f"{event.deployment} · {event.kind} · {self._total} tasks on {hosts} hosts"
             return [[(title + check, "bold")]]
         return []
+
+    def _unless_printed(self, event: TaskFinished) -> TaskFinished:
+        """``event`` without its output when all of it, exactly, was printed as it came
+        (``-v`` without a terminal) and the task did not fail: it is not printed twice."""
+        printed = self._printed.pop(event.task_id, None)
+        if printed is None or printed > LIVE_LINES or event.status is Status.FAILED:
+            return event
+        streamed = self._chunks.get(event.task_id)
+        if (
+            streamed is None
+            or streamed.cut_lines
+            or event.output_cut is not None
+            or streamed.text() != event.output
+        ):
+            return event
+        del self._chunks[event.task_id]
+        return replace(event, output="")
+
+    def _output_lines(self, event: OutputChunk) -> list[Line]:
+        """A chunk of output printed as it comes, a line per line, under the task's id."""
+        printed = self._printed.get(event.task_id, 0)
+        if printed > LIVE_LINES:
+            return []
+        label = f"  {event.task_id}" + (" (stderr)" if event.stream == "stderr" else "") + " | "
+        lines: list[Line] = []
+        key = (event.task_id, event.stream)
+        rows = plain(event.text).split("\n")
+        if key in self._open and rows[0] == "":  # the end of the line printed last
+            rows = rows[1:]
+        self._open.discard(key)
+        if rows and rows[-1] == "":
+            rows.pop()
+        elif rows:
+            self._open.add(key)  # a line's start, printed after a wait: its end may follow
+        for text in rows:
+            printed += 1
+            if printed > LIVE_LINES:
+                note = f"  {event.task_id} | … more output: its last lines follow when it ends"
+                lines.append([(note, "dim")])
+                break
+            lines.append([(label, "dim"), (text[:LIVE_LINE_CHARS], "")])
+        self._printed[event.task_id] = printed
+        return lines
+
+    def _sent_lines(self, event: CommandSent) -> list[Line]:
+        """``-vv``: a command sent, under the tasks it is for and its host."""
+        who = ", ".join(event.tasks) if event.tasks else "fedi-run"
+        rows = plain(event.command).splitlines() or [""]
+        lines: list[Line] = [[(f"  → {who} @{event.host}", "cyan")]]
+        lines += [[(f"      {row[:LIVE_LINE_CHARS]}", "dim")] for row in rows[:SENT_LINES]]
+        if len(rows) > SENT_LINES:
+            lines.append([(f"      … {len(rows) - SENT_LINES} more lines", "dim")])
+        return lines
+
+    def _connection_lines(self, event: ConnectionChanged) -> list[Line]:
+        """``-vv``: a connection event of a host."""
+        attempt = f" (attempt {event.attempt})" if event.attempt else ""
+        detail = f": {plain(event.detail)[:LIVE_LINE_CHARS]}" if event.detail else ""
+        style = "red" if event.state in ("failed", "lost") else "dim"
+        return [[(f"  ~ @{event.host} {event.state}{attempt}{detail}", style)]]
+
+    def _width(self) -> int:
+        """Columns to wrap a failure's command to: the terminal's, else :data:`WIDTH`."""
+        if self._console is not None:
+            return max(int(self._console.width), 40)
+        try:
+            if self._stream.isatty():
+                return max(os.get_terminal_size(self._stream.fileno()).columns, 40)
+        except (AttributeError, ValueError, OSError):
+            pass
+        return WIDTH
 
     # --- output -------------------------------------------------------------------------
 
@@ -345,9 +460,12 @@ class ProgressDisplay:
                 f"  {spin} {task_id.ljust(self._id_width)}  @{task.host}  "
                 f"{format_duration(now - task.at)}"
             )
-            if task.last:
+            if task.last and not self.verbose:
                 line.append(f"  {plain(task.last)[:80]}", "dim")
             rows.append(line)
+            if task.last and self.verbose:  # -v: its latest line, under it
+                width = max(int(self._console.width) - 6, 20)
+                rows.append(Text(f"      {plain(task.last)[:width]}", "dim"))
         if len(oldest) > MAX_RUNNING:
             rows.append(Text(f"  … {len(oldest) - MAX_RUNNING} more running", "dim"))
         return Group(*rows)

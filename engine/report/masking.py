@@ -56,6 +56,8 @@ class Masker:
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._longest = 0
+        self._line_heads: tuple[str, ...] = ()
+        """Each multi-line value's beginnings that end at one of its newlines."""
         self._lock = threading.Lock()
 
     def add(self, value: str | bytes) -> None:
@@ -69,6 +71,9 @@ class Masker:
                 ordered = sorted(self._values, key=len, reverse=True)
                 self._longest = len(ordered[0])
                 self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+                self._line_heads = tuple(
+                    {v[: i + 1] for v in ordered for i, c in enumerate(v) if c == "\n"}
+                )
 
     def add_forms(self, value: str | bytes) -> None:
         """Mask ``value`` and every one of its :func:`forms` (a password an operator's task may
@@ -100,6 +105,17 @@ class Masker:
                 break
             if match.end() > cut:
                 return match.start()
+        return cut
+
+    def line_cut(self, text: str) -> int:
+        """Where a stream's ``text`` may be cut after its last complete line (0: none) so that
+        masking ``text[:cut]`` now and the rest later misses no secret: right after its last
+        newline — unless ``text[:cut]`` ends with the beginning of a multi-line secret, which
+        may go on in the rest: then no later than :meth:`safe_cut` says."""
+        cut = text.rfind("\n") + 1
+        heads = self._line_heads
+        if cut and heads and any(text.endswith(head, 0, cut) for head in heads):
+            return min(cut, self.safe_cut(text))
         return cut
 
     def __len__(self) -> int:

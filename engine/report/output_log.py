@@ -15,7 +15,10 @@ Contract:
 * masking holds back the last characters of a chunk that could be the beginning of a secret,
   so a secret split across two chunks is masked as well as a whole one;
 * a log that cannot be written (disk full on the deployer) never fails the task: the tail is
-  still reported, and the note says the log is incomplete.
+  still reported, and the note says the log is incomplete;
+* output that comes labelled with its stream (:meth:`TaskOutput.write_stream`: a command's
+  stdout and stderr, told apart by its script) goes to the log and the tail as any other, in
+  the order it came, and each stream also keeps a tail of its own (:meth:`TaskOutput.stream_tail`).
 """
 
 from __future__ import annotations
@@ -72,6 +75,14 @@ class OutputLog:
                 raise StateError.cannot("use the output log directory", new, error) from None
         return cls(directory, masker)
 
+    def file_of(self, task_id: str) -> Path | None:
+        """The file holding the whole output of ``task_id`` so far; None when there is none
+        (no log, or the task printed nothing)."""
+        if self.directory is None:
+            return None
+        path = self.directory / f"{_UNSAFE.sub('_', task_id)}.log"
+        return path if path.is_file() else None
+
     def task(self, task_id: str) -> TaskOutput:
         """A fresh :class:`TaskOutput` for ``task_id`` (appending to its log)."""
         path = (
@@ -94,6 +105,10 @@ class TaskOutput:
         self._chars = 0  # characters passed on (masked)
         self._tail = TailBuffer(limit)
         self._file = None
+        self._streams: dict[str, TaskOutput] = {}  # tails of the streams told apart
+        self.failed_command = ""
+        """The whole command (masked) whose failure ended this output, once the script's
+        reader knows it (``engine.execute.perform``); empty: none did."""
 
     # -- input --------------------------------------------------------------------------------
 
@@ -103,6 +118,24 @@ class TaskOutput:
             return
         self.size += len(data)
         self._take(self._held + self._decoder.decode(data), final=False)
+
+    def write_stream(self, stream: str, data: bytes) -> None:
+        """Take a chunk of raw output known to come from ``stream`` (``"stdout"``,
+        ``"stderr"``): as :meth:`write`, and also into that stream's own tail
+        (:meth:`stream_tail`)."""
+        self.write(data)
+        part = self._streams.get(stream)
+        if part is None:
+            part = self._streams[stream] = TaskOutput(None, self.masker, self.limit)
+        part.write(data)
+
+    def stdout(self, data: bytes) -> None:
+        """:meth:`write_stream` for ``"stdout"``."""
+        self.write_stream("stdout", data)
+
+    def stderr(self, data: bytes) -> None:
+        """:meth:`write_stream` for ``"stderr"``."""
+        self.write_stream("stderr", data)
 
     def write_text(self, text: str) -> None:
         """Take a piece of already decoded output (a local program's)."""
@@ -134,6 +167,20 @@ class TaskOutput:
         """The output (masked): all of it, or, when it was longer than the tail, its last
         characters from a line boundary on."""
         return self._report()[0]
+
+    def stream_tail(self, stream: str) -> str:
+        """The tail (masked) of what came through :meth:`write_stream` from ``stream``; empty
+        when nothing did (also when the streams were not told apart)."""
+        part = self._streams.get(stream)
+        return part.tail() if part is not None else ""
+
+    def log_file(self) -> Path | None:
+        """The file holding the whole output: None when nothing was written to it (no
+        output, no log, or the log could not be written)."""
+        self.close()
+        if self.path is None or self.error is not None or not self.path.is_file():
+            return None
+        return self.path
 
     def cut(self) -> OutputCut | None:
         """How :meth:`tail` was cut from the output; None when it is the whole output."""

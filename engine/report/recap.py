@@ -252,6 +252,8 @@ DESTRUCTIVE_NOTE = {False: "! destructive: removed data", True: "! destructive: 
 """What marks a destructive task that changed (key: --check), on its line and in the recap."""
 FAILED_TAIL = 20
 """Output lines shown under a failed task without -v."""
+WIDTH = 100
+"""Columns a failure's command is wrapped to when the display has no terminal width."""
 
 
 def task_lines(
@@ -262,6 +264,7 @@ def task_lines(
     widths: tuple[int, int] = (24, 8),
     streamed: TailBuffer | None = None,
     destructive: bool = False,
+    width: int = WIDTH,
 ) -> list[Line]:
     """The display lines of a finished task: ``changed  <id>  @<host>  0.12s`` (``would
     change`` in --check; for a ``destructive`` task that changed, :data:`DESTRUCTIVE_NOTE`
@@ -269,8 +272,9 @@ def task_lines(
     unreachable, or a warning of a task that succeeded — its other lines below), then changes
     (``  - …``, changed tasks, ``verbose`` or ``check``), the diff (``diff``), and the output's
     tail (``verbose``: 200 lines; failed: 20), taken from ``streamed`` when the event has none,
-    under a :data:`CUT_NOTE` when cut. At most 200 lines / 64 KiB of each part; all text made
-    :func:`plain`."""
+    under a :data:`CUT_NOTE` when cut. A failed task's output is :func:`failure_lines`
+    instead: its command whole, its streams labelled, its log. At most 200 lines / 64 KiB of
+    each part; all text made :func:`plain`."""
     status = str(event.status)
     style = STYLES.get(status, "")
     label = "would change" if check and status == "changed" else status
@@ -294,7 +298,9 @@ def task_lines(
         lines += [[(f"    {row}", _diff_style(row))] for row in plain(clip.text).splitlines()]
         if clip.truncated:
             lines.append([(f"    … {clip.cut_lines:,} more diff lines cut", "dim")])
-    if verbose or status == "failed":
+    if status == "failed":
+        lines += failure_lines(event, MAX_LINES if verbose else FAILED_TAIL, width, streamed)
+    elif verbose:
         note = log_note(event.output_cut) if event.output_cut else ""
         output = event.output
         cut = 0
@@ -306,6 +312,132 @@ def task_lines(
         elif cut + clip.cut_lines:
             lines.append([("    " + CUT_NOTE.format(lines=cut + clip.cut_lines), "dim")])
         lines += _block(plain(clip.text), "")
+    return lines
+
+
+LABEL_INDENT, TEXT_INDENT = "    ", "      "
+
+
+def failure_lines(
+    event: TaskFinished,
+    max_lines: int = FAILED_TAIL,
+    width: int = WIDTH,
+    streamed: TailBuffer | None = None,
+) -> list[Line]:
+    """What a failed task's line is followed by: ``command:`` and the failed command whole
+    (:func:`wrap`, never cut; omitted when no command failed), the note of a cut output
+    (:func:`log_note`), the output's tail of each stream under ``stdout:`` / ``stderr:`` —
+    or, when the producer did not tell them apart, under ``output (stdout and stderr):`` —
+    each at most ``max_lines`` lines (a ``… N earlier lines cut`` line above a cut one, unless
+    the log note says it already), and ``log: <file>``, the task's whole output. Output from
+    ``streamed`` when the event has none. All text made :func:`plain`."""
+    lines: list[Line] = []
+    if event.command:
+        lines += [[(row, "")] for row in wrap("command: ", plain(event.command), width)]
+    if event.output_cut:
+        lines.append([(LABEL_INDENT + plain(log_note(event.output_cut)), "dim")])
+    blocks = [("stdout", event.stdout, 0), ("stderr", event.stderr, 0)]
+    if not event.stdout and not event.stderr:  # not told apart
+        output, cut = event.output, 0
+        if not output and streamed is not None:
+            output, cut = streamed.text(), streamed.cut_lines
+        blocks = [("output (stdout and stderr)", output, cut)]
+    for name, text, cut in blocks:
+        if not text:
+            continue
+        clip = tail(text, max_lines, MAX_CHARS)
+        lines.append([(f"{LABEL_INDENT}{name}:", "bold")])
+        if cut + clip.cut_lines and not event.output_cut:  # else the log note says it
+            lines.append([(f"{TEXT_INDENT}… {cut + clip.cut_lines:,} earlier lines cut", "dim")])
+        lines += [[(f"{TEXT_INDENT}{row}", "")] for row in plain(clip.text).splitlines()]
+    if not any(text for _, text, _ in blocks):
+        lines.append([(f"{LABEL_INDENT}no output", "dim")])
+    if event.log is not None:
+        lines.append([(f"{LABEL_INDENT}log: {plain(str(event.log))}", "")])
+    return lines
+
+
+def wrap(label: str, text: str, width: int = WIDTH, max_lines: int = MAX_LINES) -> list[str]:
+    """``label`` and ``text`` as lines of at most ``width`` columns, indented by
+    :data:`LABEL_INDENT`: each line of ``text`` starts after the label (the next ones under
+    it), and goes on, when longer, on lines indented two more columns — broken between words
+    only, so a word is never cut (one longer than the width stands alone on its line). At
+    most ``max_lines`` lines of ``text``, then ``… N more lines``."""
+    import textwrap
+
+    first = LABEL_INDENT + label
+    under = " " * len(first)
+    rows = text.splitlines() or [""]
+    shown, more = rows[:max_lines], len(rows) - max_lines
+    wrapper = textwrap.TextWrapper(
+        width=max(width, len(under) + 20),
+        subsequent_indent=under + "  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+        replace_whitespace=False,
+        expand_tabs=False,
+    )
+    lines = []
+    for number, row in enumerate(shown):
+        wrapper.initial_indent = first if number == 0 else under
+        lines += wrapper.wrap(row) or [wrapper.initial_indent.rstrip()]
+    if more > 0:
+        lines.append(f"{under}… {more:,} more lines")
+    return lines
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A task the recap lists as not done: its id, host, status and one-line reason."""
+
+    task_id: str
+    host: str
+    status: str
+    reason: str
+
+
+def failure_of(event: TaskFinished) -> Failure | None:
+    """The :class:`Failure` of a failed or unreachable task; None for any other."""
+    status = str(event.status)
+    if status not in ("failed", "unreachable"):
+        return None
+    reason = plain(event.message).strip().partition("\n")[0]
+    return Failure(event.task_id, event.host, status, reason)
+
+
+def resume_argv(argv: Iterable[str]) -> list[str]:
+    """The command that continues a run started as ``fedi-run <argv>``: the same arguments
+    with ``--resume`` added (before a ``--``, if any), unless they hold it already."""
+    args = list(argv)
+    if "--resume" in args[: args.index("--") if "--" in args else len(args)]:
+        return ["fedi-run", *args]
+    at = args.index("--") if "--" in args else len(args)
+    return ["fedi-run", *args[:at], "--resume", *args[at:]]
+
+
+def failures_text(
+    failures: Iterable[Failure], argv: Iterable[str], interrupted: bool
+) -> list[Line]:
+    """The end of the recap when a task failed, a host was unreachable or the run was
+    interrupted: ``Failures:`` and a line per failure (status, id, ``@host``, reason; ids
+    and hosts aligned), then ``to continue: fedi-run … --resume`` (:func:`resume_argv`,
+    shell-quoted; omitted when ``argv`` is unknown, empty). Nothing when none of these."""
+    import shlex
+
+    failures, argv = list(failures), tuple(argv)
+    if not failures and not interrupted:
+        return []
+    lines: list[Line] = [[("", "")]]
+    if failures:
+        lines.append([(f"Failures ({len(failures)}):", "bold red")])
+        id_width = min(max(len(f.task_id) for f in failures), 40)
+        host_width = min(max(len(f.host) for f in failures), 16)
+        for failure in failures:
+            where = f"{failure.task_id.ljust(id_width)}  @{failure.host.ljust(host_width)}"
+            text = f"  {failure.status.ljust(11)} {where}  {failure.reason}".rstrip()
+            lines.append([(text, STYLES.get(failure.status, ""))])
+    if argv:
+        lines.append([(f"to continue: {shlex.join(resume_argv(argv))}", "bold")])
     return lines
 
 

@@ -30,7 +30,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,6 +56,7 @@ from fedi_run.engine.report.recap import log_note
 from fedi_run.engine.report.state_records import (  # noqa: F401 - the records, re-exported
     DID_NOT_FINISH,
     NEVER_RAN,
+    LastOutcome,
     RunRecord,
     TaskRecord,
 )
@@ -155,6 +156,54 @@ def read_history(path: Path, deployment: str) -> dict[str, tuple[str, int, str, 
             continue
         return found
     return {}
+
+
+_TOUCHED = (
+    "SELECT t.task_id, r.id, r.kind, t.status FROM tasks t JOIN runs r ON r.id = t.run_id "
+    "WHERE r.deployment = ? AND r.check_mode = 0 AND (t.status IN ('ok', 'changed', 'failed') "
+    "OR (t.status IS NULL AND t.started_at IS NOT NULL)) ORDER BY r.id"
+)
+"""Every task record of a deployment's runs (not ``--check``) that touched the task: it ended
+ok, changed or failed, or started and did not finish (a skipped or unreachable one did not)."""
+
+
+def _last_outcomes(
+    db: sqlite3.Connection, deployment: str, task_ids: Iterable[str]
+) -> dict[str, LastOutcome]:
+    wanted = set(task_ids)
+    found: dict[str, LastOutcome] = {}
+    for task_id, run_id, kind, status in db.execute(_TOUCHED, (deployment,)):
+        if task_id in wanted:
+            found[task_id] = LastOutcome(
+                task_id, int(run_id), kind, Status(status) if status is not None else None
+            )
+    return found
+
+
+def read_last_outcomes(
+    path: Path, deployment: str, task_ids: Iterable[str]
+) -> dict[str, LastOutcome]:
+    """:meth:`StateStore.last_outcomes`, read only (for ``plan``): nothing is created or
+    written, and a state file that does not exist is an empty history. One that exists and
+    cannot be read is a :class:`StateError` (a plan must not call a dependency "never run"
+    when it cannot tell)."""
+    path = Path(path).absolute()
+    if not path.is_file():
+        return {}
+    ids = tuple(task_ids)
+    error: sqlite3.Error | None = None
+    for mode in ("mode=ro", "immutable=1"):  # as read_history: a read-only directory too
+        try:
+            db = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=10)
+            try:
+                if not db.execute("PRAGMA user_version").fetchone()[0]:
+                    return {}  # an empty file: no schema yet
+                return _last_outcomes(db, deployment, ids)
+            finally:
+                db.close()
+        except sqlite3.Error as caught:
+            error = caught
+    raise StateError.cannot("read the state database", path, error)
 
 
 class StateStore:
@@ -354,6 +403,12 @@ class StateStore:
                 f"recorded in {self.path}; run without --resume"
             )
         return tuple(task.task_id for task in run.tasks if task.status not in DONE)
+
+    def last_outcomes(self, deployment: str, task_ids: Iterable[str]) -> dict[str, LastOutcome]:
+        """Task id → what the latest run or teardown of ``deployment`` that touched it did
+        (:class:`LastOutcome`), for those of ``task_ids`` some run touched."""
+        with self._guard("read the state database"):
+            return _last_outcomes(self._conn, deployment, task_ids)
 
     # --- what a deployment placed: secret paths, the domain applied ------------------------
 

@@ -70,3 +70,16 @@ class RunRecord:
         for counts in self.recap.values():
             totals.update(counts)
         return dict(totals)
+
+
+@dataclass(frozen=True)
+class LastOutcome:
+    """What the latest run or teardown of a deployment (not a ``--check``) that touched a
+    task did to it: ``run_id`` and its ``kind``, and the task's ``status`` there (ok, changed
+    or failed; None: it started and did not finish). Runs that skipped the task, or did not
+    reach its host, did not touch it."""
+
+    task_id: str
+    run_id: int
+    kind: str
+    status: Status | None

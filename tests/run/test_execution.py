@@ -206,7 +206,7 @@ file = { path = "/srv/other", content = "4\\n" }
     assert resumed.started() == ["tasks.gate", "tasks.after", "tasks.later", "nixops4.render"]
     assert eight.read_file("h2", "/srv/later") == b"3\n"
     nothing = fedi("run", path, "-i", eight.inventory_path, "--no-apply", "--json", "--resume")
-    assert nothing.exit_code == 2 and "left nothing to do" in nothing.stderr
+    assert nothing.exit_code == 0 and "nothing to resume" in nothing.stderr  # a CI retry stops
 
 
 def test_fail_fast_starts_nothing_after_a_failure(eight, playbook):

@@ -213,7 +213,10 @@ def with_terms(playbook: str, terms: str = "terms.html") -> str:
 
 
 def test_its_mail_table_may_come_from_an_inventory(installed, tmp_path):
-    (tmp_path / "p.toml").write_text(PLAYBOOK + HOSTS)
+    (tmp_path / "machine.nix").write_text("{ }\n")  # the files a run reads: validate checks them
+    (tmp_path / "password").write_text("a long enough password\n")
+    hosts = HOSTS.replace('"\n', '"\nnixos = "machine.nix"\n')
+    (tmp_path / "p.toml").write_text(PLAYBOOK + hosts)
     (tmp_path / "mail.toml").write_text(MAIL)
     ok = fedi(installed, "validate", tmp_path / "p.toml", "-i", tmp_path / "mail.toml")
     assert ok.returncode == 0, ok.stderr
@@ -228,7 +231,7 @@ def test_its_mail_table_may_come_from_an_inventory(installed, tmp_path):
     refused = fedi(installed, "validate", tmp_path / "p.toml", "-i", tmp_path / "services.toml")
     assert refused.returncode == 2
     assert (
-        "services.toml: services: an inventory may hold only [hosts.*], [acme] and "
+        "services.toml: services: an inventory may hold only [hosts.*], [vars], [acme] and "
         "[akkoma-mail] tables"
     ) in refused.stderr, refused.stderr
 
