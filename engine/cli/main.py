@@ -14,7 +14,7 @@ import click
 
 from fedi_run.engine import __version__
 from fedi_run.engine.cli.history import history, show_run
-from fedi_run.engine.cli.params import Seconds, playbook_options
+from fedi_run.engine.cli.params import STATE_HELP, Seconds, StateParam, playbook_options
 from fedi_run.engine.cli.verify import verify
 from fedi_run.engine.lab.cli import lab
 from fedi_run.panel.cli import panel
@@ -144,8 +144,8 @@ def validate(playbook, inventories, configuration, plugin_modules, no_apply):
 @click.option(
     "--state",
     "state_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The state database the run would use (default: .fedi-run/state.db beside the playbook).",
+    type=StateParam(),
+    help=f"The state the run would use. {STATE_HELP}",
 )
 def plan(
     playbook, inventories, configuration, plugin_modules, no_apply, as_json, state_path, **selection
@@ -281,12 +281,7 @@ def run_options(function):
             help="Write a JUnit XML report here.",
         ),
         click.option("-v", "--verbose", is_flag=True, help="Show each command's output."),
-        click.option(
-            "--state",
-            "state_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="The state database (default: .fedi-run/state.db beside the playbook).",
-        ),
+        click.option("--state", "state_path", type=StateParam(), help=STATE_HELP),
         click.option(
             "--accept-new-host-keys",
             is_flag=True,
