@@ -176,3 +176,9 @@ def pg_database(postgres) -> str:
 def pg_url(postgres, pg_database) -> str:
     """``postgresql://deployer@127.0.0.1:PORT/<a new database>`` (its password in PGPASSFILE)."""
     return postgres.url(pg_database)
+
+
+@pytest.fixture
+def pg_password() -> str:
+    """The deployer role's password (tests that put it in a URL check it is never shown)."""
+    return PASSWORD
