@@ -167,6 +167,14 @@ class StateError(FediRunError):
         return cls(f"error: cannot {what} {path}: {reason}; {hint}")
 
 
+class StateLockLost(StateError):
+    """The PostgreSQL state's connection broke during the run, and the deployment's lock (an
+    advisory lock of that connection) with it: the run stopped — nothing new started, running
+    tasks got their grace period — rather than go on unlocked (exit status 1)."""
+
+    exit_status = 1
+
+
 class RunNotFound(FediRunError):
     """``show-run`` (or ``StateStore.get_run``) names a run that is not there (exit status
     2)."""
@@ -178,12 +186,12 @@ class NoPreviousRun(FediRunError):
 
 class LockHeld(FediRunError):
     """Another run of the deployment holds its lock (exit status 3). ``deployment``,
-    ``lock_path``, and the holder's ``pid``, ``started_at`` and ``command`` (its command line;
-    None when unknown) say which."""
+    ``lock_path`` (the lock file, or the PostgreSQL state's advisory lock), and the holder's
+    ``pid``, ``started_at`` and ``command`` (its command line; None when unknown) say which."""
 
     exit_status = 3
 
-    def __init__(self, deployment: str, lock_path: Path, holder: dict):
+    def __init__(self, deployment: str, lock_path: Path | str, holder: dict):
         self.deployment, self.lock_path = deployment, lock_path
         self.pid: int | None = holder.get("pid")
         self.started_at: float | None = holder.get("started_at")
@@ -194,6 +202,8 @@ class LockHeld(FediRunError):
         who = f"pid {self.pid}" if self.pid else "another process"
         if holder.get("host") and holder["host"] != socket.gethostname():
             who += f" on {holder['host']}"
+        if holder.get("user"):
+            who += f" as {holder['user']}"
         if self.started_at:
             started = time.localtime(self.started_at)
             who += f", started {time.strftime('%Y-%m-%d %H:%M:%S', started)}"

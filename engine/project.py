@@ -92,12 +92,14 @@ def check_secret_generators(
                 )
 
 
-def with_history(playbook: Playbook, state_path: Path | None = None) -> Playbook:
+def with_history(playbook: Playbook, state_path: Path | str | None = None) -> Playbook:
     """``playbook`` with its deployment's :class:`TaskTrace` history from the state database
-    at ``state_path`` (default: beside the playbook), read only."""
-    from fedi_run.engine.report.state import default_state_path, read_history
+    at ``state_path`` (a file or a ``postgresql://`` URL; default: beside the playbook), read
+    only."""
+    from fedi_run.engine.report.state import read_history
+    from fedi_run.engine.report.state_location import locate_state
 
-    found = read_history(state_path or default_state_path(playbook.source), playbook.name)
+    found = read_history(locate_state(state_path, playbook.source), playbook.name)
     history = {task: TaskTrace(*trace) for task, trace in found.items()}
     return replace(playbook, history=history)
 
@@ -109,7 +111,7 @@ def load_project(
     plugin_modules: Iterable[str] = (),
     plugins: Plugins | None = None,
     apply: bool = True,
-    state_path: Path | None = None,
+    state_path: Path | str | None = None,
     deployer_files: bool = False,
 ) -> Project:
     """Load plugins (unless given), read the playbook, collect every task and build the graph.

@@ -16,7 +16,11 @@ with the run's own exit status, unless that was 0 (then 2).
 
 Before any host, too: a teardown that changes something must be confirmed (``RunRequest.yes``;
 else ``NotConfirmed``, exit 2); the lock is the deployment's own — its name and playbook
-directory, whatever the state file (``engine.report.locks``); a run whose domain differs from
+directory, whatever the state file (``engine.report.locks``) — and, with a PostgreSQL state
+(``--state postgresql://…``), also the deployment's advisory lock in that database, which
+keeps deployers on other machines out; a PostgreSQL state that cannot be reached is an error
+(exit 2) before any host, and one whose connection breaks during the run stops it
+(``StateLockLost``, exit 1); a run whose domain differs from
 the one of the last run whose ``nixops4 apply`` succeeded needs ``change_domain``
 (``DomainChanged``, exit 2; a deployment never applied has nothing to guard); the initial
 user's password is read once and masked in all its forms; and the secrets this deployment
@@ -30,6 +34,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -45,8 +50,11 @@ from fedi_run.engine.errors import (
     NothingToResume,
     PlaybookError,
     Problem,
+    StateError,
+    StateLockLost,
 )
 from fedi_run.engine.execute.connection import ConnectionPool, HostKeyPolicy, identity_problem
+from fedi_run.engine.execute.jobs import Jobs, host_directory
 from fedi_run.engine.execute.scheduler import ExecutionOptions, Scheduler
 from fedi_run.engine.execute.secret_book import placed_by, plan_secrets, removed_by
 from fedi_run.engine.nixops.apply import APPLY_ID, deployment_directory
@@ -54,7 +62,7 @@ from fedi_run.engine.nixops.render import MANIFEST, RENDER_ID, missing_base_conf
 from fedi_run.engine.planning.operations import Fetch
 from fedi_run.engine.planning.selection import Selection, Selector, outside_needs
 from fedi_run.engine.planning.tasks import Task
-from fedi_run.engine.private_files import cannot_write
+from fedi_run.engine.private_files import cannot_write, make_private_dirs
 from fedi_run.engine.project import Project
 from fedi_run.engine.report.events import (
     DONE,
@@ -75,7 +83,9 @@ class RunRequest:
 
     options: ExecutionOptions = ExecutionOptions()
     selector: Selector = Selector()
-    state_path: Path | None = None
+    state_path: Path | str | None = None
+    """The state (``--state``): an SQLite file, or a ``postgresql://`` URL (or a
+    ``StateLocation``); None: ``.fedi-run/state.db`` beside the playbook."""
     resume: bool = False
     host_keys: HostKeyPolicy = HostKeyPolicy()
     retries: int = 2
@@ -334,17 +344,18 @@ def preflight(project: Project, selection: Selection, options: ExecutionOptions)
 def run_project(project: Project, request: RunRequest, sinks: Sequence[EventSink]) -> RunOutcome:
     """Run ``project`` as ``request`` says, reporting to ``sinks`` (and the state database)."""
     from fedi_run.engine.report.recap import exit_status_for, recap
-    from fedi_run.engine.report.state import StateStore, default_state_path
+    from fedi_run.engine.report.state import StateStore
+    from fedi_run.engine.report.state_location import locate_state, without_passwords
 
     playbook = project.playbook
     _confirmed(project, request)
-    state_path = request.state_path or default_state_path(playbook.source)
-    store = StateStore.open(state_path)
-    command = ("fedi-run", *request.argv) if request.argv else ()
+    request = replace(request, argv=without_passwords(request.argv))
+    store = StateStore.open(locate_state(request.state_path, playbook.source))
+    command = ("fedi-run", *request.argv) if request.argv else without_passwords(sys.argv)
     try:
         with (
             deployment_lock(playbook.name, Path(playbook.source).parent, command),
-            store.lock(playbook.name),
+            store.lock(playbook.name, command),
         ):
             outcome = _run_locked(project, request, store, sinks, recap, exit_status_for)
     except BaseException:
@@ -488,7 +499,8 @@ def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOu
     _learn_password(project, masker)
     for value in secret_plan.restore.values():
         masker.add(value)
-    log = OutputLog.create(store.path.parent, run_id, masker)  # before any host is touched
+    local = _local_directory(store, playbook)
+    log = OutputLog.create(local, run_id, masker)  # before any host is touched
     pool = ConnectionPool(playbook.hosts, request.host_keys, request.retries)
     scheduler = Scheduler(
         project.graph,
@@ -499,12 +511,14 @@ def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOu
         options,
         run_id,
         playbook=playbook,
-        state_dir=store.path.parent,
+        state_dir=local,
         log=log,
         stop_when=request.stop,
         secret_generators=project.secret_generators,
         secret_plan=secret_plan,
+        jobs=Jobs(host_directory(playbook.name, store.location.identity)),
     )
+    store.on_lock_lost = scheduler.stop
     started = time.time()
     scheduler.emit(
         RunStarted(
@@ -535,7 +549,33 @@ def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOu
     scheduler.emit(
         RunFinished(run_id, status, time.time() - started, scheduler.interrupted, summary)
     )
+    if store.lock_lost:
+        raise StateLockLost(
+            f"error: run {run_id} of deployment '{playbook.name}' stopped: {store.lock_lost}. "
+            "The deployment's lock was held by that connection, so another deployer may have "
+            "taken it: nothing new was started after that. `fedi-run history` shows what ran "
+            "(what the state missed is recorded as not finished), and `--resume` goes on "
+            "once the state can be reached again."
+        )
     return RunOutcome(run_id, status, statuses, summary)
+
+
+def _local_directory(store, playbook) -> Path:
+    """Where the run keeps its local files (output logs, ACME account keys): the SQLite
+    state's directory, or — a PostgreSQL state — ``.fedi-run/`` beside the playbook, made
+    0700 here (``StateLocation.local_directory``)."""
+    directory = store.location.local_directory(playbook.source)
+    if store.location.postgresql:
+        try:
+            make_private_dirs(directory)
+        except OSError as error:
+            raise StateError.cannot(
+                "create the run's local directory",
+                Path(error.filename or directory),
+                error,
+                f"make {Path(playbook.source).absolute().parent} writable",
+            ) from None
+    return directory
 
 
 def _install_signal_handlers(scheduler: Scheduler):

@@ -266,3 +266,17 @@ def test_a_run_option_first_runs_the_playbook(tmp_path):
         assert "nosuch.toml: cannot read the file" in result.output, result.output
     assert "No such option '--bogus'" in invoke("--bogus").output
     assert invoke("--version").output.startswith("fedi-run, version")
+
+
+def test_a_postgresql_state_in_the_run_table_is_a_url_not_a_path(project):
+    """``[run] state = "postgresql://…"`` reaches the state as the URL it is (not made a path
+    relative to the playbook): nothing listens on port 1, so the state's own error names the
+    URL, without its password."""
+    playbook = project('state = "postgresql://fedi:sekrit@127.0.0.1:1/fedi"')
+    for command in ("history", "plan", "validate"):
+        result = invoke(command, playbook)
+        assert "project/postgresql:" not in result.output, (command, result.output)
+        assert "sekrit" not in result.output, (command, result.output)
+    history = invoke("history", playbook)
+    assert history.exit_code == 2, history.output
+    assert "postgresql://fedi@127.0.0.1:1/fedi" in history.output, history.output

@@ -26,6 +26,7 @@ from typing import Any
 import click
 
 from fedi_run.engine.cli.params import run_key
+from fedi_run.engine.model.validators import is_url
 
 DEFAULTS_NOTE = (
     "Every option that shows an env var takes its default, in this order, from that "
@@ -171,7 +172,9 @@ PATH_KEYS = frozenset({"inventory", "configuration", "junit", "state", "known_ho
 
 
 def _resolved(value: Any, base: Path, is_path: bool) -> Any:
-    if not is_path or value is None:
+    """``value`` made absolute against ``base`` when it is a path (not a URL: ``state`` may be
+    ``postgresql://…``)."""
+    if not is_path or value is None or (isinstance(value, str) and is_url(value)):
         return value
     if isinstance(value, tuple):
         return tuple(_resolved(item, base, True) for item in value)

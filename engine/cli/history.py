@@ -1,8 +1,9 @@
 """``fedi-run history`` and ``fedi-run show-run``: the run state database, read back.
 
 The main CLI mounts both commands (``cli.add_command(history)``, ``cli.add_command(show_run)``).
-Only click and the standard library are imported here at module level, so ``fedi-run --help``
-stays fast; :mod:`fedi_run.engine.report.state` is imported when a command runs. The deployment name
+Only click, the standard library and ``engine.cli.params`` are imported here at module level, so
+``fedi-run --help`` stays fast; :mod:`fedi_run.engine.report.state` is imported when a command
+runs. The state is an SQLite file or a ``postgresql://`` URL (``--state``). The deployment name
 comes from the playbook's ``[deployment] name``, read with tomllib alone (no plugins loaded).
 Deliberate errors are :class:`~fedi_run.engine.errors.FediRunError`\\ s (exit status 2), which
 the main CLI group prints without a traceback.
@@ -17,17 +18,11 @@ from typing import Any
 import click
 
 from fedi_run.engine.cli.defaults import ReadsRunTableOnly
-from fedi_run.engine.cli.params import default_option
+from fedi_run.engine.cli.params import STATE_HELP, StateParam, default_option
 
 OUTCOMES = ("ok", "changed", "failed", "skipped", "unreachable")
 PLAYBOOK = click.argument("playbook", type=click.Path(dir_okay=False, path_type=Path))
-STATE = default_option(
-    "--state",
-    "state_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE",
-    help="The state database (default: .fedi-run/state.db beside the playbook).",
-)
+STATE = default_option("--state", "state_file", type=StateParam(), help=STATE_HELP)
 JSON = default_option(
     "--json/--no-json", "as_json", default=False, help="Print JSON instead of text."
 )
@@ -66,10 +61,13 @@ def deployment_name(playbook: Path) -> str:
     return name
 
 
-def _state_path(playbook: Path, state_file: Path | None) -> Path:
-    from fedi_run.engine.report.state import default_state_path
+def _state(playbook: Path, state_file: Path | str | None):
+    """The state ``--state`` names (default: beside the playbook), and whether it exists (a
+    PostgreSQL state is opened to see; an SQLite file that is not there is not created)."""
+    from fedi_run.engine.report.state_location import locate_state
 
-    return state_file.absolute() if state_file else default_state_path(playbook)
+    location = locate_state(state_file, playbook)
+    return location, location.postgresql or location.path.exists()
 
 
 @click.command(
@@ -92,16 +90,16 @@ Examples:
     show_default=True,
     help="Show at most this many runs.",
 )
-def history(playbook: Path, state_file: Path | None, as_json: bool, limit: int) -> None:
+def history(playbook: Path, state_file: Path | str | None, as_json: bool, limit: int) -> None:
     """List the runs of PLAYBOOK's deployment, newest first."""
     import json
 
     from fedi_run.engine.report.state import StateStore
 
     name = deployment_name(playbook)
-    path = _state_path(playbook, state_file)
+    path, exists = _state(playbook, state_file)
     runs = []
-    if path.exists():
+    if exists:
         with StateStore.open(path) as store:
             runs = store.runs(name, limit=limit)
     if as_json:
@@ -152,7 +150,7 @@ Examples:
 @click.argument("run_id", metavar="ID", type=int)
 @STATE
 @JSON
-def show_run(playbook: Path, run_id: int, state_file: Path | None, as_json: bool) -> None:
+def show_run(playbook: Path, run_id: int, state_file: Path | str | None, as_json: bool) -> None:
     """Show run ID of PLAYBOOK's deployment: each task in order, then a recap per host."""
     import json
 
@@ -160,8 +158,8 @@ def show_run(playbook: Path, run_id: int, state_file: Path | None, as_json: bool
     from fedi_run.engine.report.state import StateStore
 
     name = deployment_name(playbook)
-    path = _state_path(playbook, state_file)
-    if not path.exists():
+    path, exists = _state(playbook, state_file)
+    if not exists:
         raise RunNotFound(
             f"error: no run {run_id} in {path} (there is no state database "
             "there yet); `fedi-run history PLAYBOOK` lists the runs"
@@ -174,8 +172,9 @@ def show_run(playbook: Path, run_id: int, state_file: Path | None, as_json: bool
             f"error: run {run_id} in {path} is of deployment '{run.deployment}', "
             f"not '{name}' (the deployment of {playbook})"
         )
+    local = path.local_directory(playbook)  # where the run's output logs are
     if as_json:
-        click.echo(json.dumps(_run_json(run, tasks=True, state_dir=path.parent), indent=2))
+        click.echo(json.dumps(_run_json(run, tasks=True, state_dir=local), indent=2))
         return
     click.echo(
         f"run {run.id} of deployment '{run.deployment}': {_kind(run)}, started "
@@ -186,7 +185,7 @@ def show_run(playbook: Path, run_id: int, state_file: Path | None, as_json: bool
         click.echo(f"selection: {run.selection}")
     from fedi_run.engine.report.output_log import log_directory, log_path
 
-    logs = log_directory(path.parent, run.id)
+    logs = log_directory(local, run.id)
     if logs.is_dir():
         click.echo(f"output log: {logs}/")
     rows = [("#", "TASK", "HOST", "STATUS", "DURATION")]
@@ -199,7 +198,7 @@ def show_run(playbook: Path, run_id: int, state_file: Path | None, as_json: bool
                 "output (end):",
                 *(f"  {line}" for line in task.output_tail.splitlines()),
             ]
-        log = log_path(path.parent, run.id, task.task_id)
+        log = log_path(local, run.id, task.task_id)
         if log.is_file():
             notes[number].append(f"whole output: {log}")
     _table(rows, notes)

@@ -16,7 +16,13 @@ from fedi_run.engine import __version__
 from fedi_run.engine.cli.completion import complete_hosts, complete_tags, complete_tasks
 from fedi_run.engine.cli.defaults import PlaybookCommand
 from fedi_run.engine.cli.history import history, show_run
-from fedi_run.engine.cli.params import Seconds, default_option, playbook_options
+from fedi_run.engine.cli.params import (
+    STATE_HELP,
+    Seconds,
+    StateParam,
+    default_option,
+    playbook_options,
+)
 from fedi_run.engine.cli.verify import verify
 from fedi_run.engine.lab.cli import lab
 from fedi_run.panel.cli import panel
@@ -264,8 +270,8 @@ Examples:
 @default_option(
     "--state",
     "state_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The state database the run would use (default: .fedi-run/state.db beside the playbook).",
+    type=StateParam(),
+    help=f"The state the run would use. {STATE_HELP}",
 )
 def plan(
     playbook, inventories, configuration, plugin_modules, no_apply, as_json, state_path, **selection
@@ -459,8 +465,8 @@ def run_options(function):
         default_option(
             "--state",
             "state_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="The state database (default: .fedi-run/state.db beside the playbook).",
+            type=StateParam(),
+            help=STATE_HELP,
         ),
         default_option(
             "--accept-new-host-keys/--no-accept-new-host-keys",

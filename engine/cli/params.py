@@ -48,6 +48,32 @@ class Seconds(click.FloatRange):
         return number
 
 
+class StateParam(click.ParamType):
+    """``--state``: the path of an SQLite file (a :class:`~pathlib.Path`; not a directory), or a
+    ``postgresql://`` / ``postgres://`` URL (kept as the ``str``)."""
+
+    name = "FILE|URL"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        scheme, sep, _ = value.partition("://")
+        if sep and scheme.lower() in ("postgresql", "postgres"):
+            return value
+        if sep and "/" not in scheme:
+            self.fail(
+                f"{scheme}:// is not a state: give a file, or a postgresql:// URL", param, ctx
+            )
+        return click.Path(dir_okay=False, path_type=Path).convert(value, param, ctx)
+
+
+STATE_HELP = (
+    "The state: an SQLite file (default: .fedi-run/state.db beside the playbook), or a "
+    "PostgreSQL database, postgresql://USER@HOST[:PORT]/DB (password from PGPASSWORD or "
+    "~/.pgpass; see docs/state.md)."
+)
+
+
 def playbook_options(function):
     """The playbook argument and the options that say how to read it: ``-i/--inventory``,
     ``--configuration`` and ``--plugin``."""

@@ -138,8 +138,15 @@ def _wrapped(job: str) -> str:
 
 def host_directory(deployment: str, state_dir: Path | str | None) -> str:
     """The directory, on every host, of the pid files of ``deployment``'s running tasks — one
-    per deployment *and* state database (two runs share it only when they share the state)."""
-    where = str(Path(state_dir).absolute()) if state_dir is not None else ""
+    per deployment *and* state database (two runs share it only when they share the state).
+    ``state_dir``: the state's directory, or the URL of a state on a server (a ``str`` with
+    ``://``: ``StateLocation.identity``, the same on every deployer sharing it)."""
+    if state_dir is None:
+        where = ""
+    elif isinstance(state_dir, str) and "://" in state_dir:
+        where = state_dir
+    else:
+        where = str(Path(state_dir).absolute())
     digest = hashlib.sha256(where.encode()).hexdigest()[:12]
     return f"{HOST_DIR}/{_safe(deployment)}-{digest}"
 

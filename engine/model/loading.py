@@ -47,6 +47,7 @@ from fedi_run.engine.model.validators import (
     check_host_name,
     check_plain_name,
     did_you_mean,
+    is_url,
     nesting_message,
     too_deep,
 )
@@ -171,8 +172,9 @@ def _resolve_paths(table: Any, model: type[BaseModel], key: Key, merged: _Merged
 
 
 def _absolute(value: Any, base: Path) -> Any:
-    """A path string made absolute against ``base`` (``~`` expanded); another value as it is."""
-    if not isinstance(value, str) or not value:
+    """A path string made absolute against ``base`` (``~`` expanded); a URL (``[run] state =
+    "postgresql://…"``) or another value as it is."""
+    if not isinstance(value, str) or not value or is_url(value):
         return value
     expanded = os.path.expanduser(value)
     if not os.path.isabs(expanded):

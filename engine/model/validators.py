@@ -340,3 +340,12 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` when a close match exists among ``choices``, else ``''``."""
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{matches[0]}'?)" if matches else ""
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(text: str) -> bool:
+    """Whether ``text`` begins as a URL does (``postgresql://…``): a value that is not a path,
+    though it stands where one may."""
+    return _URL.match(text) is not None

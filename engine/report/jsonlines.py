@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from fedi_run.engine.report.events import (
@@ -75,8 +76,14 @@ class JsonLinesSink:
     stderr) gets the notices a person must read at once (a stop)."""
 
     def __init__(
-        self, stream: TextIO | None = None, verbose: int = 0, notices: TextIO | None = None
+        self,
+        stream: TextIO | None = None,
+        verbose: int = 0,
+        notices: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock``: seconds, for sampling (:data:`EVERY`); the monotonic clock but in tests."""
+        self._clock = clock
         self._stream = stream if stream is not None else sys.stdout
         self._verbose = int(verbose)
         self._notices = notices
@@ -180,7 +187,7 @@ class JsonLinesSink:
         written = self._streamed.get(event.task_id, 0)
         if written >= STREAMED:
             skipped, last = self._sampled.get(event.task_id, (0, 0.0))
-            now = time.monotonic()
+            now = self._clock()
             latest = text.rstrip("\n").rsplit("\n", 1)[-1][-1000:]
             if now - last < EVERY or not latest:
                 self._sampled[event.task_id] = (skipped + len(text), last)

@@ -1,47 +1,46 @@
-"""The run state database: one SQLite file per deployment recording every run and its tasks.
+"""The run state database: every run of a deployment and its tasks, in an SQLite file (the
+default, ``.fedi-run/state.db`` beside the playbook: :func:`default_state_path`) or a PostgreSQL
+database (``--state postgresql://user@host/db``: ``engine.report.state_location``).
 
-The default file is ``.fedi-run/state.db`` beside the playbook (:func:`default_state_path`).
 :class:`StateStore` is an :class:`~fedi_run.engine.report.events.EventSink`: the executor calls
 :meth:`StateStore.begin_run`, then feeds it the run's events. Every finished task and the end
 of the run are committed at once, so a run that is killed leaves an accurate record: its tasks
 without a status "never ran" (or "did not finish", when they had started) and are what
-``--resume`` runs again (:meth:`StateStore.resume_tasks`).
+``--resume`` runs again (:meth:`StateStore.resume_tasks`). Both backends have the same schema
+and migrations (``engine.report.state_schema``) and answer every query the same;
+``engine.report.state_sqlite`` and ``engine.report.state_postgresql`` say what differs — the
+files and their privacy, and :meth:`StateStore.lock`: a ``flock`` on ``<db>.lock``, or a
+PostgreSQL advisory lock held by a connection of its own, released when the run ends or its
+process dies.
 
 What is stored, and nothing else: the arguments of :meth:`~StateStore.begin_run` (deployment,
 kind, task ids and hosts, check flag, argv, selection); each task's status, duration, message,
 changes and start/finish times; the last 4 KiB of a *failed* task's output; each run's exit
 status, duration and whether it was interrupted; the *paths* of the secrets each deployment
-placed on each host (:meth:`~StateStore.record_secrets`, never a value); and the domain of its
-last successful ``nixops4 apply`` (:meth:`~StateStore.record_applied`). The executor masks
-secrets before they reach the events or ``begin_run``, so no secret reaches this file. Output
-of other tasks is not kept.
+placed on each host (:meth:`~StateStore.record_secrets`, never a value); the domain of its
+last successful ``nixops4 apply`` (:meth:`~StateStore.record_applied`); and, in PostgreSQL,
+who holds each deployment's lock. The executor masks secrets before they reach the events or
+``begin_run``, so no secret reaches the state.
 
-Privacy: directories this module creates are 0700, the database, its ``-wal``/``-shm`` files
-and the lock file 0600. A deleted database is recreated empty. :meth:`StateStore.lock` takes a
-non-blocking ``flock`` on ``<db>.lock``, released on exit or when the process dies.
+A write that fails does not stop the run (:attr:`StateStore.write_error`) — except when the
+PostgreSQL state's connection broke: the lock went with it, and the store tells the run to
+stop (:attr:`StateStore.lock_lost`, :attr:`StateStore.on_lock_lost`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
-import socket
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from fedi_run.engine.errors import (
-    STATE_ELSEWHERE,
-    LockHeld,
     NoPreviousRun,
     RunNotFound,
     StateError,
 )
-from fedi_run.engine.private_files import make_private_dirs
 from fedi_run.engine.report.events import (
     DONE,
     Event,
@@ -53,6 +52,11 @@ from fedi_run.engine.report.events import (
     TaskStarted,
 )
 from fedi_run.engine.report.recap import log_note
+from fedi_run.engine.report.state_location import (
+    DEFAULT_STATE,
+    StateLocation,
+    locate_state,
+)
 from fedi_run.engine.report.state_records import (  # noqa: F401 - the records, re-exported
     DID_NOT_FINISH,
     NEVER_RAN,
@@ -60,40 +64,13 @@ from fedi_run.engine.report.state_records import (  # noqa: F401 - the records, 
     RunRecord,
     TaskRecord,
 )
+from fedi_run.engine.report.state_schema import SCHEMA_VERSION  # noqa: F401 - re-exported
 
-SCHEMA_VERSION = 2
-"""1: runs and tasks; 2: also the secrets placed (paths) and the domain last applied."""
 OUTPUT_TAIL = 4096
 SQLITE_MAX_INTEGER = 2**63 - 1
-"""The largest id SQLite's INTEGER holds; a larger one names no run."""
+"""The largest id SQLite's INTEGER (and PostgreSQL's BIGINT) holds; a larger one names no run."""
 _log = logging.getLogger(__name__)
 
-_SCHEMA = f"""
-BEGIN;
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY, deployment TEXT NOT NULL, kind TEXT NOT NULL,
-    check_mode INTEGER NOT NULL, argv TEXT NOT NULL, selection TEXT NOT NULL,
-    started_at REAL NOT NULL, finished_at REAL, duration REAL, exit_status INTEGER,
-    interrupted INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS runs_by_deployment ON runs (deployment, kind, id);
-CREATE TABLE IF NOT EXISTS tasks (
-    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    task_id TEXT NOT NULL, host TEXT NOT NULL, position INTEGER NOT NULL,
-    status TEXT, changed INTEGER NOT NULL DEFAULT 0, duration REAL,
-    message TEXT NOT NULL DEFAULT '', changes TEXT NOT NULL DEFAULT '[]',
-    output_tail TEXT NOT NULL DEFAULT '', started_at REAL, finished_at REAL,
-    PRIMARY KEY (run_id, task_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS secrets (
-    deployment TEXT NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL,
-    generated INTEGER NOT NULL DEFAULT 1, task_id TEXT NOT NULL, run_id INTEGER NOT NULL,
-    placed_at REAL NOT NULL,
-    PRIMARY KEY (deployment, host, path)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS applied (
-    deployment TEXT PRIMARY KEY, domain TEXT NOT NULL, run_id INTEGER NOT NULL,
-    applied_at REAL NOT NULL);
-PRAGMA user_version = {SCHEMA_VERSION};
-COMMIT;
-"""
 _RUN_COLUMNS = (
     "id, deployment, kind, check_mode, argv, selection, started_at, finished_at, "
     "duration, exit_status, interrupted"
@@ -111,51 +88,45 @@ _FINISH_TASK = (
     " output_tail = ?, finished_at = ? WHERE run_id = ? AND task_id = ?"
 )
 _ADD_TASK = (
-    "INSERT OR IGNORE INTO tasks (run_id, task_id, host, position) SELECT ?, ?, ?, "
-    "COALESCE(MAX(position), -1) + 1 FROM tasks WHERE run_id = ?"
+    "INSERT INTO tasks (run_id, task_id, host, position) SELECT ?, ?, ?, "
+    "COALESCE(MAX(position), -1) + 1 FROM tasks WHERE run_id = ? ON CONFLICT DO NOTHING"
+)
+_HISTORY = (
+    "SELECT t.task_id, t.host, r.id, r.kind, t.status FROM tasks t JOIN runs r "
+    "ON r.id = t.run_id WHERE r.deployment = ? AND r.check_mode = 0 AND "
+    "t.started_at IS NOT NULL ORDER BY r.id"
 )
 
 
 def default_state_path(playbook_path: Path) -> Path:
     """``<playbook dir>/.fedi-run/state.db``."""
-    return Path(playbook_path).absolute().parent / ".fedi-run" / "state.db"
+    return Path(playbook_path).absolute().parent / DEFAULT_STATE
 
 
-def read_history(path: Path, deployment: str) -> dict[str, tuple[str, int, str, bool]]:
+def read_history(
+    where: StateLocation | Path | str, deployment: str
+) -> dict[str, tuple[str, int, str, bool]]:
     """Task id → ``(host, run id, kind, done)`` of the last run of ``deployment`` (not a
     ``--check``) that started the task — what may have placed something on that host — read
-    only: nothing is created or written. A state file that does not exist, or cannot be read
+    only: nothing is created or written. An SQLite file that does not exist, or cannot be read
     (its directory read-only, the file not a database), is an empty history: what is read
     from it only ever adds clean-up tasks, and a run that uses the file says what is wrong
-    with it when it opens it (:meth:`StateStore.open`)."""
-    path = Path(path).absolute()
-    if not path.is_file():
-        return {}
+    with it when it opens it (:meth:`StateStore.open`). A PostgreSQL state that cannot be
+    reached is a :class:`StateError` (its run could not use it either)."""
+    location = locate_state(where, None)
+    if location.postgresql:
+        from fedi_run.engine.report.state_postgresql import read_postgresql_history
+
+        rows = read_postgresql_history(location, _HISTORY, (deployment,))
+    else:
+        from fedi_run.engine.report.state_sqlite import read_sqlite_history
+
+        rows = read_sqlite_history(location.path, _HISTORY, (deployment,)) or []
     done = tuple(status.value for status in DONE)
-    # read only; where SQLite cannot even read so (a read-only directory without the
-    # database's -shm file), as an unchanging file
-    for mode in ("mode=ro", "immutable=1"):
-        found: dict[str, tuple[str, int, str, bool]] = {}
-        try:
-            db = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=10)
-            try:
-                if not db.execute("PRAGMA user_version").fetchone()[0]:
-                    return {}  # an empty file: no schema yet
-                rows = db.execute(
-                    "SELECT t.task_id, t.host, r.id, r.kind, t.status FROM tasks t JOIN runs r "
-                    "ON r.id = t.run_id WHERE r.deployment = ? AND r.check_mode = 0 AND "
-                    "t.started_at IS NOT NULL ORDER BY r.id",
-                    (deployment,),
-                )
-                for task_id, host, run_id, kind, status in rows:
-                    found[task_id] = (host, int(run_id), kind, status in done)
-            finally:
-                db.close()
-        except sqlite3.Error as error:
-            _log.debug("cannot read the history in %s (%s): %s", path, mode, error)
-            continue
-        return found
-    return {}
+    found: dict[str, tuple[str, int, str, bool]] = {}
+    for task_id, host, run_id, kind, status in rows:
+        found[task_id] = (host, int(run_id), kind, status in done)
+    return found
 
 
 _TOUCHED = (
@@ -167,12 +138,11 @@ _TOUCHED = (
 ok, changed or failed, or started and did not finish (a skipped or unreachable one did not)."""
 
 
-def _last_outcomes(
-    db: sqlite3.Connection, deployment: str, task_ids: Iterable[str]
-) -> dict[str, LastOutcome]:
+def _last_outcomes(rows: Iterable[Sequence], task_ids: Iterable[str]) -> dict[str, LastOutcome]:
+    """:data:`_TOUCHED`'s rows, in run order, as each wanted task's latest outcome."""
     wanted = set(task_ids)
     found: dict[str, LastOutcome] = {}
-    for task_id, run_id, kind, status in db.execute(_TOUCHED, (deployment,)):
+    for task_id, run_id, kind, status in rows:
         if task_id in wanted:
             found[task_id] = LastOutcome(
                 task_id, int(run_id), kind, Status(status) if status is not None else None
@@ -181,103 +151,85 @@ def _last_outcomes(
 
 
 def read_last_outcomes(
-    path: Path, deployment: str, task_ids: Iterable[str]
+    where: StateLocation | Path | str, deployment: str, task_ids: Iterable[str]
 ) -> dict[str, LastOutcome]:
     """:meth:`StateStore.last_outcomes`, read only (for ``plan``): nothing is created or
-    written, and a state file that does not exist is an empty history. One that exists and
-    cannot be read is a :class:`StateError` (a plan must not call a dependency "never run"
-    when it cannot tell)."""
-    path = Path(path).absolute()
+    written, and an SQLite file that does not exist is an empty history. One that exists and
+    cannot be read, or a PostgreSQL state that cannot be reached, is a :class:`StateError` (a
+    plan must not call a dependency "never run" when it cannot tell)."""
+    location = locate_state(where, None)
+    ids = tuple(task_ids)
+    if location.postgresql:
+        from fedi_run.engine.report.state_postgresql import read_postgresql_history
+
+        return _last_outcomes(read_postgresql_history(location, _TOUCHED, (deployment,)), ids)
+    from fedi_run.engine.report.state_sqlite import read_sqlite_history
+
+    path = location.path
     if not path.is_file():
         return {}
-    ids = tuple(task_ids)
-    error: sqlite3.Error | None = None
-    for mode in ("mode=ro", "immutable=1"):  # as read_history: a read-only directory too
-        try:
-            db = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=10)
-            try:
-                if not db.execute("PRAGMA user_version").fetchone()[0]:
-                    return {}  # an empty file: no schema yet
-                return _last_outcomes(db, deployment, ids)
-            finally:
-                db.close()
-        except sqlite3.Error as caught:
-            error = caught
-    raise StateError.cannot("read the state database", path, error)
+    rows = read_sqlite_history(path, _TOUCHED, (deployment,))
+    if rows is None:
+        raise StateError(
+            f"error: cannot read the state database {path}: it is not a database this "
+            "fedi-run can read; give --state the deployment's state, or move this file away"
+        )
+    return _last_outcomes(rows, ids)
 
 
 class StateStore:
-    """The state database of one deployment (or several, with a shared ``--state FILE``).
+    """The state of one deployment (or several, with a shared ``--state``), in SQLite or
+    PostgreSQL.
 
     One connection, usable from the executor's worker threads (calls must be serialised, as
     the executor does for sinks). :meth:`handle` never raises: a write that fails is logged
-    once and recorded in :attr:`write_error`, and the run goes on.
+    once and recorded in :attr:`write_error`, and the run goes on — unless the PostgreSQL
+    state's connection broke (:attr:`lock_lost`).
     """
 
-    def __init__(self, path: Path, connection: sqlite3.Connection):
-        self.path = path
+    def __init__(self, location: StateLocation, backend):
+        self.location = location
+        self.path: Path | None = location.path
+        """The SQLite file (None for a PostgreSQL state)."""
         self.write_error: str | None = None
-        self._db: sqlite3.Connection | None = connection
+        self.lock_lost: str | None = None
+        """Why the PostgreSQL state's lock was lost during the run (None: it was not)."""
+        self.on_lock_lost: Callable[[], None] | None = None
+        """Called (once, from the thread that noticed) when the lock is lost: the run sets it
+        to stop itself."""
+        self._backend = backend
+        self._db = backend
+        self._errors = backend.errors
 
     @property
     def lock_path(self) -> Path:
-        """``<db>.lock``: the file :meth:`lock` flocks."""
-        return self.path.with_name(self.path.name + ".lock")
+        """``<db>.lock``: the file :meth:`lock` flocks (an SQLite state's)."""
+        return self._backend.lock_path
 
     @classmethod
-    def open(cls, path: Path) -> StateStore:
-        """Open (creating the directory, file and schema as needed) the database at ``path``.
+    def open(cls, where: StateLocation | Path | str) -> StateStore:
+        """Open (creating the SQLite directory and file, and the schema, as needed) the state
+        ``where`` names: a path, or a ``postgresql://`` URL (``engine.report.state_location``).
 
-        Raises :class:`StateError` naming the path when it cannot be created or used.
+        Raises :class:`StateError` naming the path, or the URL without its password, when it
+        cannot be created, reached or used.
         """
-        path = Path(path).absolute()
-        _make_private_dirs(path.parent)
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise StateError.cannot(
-                "write the state directory",
-                path.parent,
-                PermissionError(13, "Permission denied"),
-                f"make it writable, or {STATE_ELSEWHERE}",
-            )
-        if not path.exists():
-            for suffix in ("-wal", "-shm", "-journal"):  # orphans of a deleted database
-                path.with_name(path.name + suffix).unlink(missing_ok=True)
-            os.close(_open_private(path, os.O_WRONLY, "create the state database"))
-        try:
-            db = sqlite3.connect(path, check_same_thread=False, timeout=10)
-        except sqlite3.Error as error:
-            raise StateError.cannot("open the state database", path, error) from None
-        try:
-            _prepare(db, path)
-        except BaseException:
-            db.close()
-            raise
-        return cls(path, db)
+        location = locate_state(where, None)
+        if location.postgresql:
+            from fedi_run.engine.report.state_postgresql import PostgresState
+
+            return cls(location, PostgresState.open(location))
+        from fedi_run.engine.report.state_sqlite import SqliteState
+
+        return cls(location, SqliteState.open(location.path))
 
     @contextmanager
-    def lock(self, deployment: str) -> Iterator[None]:
-        """Hold the deployment's lock for the ``with`` block, or raise :class:`LockHeld`."""
-        fd = _open_private(self.lock_path, os.O_RDWR, "create the lock file")
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise LockHeld(deployment, self.lock_path, _read_holder(fd)) from None
-            holder = {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "started_at": time.time(),
-                "deployment": deployment,
-            }
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
-            try:
-                yield
-            finally:
-                os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+    def lock(self, deployment: str, command: Sequence[str] = ()) -> Iterator[None]:
+        """Hold the deployment's lock for the ``with`` block, or raise :class:`LockHeld`
+        naming its holder (``command``: this run's command line, as a holder's record shows
+        it in PostgreSQL)."""
+        with self._backend.lock(deployment, command):
+            yield
 
     def begin_run(
         self,
@@ -292,17 +244,18 @@ class StateStore:
         """Record a new run and its tasks (in execution order, none run yet); return its id."""
         if len(tasks) != len(hosts):
             raise ValueError(f"{len(tasks)} tasks but {len(hosts)} hosts")
-        with self._guard("write the state database"), self._conn:
-            cursor = self._conn.execute(
+        with self._guard("write the state database"), self._conn.transaction():
+            run_id = self._conn.insert_id(
                 "INSERT INTO runs (deployment, kind, check_mode, argv, selection, started_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (deployment, kind, bool(check), json.dumps(list(argv)), selection, time.time()),
             )
-            run_id = int(cursor.lastrowid)
             self._conn.executemany(
                 "INSERT INTO tasks (run_id, task_id, host, position) VALUES (?, ?, ?, ?)",
                 ((run_id, task, host, i) for i, (task, host) in enumerate(zip(tasks, hosts))),
             )
+        with self._guard("write the state database"):
+            self._conn.check_lock()
         return run_id
 
     def handle(self, event: Event) -> None:
@@ -311,9 +264,21 @@ class StateStore:
             return
         try:
             self._record(event)
-        except sqlite3.Error as error:
-            self.write_error = f"cannot record the run in {self.path}: {error}"
+        except self._errors as error:
+            self._failed("cannot record the run in", error)
+
+    def _failed(self, what: str, error: BaseException) -> None:
+        """A write failed: remembered in :attr:`write_error` (nothing more is written); when
+        a PostgreSQL connection broke, the lock is lost too (:attr:`on_lock_lost`)."""
+        reason = " ".join(str(error).split())
+        self.write_error = f"{what} {self.location}: {reason}"
+        if not self._backend.lost():
             _log.warning("%s; the run goes on, but its record is incomplete", self.write_error)
+            return
+        self.lock_lost = self.write_error
+        _log.error("%s; the deployment's lock went with the connection: the run stops", reason)
+        if self.on_lock_lost is not None:
+            self.on_lock_lost()
 
     def _record(self, event: Event) -> None:
         db = self._conn
@@ -335,10 +300,11 @@ class StateStore:
                 event.run_id,
                 event.task_id,
             )
-            if db.execute(_FINISH_TASK, row).rowcount == 0:  # a task begin_run did not list
-                db.execute(_ADD_TASK, (event.run_id, event.task_id, event.host, event.run_id))
-                db.execute(_FINISH_TASK, row)
-            db.commit()
+            with db.transaction():
+                if db.execute(_FINISH_TASK, row).rowcount == 0:  # a task begin_run did not list
+                    db.execute(_ADD_TASK, (event.run_id, event.task_id, event.host, event.run_id))
+                    db.execute(_FINISH_TASK, row)
+            db.check_lock()
         elif isinstance(event, TaskStarted):
             db.execute(
                 "UPDATE tasks SET started_at = ? WHERE run_id = ? AND task_id = ?",
@@ -351,6 +317,7 @@ class StateStore:
                 (event.exit_status, event.interrupted, event.duration, time.time(), event.run_id),
             )
             db.commit()
+            db.check_lock()
         elif isinstance(event, RunStarted):
             db.execute(
                 "UPDATE runs SET started_at = ? WHERE id = ?", (event.started_at, event.run_id)
@@ -378,13 +345,13 @@ class StateStore:
         return self._select("WHERE deployment = ?", [deployment], limit, tasks=False)
 
     def get_run(self, run_id: int) -> RunRecord:
-        """The run ``run_id`` with its tasks, or raise :class:`RunNotFound` (an id SQLite
-        cannot hold, or below 1, names no run either)."""
+        """The run ``run_id`` with its tasks, or raise :class:`RunNotFound` (an id the
+        database cannot hold, or below 1, names no run either)."""
         in_range = 1 <= run_id <= SQLITE_MAX_INTEGER
         found = self._select("WHERE id = ?", [run_id], 1) if in_range else []
         if not found:
             raise RunNotFound(
-                f"error: no run {run_id} in {self.path}; `fedi-run history PLAYBOOK` lists them"
+                f"error: no run {run_id} in {self.location}; `fedi-run history PLAYBOOK` lists them"
             )
         return found[0]
 
@@ -400,7 +367,7 @@ class StateStore:
         if run is None:
             raise NoPreviousRun(
                 f"error: nothing to resume: no previous {kind} of deployment '{deployment}' is "
-                f"recorded in {self.path}; run without --resume"
+                f"recorded in {self.location}; run without --resume"
             )
         return tuple(task.task_id for task in run.tasks if task.status not in DONE)
 
@@ -408,7 +375,7 @@ class StateStore:
         """Task id → what the latest run or teardown of ``deployment`` that touched it did
         (:class:`LastOutcome`), for those of ``task_ids`` some run touched."""
         with self._guard("read the state database"):
-            return _last_outcomes(self._conn, deployment, task_ids)
+            return _last_outcomes(self._conn.execute(_TOUCHED, (deployment,)), task_ids)
 
     # --- what a deployment placed: secret paths, the domain applied ------------------------
 
@@ -430,25 +397,27 @@ class StateStore:
             return
         try:
             db = self._conn
-            for path in removed:
-                below = path.rstrip("/") + "/"
-                db.execute(
-                    "DELETE FROM secrets WHERE deployment = ? AND host = ? AND (path = ? OR "
-                    "substr(path, 1, ?) = ?)",
-                    (deployment, host, path, len(below), below),
+            with db.transaction():
+                for path in removed:
+                    below = path.rstrip("/") + "/"
+                    db.execute(
+                        "DELETE FROM secrets WHERE deployment = ? AND host = ? AND (path = ? OR "
+                        "substr(path, 1, ?) = ?)",
+                        (deployment, host, path, len(below), below),
+                    )
+                db.executemany(
+                    "INSERT INTO secrets (deployment, host, path, generated, task_id, run_id, "
+                    "placed_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (deployment, host, path) "
+                    "DO UPDATE SET generated = excluded.generated, task_id = excluded.task_id, "
+                    "run_id = excluded.run_id, placed_at = excluded.placed_at",
+                    [
+                        (deployment, host, path, bool(generated), task_id, run_id, time.time())
+                        for path, generated in placed
+                    ],
                 )
-            db.executemany(
-                "INSERT OR REPLACE INTO secrets (deployment, host, path, generated, task_id, "
-                "run_id, placed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    (deployment, host, path, bool(generated), task_id, run_id, time.time())
-                    for path, generated in placed
-                ),
-            )
-            db.commit()
-        except sqlite3.Error as error:
-            self.write_error = f"cannot record the secrets placed in {self.path}: {error}"
-            _log.warning("%s; the run goes on, but its record is incomplete", self.write_error)
+            db.check_lock()
+        except self._errors as error:
+            self._failed("cannot record the secrets placed in", error)
 
     def placed_secrets(self, deployment: str) -> dict[str, dict[str, bool]]:
         """host → {path → generated} of every secret ``deployment`` placed in an earlier run
@@ -469,15 +438,17 @@ class StateStore:
         if self._db is None or self.write_error is not None:
             return
         try:
-            with self._conn:
+            with self._conn.transaction():
                 self._conn.execute(
-                    "INSERT OR REPLACE INTO applied (deployment, domain, run_id, applied_at) "
-                    "VALUES (?, ?, ?, ?)",
+                    "INSERT INTO applied (deployment, domain, run_id, applied_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (deployment) DO UPDATE SET "
+                    "domain = excluded.domain, run_id = excluded.run_id, "
+                    "applied_at = excluded.applied_at",
                     (deployment, domain, run_id, time.time()),
                 )
-        except sqlite3.Error as error:
-            self.write_error = f"cannot record the applied domain in {self.path}: {error}"
-            _log.warning("%s; the run goes on, but its record is incomplete", self.write_error)
+            self._conn.check_lock()
+        except self._errors as error:
+            self._failed("cannot record the applied domain in", error)
 
     def applied_domain(self, deployment: str) -> tuple[str, int] | None:
         """``(domain, run id)`` of the last run of ``deployment`` whose apply succeeded, or
@@ -493,11 +464,9 @@ class StateStore:
         if self._db is not None:
             db, self._db = self._db, None
             try:
-                db.commit()
-            except sqlite3.Error as error:
-                _log.warning("cannot record the run in %s: %s", self.path, error)
-            finally:
-                db.close()
+                db.close()  # commits what is pending
+            except self._errors as error:
+                _log.warning("cannot record the run in %s: %s", self.location, error)
 
     def __enter__(self) -> StateStore:
         return self
@@ -506,16 +475,22 @@ class StateStore:
         self.close()
 
     @property
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self):
         if self._db is None:
-            raise ValueError(f"the state database {self.path} is closed")
+            raise ValueError(f"the state database {self.location} is closed")
         return self._db
 
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:
         try:
             yield
-        except sqlite3.Error as error:
+        except self._errors as error:
+            if self.location.postgresql:
+                reason = " ".join(str(error).split())
+                raise StateError(
+                    f"error: cannot {what} {self.location}: {reason}; check that the "
+                    "PostgreSQL server is up and reachable, then run again"
+                ) from None
             raise StateError.cannot(what, self.path, error) from None
 
     def _select(self, where: str, params: list, limit: int, tasks: bool = True) -> list[RunRecord]:
@@ -572,82 +547,3 @@ def _task_record(row: tuple) -> TaskRecord:
         row[9],
         row[10],
     )
-
-
-def _prepare(db: sqlite3.Connection, path: Path) -> None:
-    """WAL, synchronous=NORMAL, the schema when absent; StateError for an unusable file."""
-    try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StateError(
-                f"error: the state database {path} was written by a newer fedi-run "
-                f"(schema {version}, this one knows {SCHEMA_VERSION}); use that "
-                f"version, or {STATE_ELSEWHERE}"
-            )
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA foreign_keys = ON")
-        if version < SCHEMA_VERSION:
-            db.executescript(_SCHEMA)
-    except sqlite3.Error as error:
-        hint = f"move {path} away (its history is lost), or {STATE_ELSEWHERE}"
-        if _unwritable(error):
-            hint = ""
-        raise StateError.cannot("use the state database", path, error, hint) from None
-    for suffix in ("", "-wal", "-shm"):  # SQLite gives them the database's mode; make sure
-        companion = path.with_name(path.name + suffix)
-        try:
-            if companion.exists() and companion.stat().st_mode & 0o077:
-                companion.chmod(0o600)
-        except OSError:
-            pass  # not ours to change (another user's file)
-
-
-_UNWRITABLE = (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN)
-
-
-def _unwritable(error: sqlite3.Error) -> bool:
-    """Whether SQLite could not open or write the file (its place is the problem, not its
-    content): the primary result code of ``error`` — its low byte, as ``sqlite_errorcode``
-    is the extended code (``SQLITE_READONLY_DBMOVED``, ...) — is READONLY or CANTOPEN."""
-    code = getattr(error, "sqlite_errorcode", None)  # None: raised by the module, not SQLite
-    return code is not None and (code & 0xFF) in _UNWRITABLE
-
-
-def _make_private_dirs(directory: Path) -> None:
-    """Create ``directory`` and its missing parents with mode 0700; StateError if it can't."""
-    try:
-        make_private_dirs(directory)
-    except OSError as error:
-        raise StateError.cannot(
-            "create the state directory", Path(error.filename or directory), error
-        ) from None
-    if not directory.is_dir():
-        raise StateError(
-            f"error: cannot use {directory} as the state directory: it is not a "
-            f"directory; {STATE_ELSEWHERE}"
-        )
-
-
-def _open_private(path: Path, flags: int, what: str) -> int:
-    """``os.open`` creating ``path`` with mode 0600; StateError naming it if that fails."""
-    try:
-        descriptor = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as error:
-        raise StateError.cannot(what, path, error) from None
-    try:
-        if os.fstat(descriptor).st_mode & 0o077:  # an existing file keeps its mode: narrow it
-            os.fchmod(descriptor, 0o600)
-    except OSError:
-        pass  # not ours to change; the file is still usable
-    return descriptor
-
-
-def _read_holder(fd: int) -> dict:
-    """What the lock's holder wrote (pid, host, started_at), waiting briefly if not yet."""
-    for _ in range(20):
-        data = os.pread(fd, 4096, 0)
-        if data.endswith(b"\n"):
-            return json.loads(data)
-        time.sleep(0.005)
-    return {}

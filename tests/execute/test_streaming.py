@@ -335,9 +335,13 @@ def test_the_live_view_shows_each_running_tasks_latest_line_under_it(monkeypatch
 
 def test_json_output_records_stay_bounded_for_a_task_that_prints_without_end():
     """Past the first 64 KiB of a task's output, JSON output records are sampled (the latest
-    line, with how much was skipped): 20 MB printed make well under 200 KiB of JSON."""
+    line, with how much was skipped): 20 MB printed make well under 200 KiB of JSON. The
+    chunks come 20 µs apart on the sink's clock — 10 s in all, so about ten samples — whatever
+    the machine's speed (on the monotonic clock, a fast machine handled them all in under a
+    second and wrote one sample)."""
     out = io.StringIO()
-    sink = JsonLinesSink(out)
+    ticks = iter(range(10**9))
+    sink = JsonLinesSink(out, clock=lambda: next(ticks) * 20e-6)
     line = "building something rather long, step %d\n"
     for i in range(500_000):
         sink.handle(OutputChunk(1, "tasks.loud", "h1", "stdout", line % i))
