@@ -22,15 +22,19 @@ Contract:
 * **on the deployer**, a local command (``nixops4 apply``) runs in a process group of its own
   (:meth:`Jobs.start_local`); it is ended — SIGTERM, SIGKILL :data:`KILL_AFTER` seconds later
   — when its task's timeout passes or the scheduler's grace period ends
-  (:meth:`Jobs.stop_local`).
+  (:meth:`Jobs.stop_local`), and, the same way, when the deployer process ends without ending
+  it (``kill -9``): a watcher in its group holds a pipe only the deployer writes to
+  (:data:`LOCAL`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -166,6 +170,45 @@ def _safe(name: str) -> str:
 
 # local processes, on the deployer -----------------------------------------------------------------
 
+LOCAL = (
+    LIVE
+    + "polls=$1; shift; exec 3<&0 </dev/null\n"
+    + "{ trap '' TERM; read -r _ <&3 && exit 0; kill -TERM 0; w=0; "
+    + 'while [ $w -lt "$polls" ] && fedi_run_live $$; do sleep 0.1; w=$((w+1)); done; '
+    + "kill -KILL 0; } >/dev/null 2>&1 &\n"
+    + 'exec 3<&-; exec "$@"\n'
+)
+"""The ``sh -c`` script that runs a local command (its arguments, after the number of 0.1 s
+polls in :data:`KILL_AFTER`) as a job on the deployer, mirroring the hosts' wrapper. It
+starts as the leader of a session of its own, and first forks a *watcher* into that
+session's process group: it holds (on its fd 3, from the script's stdin) the read end of a
+pipe whose only write end the deployer keeps (:meth:`Jobs.start_local`: close-on-exec, so no
+other process it starts inherits it); then the script becomes the command (``exec``: the
+group leader's pid, exit status and signals stay the command's). When the deployer process
+ends — however: ``kill -9`` too — the kernel closes that write end, the watcher reads EOF
+and ends the group: SIGTERM, then SIGKILL once nothing else of it runs or :data:`KILL_AFTER`
+seconds later. When the command has ended by itself, :meth:`Jobs.forget` writes a line: the
+watcher leaves without ending anything. The watcher ignores SIGTERM, so
+:meth:`Jobs.end_local`'s SIGTERM leaves it there until the SIGKILL.
+
+Why not ``prctl(PR_SET_PDEATHSIG)``: that signal fires when the *thread* that started the
+child ends (the scheduler starts local commands from worker threads, which end before the
+run does), reaches only the one process, not its group, and needs code run between fork and
+exec (``preexec_fn``, unsafe in a process with threads). The pipe ends exactly when the
+deployer process does, whichever of its threads started the command."""
+
+
+def _executable(name: str, env: dict | None) -> str:
+    """``name`` found on the ``PATH`` (of ``env``, as :class:`subprocess.Popen` would), so
+    that a missing command still fails :meth:`Jobs.start_local` with ``FileNotFoundError``
+    (not as a status 127 of the job's shell); a name with a ``/`` is left as it is."""
+    if "/" in name:
+        return name
+    found = shutil.which(name, path=os.pathsep.join(os.get_exec_path(env)))
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+    return found
+
 
 class Jobs:
     """A run's jobs: where its hosts keep its pid files (``host_dir``; None: none kept) and
@@ -179,16 +222,37 @@ class Jobs:
         """When the run stopped its local commands, for their tasks' messages."""
         self._local: set[subprocess.Popen] = set()
         self._ending: dict[int, threading.Lock] = {}
+        self._lifelines: dict[int, int] = {}
+        """pid → the write end of the pipe its watcher holds (:data:`LOCAL`)."""
         self._lock = threading.Lock()
 
     def start_local(self, argv, **popen) -> subprocess.Popen:
-        """Start ``argv`` on the deployer in a session (a process group) of its own; ended by
-        :meth:`end_local` (or :meth:`stop_local`). Refused once the run is stopping."""
+        """Start ``argv`` on the deployer in a session (a process group) of its own, its stdin
+        /dev/null; ended by :meth:`end_local` (or :meth:`stop_local`), and by its watcher when
+        the deployer ends first (:data:`LOCAL`). Refused once the run is stopping.
+        ``popen``: more arguments of :class:`subprocess.Popen` (no ``stdin``)."""
+        if popen.pop("stdin", None) not in (None, subprocess.DEVNULL):
+            raise ValueError("a local command reads no input")
+        argv = [_executable(argv[0], popen.get("env")), *argv[1:]]
+        polls = str(max(1, round(KILL_AFTER / 0.1)))
         with self._lock:
             if self.stopping.is_set():
                 raise OSError("the run is stopping")
-            process = subprocess.Popen(argv, start_new_session=True, **popen)
+            lifeline, kept = os.pipe()  # both ends close-on-exec: only the watcher gets one
+            try:
+                process = subprocess.Popen(
+                    ["/bin/sh", "-c", LOCAL, "fedi-run-job", polls, *argv],
+                    start_new_session=True,
+                    stdin=lifeline,
+                    **popen,
+                )
+            except BaseException:
+                os.close(kept)
+                raise
+            finally:
+                os.close(lifeline)
             self._local.add(process)
+            self._lifelines[process.pid] = kept
             return process
 
     def end_local(self, process: subprocess.Popen) -> None:
@@ -212,6 +276,13 @@ class Jobs:
         with self._lock:
             self._local.discard(process)
             self._ending.pop(process.pid, None)
+            kept = self._lifelines.pop(process.pid, None)
+        if kept is not None:  # the watcher leaves, ending nothing (if still there)
+            try:
+                os.write(kept, b"\n")
+            except OSError:
+                pass
+            os.close(kept)
 
     def stop_local(self, when: str | None = None) -> None:
         """The run is stopping: no new local command starts, and each running one is ended
