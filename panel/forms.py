@@ -1,32 +1,105 @@
-"""The deployment form, built from the playbook's schema and the installed plugins.
+"""The panel's forms: a deployment (by an operator), an environment and its hosts (by staff).
 
-Fields: the deployment's name and domain, the inventory its hosts come from, a switch per
-service (:func:`fedi_run.panel.catalog.catalog`), the ACME contact and terms (when the acme
-plugin is installed), the initial user, and whether the run ends with ``nixops4 apply``. The
-initial user's password is typed once and never rendered back; :meth:`DeploymentForm.save`
-writes it to its 0600 file and nowhere else.
+:class:`DeploymentForm` — the deployment's name and domain, the environment it goes into
+(among those its operator may deploy to), a switch per service
+(:func:`fedi_run.panel.catalog.catalog`; a service another one needs is shown on, and fixed,
+while that one is), the ACME contact and terms (when the acme plugin is installed), the
+initial user, and whether the run ends with ``nixops4 apply``. Every problem is reported in one
+round: the form's own checks and the engine's (:meth:`DeploymentForm.clean` writes the playbook
+the deployment would have and loads it with its environment's inventory,
+:func:`fedi_run.panel.playbooks.check`), each beside its field. The initial user's password is
+never rendered back: typed once, it is kept across a round of errors in a 0600 file of the data
+directory named by a random token the form carries (:class:`PendingPasswords`), and
+:meth:`DeploymentForm.save` moves it to the deployment's 0600 file. The name is fixed once the
+deployment was deployed (it names the NixOps4 deployment and the engine's state).
 
-Validation is the engine's: :meth:`DeploymentForm.clean` writes the playbook the deployment
-would have and loads it with the inventory (:func:`fedi_run.panel.playbooks.check`); each
-problem appears beside its field.
+:class:`EnvironmentForm` and :data:`HostFormSet` — an environment's name, users, other
+inventory tables and hosts; :class:`ImportForm` — an inventory file's hosts to add.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+import secrets
+import time
 
 from django import forms
+from django.contrib.auth import get_user_model
 
-from fedi_run.panel import runs, site
+from fedi_run.panel import paths, runs, site
 from fedi_run.panel.catalog import catalog
-from fedi_run.panel.models import Deployment
+from fedi_run.panel.environments import (
+    HOST_FIELDS,
+    HostRow,
+    inventory_path,
+    needed,
+    placement,
+    rows_of,
+)
+from fedi_run.panel.models import Deployment, Environment, EnvironmentHost
 from fedi_run.panel.playbooks import NON_FIELD, check
 
 MIN_PASSWORD = 8
+PENDING = "pending-passwords"
+PENDING_MAX_AGE = 3600.0
+"""Seconds a password typed in a form with errors is kept for the next round."""
+
+
+class PendingPasswords:
+    """Passwords typed in a form that had errors, kept for the next round: each in a 0600 file
+    ``<data dir>/pending-passwords/<token>`` (32 hex digits), and its token in the operator's
+    session too, so only that session can claim it. Files older than an hour are removed."""
+
+    TOKEN = re.compile(r"[0-9a-f]{32}")
+
+    def __init__(self, session):
+        self.session = session
+        self.directory = paths.private_dir(site.current().data_dir / PENDING)
+
+    def keep(self, password: str) -> str:
+        self._expire()
+        token = secrets.token_hex(16)
+        paths.write_private(self.directory / token, password)
+        self.session["pending_passwords"] = [*self.session.get("pending_passwords", []), token]
+        return token
+
+    def get(self, token: str) -> str:
+        """The password kept under ``token`` for this session; "" when there is none."""
+        if not self.TOKEN.fullmatch(token or "") or token not in self.session.get(
+            "pending_passwords", []
+        ):
+            return ""
+        try:
+            return (self.directory / token).read_text()
+        except OSError:
+            return ""
+
+    def drop(self, token: str) -> None:
+        if self.TOKEN.fullmatch(token or ""):
+            (self.directory / token).unlink(missing_ok=True)
+            kept = [t for t in self.session.get("pending_passwords", []) if t != token]
+            self.session["pending_passwords"] = kept
+
+    def _expire(self) -> None:
+        now = time.time()
+        for path in self.directory.iterdir():
+            try:
+                if now - path.stat().st_mtime > PENDING_MAX_AGE:
+                    path.unlink()
+            except OSError:
+                pass
+
+
+def environments_for(user):
+    """The environments ``user`` may deploy to (staff: every one)."""
+    if user.is_staff:
+        return Environment.objects.all()
+    return Environment.objects.filter(users=user)
 
 
 class DeploymentForm(forms.ModelForm):
-    """Create (``instance`` None) or edit one of ``owner``'s deployments."""
+    """Create (``instance`` None) or edit one of ``owner``'s deployments; ``session``: where
+    a password typed in a round with errors is claimed from (:class:`PendingPasswords`)."""
 
     services = forms.MultipleChoiceField(
         required=False, widget=forms.CheckboxSelectMultiple, label="Services"
@@ -39,13 +112,14 @@ class DeploymentForm(forms.ModelForm):
         help_text="Typed once, kept only in a file readable by the panel alone (mode 0600), "
         "never shown again.",
     )
+    password_token = forms.CharField(required=False, widget=forms.HiddenInput)
 
     class Meta:
         model = Deployment
         fields = [
             "name",
             "domain",
-            "inventory",
+            "environment",
             "services",
             "acme_email",
             "acme_accept_terms",
@@ -57,7 +131,7 @@ class DeploymentForm(forms.ModelForm):
         labels = {
             "name": "Name",
             "domain": "Domain",
-            "inventory": "Inventory file",
+            "environment": "Environment",
             "acme_email": "ACME contact e-mail",
             "acme_accept_terms": "Accept the ACME server's terms",
             "initial_username": "Initial user: name",
@@ -66,24 +140,42 @@ class DeploymentForm(forms.ModelForm):
             "apply": "End with nixops4 apply",
         }
 
-    def __init__(self, *args, owner, **kwargs):
+    def __init__(self, *args, owner, session=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.owner = owner
+        self.pending = PendingPasswords(session) if session is not None else None
+        self.kept_password = ""
         known = catalog()
-        self.fields["services"].choices = [
-            (
-                s.name,
-                f"{s.name} — {s.label}"
-                + (f" (switched on by {', '.join(s.needed_by)})" if s.needed_by else ""),
-            )
-            for s in known.services
-        ]
+        self.known = known
+        self.fields["services"].choices = [(s.name, s.label) for s in known.services]
+        environment = self.fields["environment"]
+        environment.queryset = environments_for(owner)
+        environment.required = True
+        environment.empty_label = "— choose one —"
+        environment.help_text = (
+            "The hosts your provider's staff set up for you. Each service runs on the "
+            "environment's host that may carry it; no other host is touched."
+        )
         if self.instance.pk:
             self.initial.setdefault("services", list(self.instance.services))
             self.fields["password"].help_text = (
                 "Leave empty to keep the password already set. " + self.fields["password"].help_text
             )
-        else:
+            if self.instance.name_fixed:
+                self.fields["name"].disabled = True
+                self.fields["name"].help_text = (
+                    "Fixed since the first deploy: it names the NixOps4 deployment and the "
+                    "engine's record of what is on the hosts."
+                )
+        token = self.data.get(self.add_prefix("password_token"), "") if self.is_bound else ""
+        if self.pending is not None and token:
+            self.kept_password = self.pending.get(token)
+        if self.kept_password:
+            self.fields["password"].help_text = (
+                "The password you typed is kept (not shown); leave empty to keep it, or type "
+                "another. " + self.fields["password"].help_text
+            )
+        elif not self.instance.pk:
             self.fields["password"].required = True
         schema_help = {
             "name": known.help.get("deployment.name", ""),
@@ -92,22 +184,49 @@ class DeploymentForm(forms.ModelForm):
             "acme_accept_terms": known.help.get("acme.accept_terms", ""),
         }
         for name, text in schema_help.items():
-            if text and name in self.fields:
+            if text and name in self.fields and not self.fields[name].disabled:
                 self.fields[name].help_text = text
-        self.fields["inventory"].help_text = (
-            "A TOML file on this machine with the [hosts.*] tables (and [acme]) — the file "
-            "`fedi-run -i` reads, such as `fedi-run lab inventory` writes. A service runs on "
-            "the host of its own name."
-        )
         self.fields["apply"].help_text = (
-            "Off: prepare the hosts and render the NixOps4 "
-            "deployment, without running nixops4 (--no-apply)."
+            "On: the run ends with `nixops4 apply`, which builds each host's NixOS "
+            "configuration and switches the hosts to it — the services start. Off: prepare "
+            "only — secrets, files and the rendered NixOps4 deployment are put in place, and "
+            "no host's system is changed (--no-apply)."
         )
         if not known.acme:
             del self.fields["acme_email"], self.fields["acme_accept_terms"]
         for field in self.fields.values():
-            if not isinstance(field.widget, (forms.CheckboxInput, forms.CheckboxSelectMultiple)):
+            if not isinstance(
+                field.widget,
+                (forms.CheckboxInput, forms.CheckboxSelectMultiple, forms.HiddenInput),
+            ):
                 field.widget.attrs.setdefault("class", "text")
+
+    # --- the services' switches ---------------------------------------------------------
+
+    def chosen_services(self) -> list[str]:
+        """The services ticked: the posted ones, else the deployment's."""
+        value = self["services"].value() or []
+        return [v for v in value if v in self.known.service_names()]
+
+    def switches(self) -> list[dict]:
+        """Each service's switch: name, label, on, and ``forced_by`` — the ticked services
+        that need it (then it is on whatever is ticked: shown checked and disabled)."""
+        chosen = self.chosen_services()
+        rows = []
+        for service in self.known.services:
+            forced = [s for s in chosen if s in service.needed_by]
+            rows.append(
+                {
+                    "name": service.name,
+                    "label": service.label,
+                    "on": service.name in chosen or bool(forced),
+                    "forced_by": forced,
+                    "needed_by": list(service.needed_by),
+                }
+            )
+        return rows
+
+    # --- checks -------------------------------------------------------------------------
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
@@ -118,56 +237,227 @@ class DeploymentForm(forms.ModelForm):
             raise forms.ValidationError(f"you already have a deployment called {name!r}")
         return name
 
-    def clean_inventory(self) -> str:
-        value = self.cleaned_data["inventory"].strip()
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            raise forms.ValidationError(
-                "expected an absolute path, such as /root/.fedi-lab/inventory.toml"
-            )
-        if not path.is_file():
-            raise forms.ValidationError(
-                f"found {value!r}, which is not a file; expected an inventory file on this machine"
-            )
-        return str(path)
-
     def clean_password(self) -> str:
         password = self.cleaned_data.get("password", "")
         if password and len(password) < MIN_PASSWORD:
             raise forms.ValidationError(f"expected at least {MIN_PASSWORD} characters")
         if "\n" in password or "\r" in password:
             raise forms.ValidationError("expected a password on one line")
-        return password
+        return password or self.kept_password
 
     def clean(self):
+        """The engine's check too, whatever the form's own checks found: every problem in
+        one round (an engine problem on a field that already has one is left out)."""
         cleaned = super().clean()
-        if self.errors:
-            return cleaned  # the engine's check needs every field; fix these first
+        value = self._value
+        environment = cleaned.get("environment")
+        services = list(cleaned.get("services") or ())
+        needs = {s.name: s.needs for s in self.known.services}
+        placed: dict[str, str] = {}
+        if environment is not None:
+            rows = rows_of(environment)
+            wanted = needed(services, needs)
+            placed = placement(rows, wanted)
+            missing = [s for s in wanted if s not in placed]
+            for service in missing:
+                self._add("services", self._no_host(environment, service, services, needs))
+            if missing:
+                environment = None  # the engine would only say it once more
+        if environment is None:
+            return cleaned
         candidate = Deployment(
             owner=self.owner,
-            name=cleaned["name"],
-            domain=cleaned["domain"],
-            inventory=cleaned["inventory"],
-            services=list(cleaned.get("services") or ()),
-            acme_email=cleaned.get("acme_email", ""),
-            acme_accept_terms=cleaned.get("acme_accept_terms", False),
-            initial_username=cleaned["initial_username"],
-            initial_display_name=cleaned["initial_display_name"],
-            initial_email=cleaned["initial_email"],
+            name=value("name"),
+            domain=value("domain"),
+            environment=environment,
+            services=services,
+            acme_email=value("acme_email"),
+            acme_accept_terms=bool(cleaned.get("acme_accept_terms", False)),
+            initial_username=value("initial_username"),
+            initial_display_name=value("initial_display_name"),
+            initial_email=value("initial_email"),
         )
         workdir = site.current().data_dir
         spec = runs.spec_of(candidate, password=workdir / "initial-user-password")
-        for problem in check(spec, Path(cleaned["inventory"]), workdir):
-            field = problem.field if problem.field in self.fields else NON_FIELD
-            self.add_error(None if field == NON_FIELD else field, problem.message)
+        inventory = inventory_path(workdir, environment.key)
+        for problem in check(spec, inventory, workdir):
+            field = "environment" if problem.field == "inventory" else problem.field
+            self._add(field, problem.message)
         return cleaned
+
+    def _value(self, name: str) -> str:
+        """A text field's cleaned value, else what was typed (for the engine's check)."""
+        if name in self.cleaned_data:
+            return str(self.cleaned_data[name] or "")
+        if name not in self.fields:
+            return ""
+        return str(self[name].value() or "").strip()
+
+    def _add(self, field: str, message: str) -> None:
+        """``message`` beside ``field`` — unless the form's own check already put one there
+        (the engine would say the same of a missing or malformed value); the services'
+        problems are all kept."""
+        if field == NON_FIELD or field not in self.fields:
+            self.add_error(None, message)
+        elif field not in self.errors or field == "services":
+            self.add_error(field, message)
+
+    @staticmethod
+    def _no_host(environment, service, chosen, needs) -> str:
+        why = [s for s in chosen if service in needs.get(s, ()) and s != service]
+        because = f" ({', '.join(why)} needs it)" if why else ""
+        return (
+            f"the environment {environment.name!r} has no host that may carry {service}"
+            f"{because}; choose another environment, or ask its staff to let one of its hosts "
+            "carry it"
+        )
+
+    def keep_password(self) -> None:
+        """After a round with errors: keep the password typed (or kept) for the next one."""
+        if self.pending is None:
+            return
+        typed = self.data.get(self.add_prefix("password"), "")
+        password = typed if typed and "password" not in self.errors else self.kept_password
+        old = self.data.get(self.add_prefix("password_token"), "")
+        if password:
+            if old:
+                self.pending.drop(old)
+            token = self.pending.keep(password)
+            self.kept_password = password
+            data = self.data.copy()
+            data[self.add_prefix("password_token")] = token
+            data[self.add_prefix("password")] = ""
+            self.data = data
+            self.fields["password"].required = False
 
     def save(self, commit: bool = True) -> Deployment:
         deployment = super().save(commit=False)
         deployment.owner = self.owner
         deployment.services = list(self.cleaned_data.get("services") or ())
+        environment = self.cleaned_data["environment"]
+        deployment.inventory = str(inventory_path(site.current().data_dir, environment.key))
         deployment.save()
         if self.cleaned_data.get("password"):
             runs.write_password(deployment, self.cleaned_data["password"])
+        if self.pending is not None:
+            self.pending.drop(self.data.get(self.add_prefix("password_token"), ""))
         runs.write_playbook(deployment)
         return deployment
+
+
+# --- environments (staff) ----------------------------------------------------------------
+
+
+class EnvironmentForm(forms.ModelForm):
+    """An environment's name, description, the users who may deploy to it, and the
+    inventory's other tables (``[acme]``…)."""
+
+    class Meta:
+        model = Environment
+        fields = ["name", "description", "users", "extra"]
+        labels = {
+            "name": "Name",
+            "description": "Description",
+            "users": "Who may deploy here",
+            "extra": "Other inventory tables",
+        }
+        help_texts = {
+            "name": "Shown to operators when they choose where a deployment goes.",
+            "users": "Operators who may create deployments in this environment (staff may always).",
+            "extra": "TOML, appended to the hosts' tables — such as the [acme] table "
+            "`fedi-run lab inventory` writes (server, ca_file).",
+        }
+        widgets = {
+            "users": forms.CheckboxSelectMultiple,
+            "extra": forms.Textarea(attrs={"rows": 4, "class": "text mono"}),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["users"].queryset = get_user_model().objects.order_by("username")
+        for name in ("name", "description"):
+            self.fields[name].widget.attrs.setdefault("class", "text")
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]*", name):
+            raise forms.ValidationError(
+                f"found {name!r}; expected letters, digits, spaces, '.', '_' or '-'"
+            )
+        return name
+
+
+class HostForm(forms.ModelForm):
+    """One host of an environment: ``[hosts.<name>]``'s keys and the services it may carry."""
+
+    services = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, label="May carry"
+    )
+
+    class Meta:
+        model = EnvironmentHost
+        fields = ["name", "address", "port", "user", "host_key", "identity", "nixos", "services"]
+        labels = {
+            "name": "Host",
+            "address": "Address",
+            "port": "SSH port",
+            "user": "SSH user",
+            "host_key": "Pinned host key",
+            "identity": "Identity file (on the deployer)",
+            "nixos": "NixOS base configuration (path)",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["services"].choices = [(s, s) for s in catalog().service_names()]
+        if self.instance.pk:
+            self.initial.setdefault("services", list(self.instance.services))
+        for name in HOST_FIELDS + ("name",):
+            self.fields[name].widget.attrs.setdefault("class", "text")
+        self.fields["host_key"].widget.attrs["placeholder"] = "ssh-ed25519 AAAA…"
+
+    def row(self) -> HostRow:
+        data = self.cleaned_data
+        return HostRow(
+            data["name"],
+            data["address"],
+            int(data.get("port") or 22),
+            data.get("user") or "root",
+            data.get("host_key") or "",
+            data.get("identity") or "",
+            data.get("nixos") or "",
+            tuple(data.get("services") or ()),
+        )
+
+
+HostFormSet = forms.inlineformset_factory(
+    Environment, EnvironmentHost, form=HostForm, extra=1, can_delete=True
+)
+
+
+class ImportForm(forms.Form):
+    """An inventory file's hosts to add to an environment: uploaded, or pasted."""
+
+    file = forms.FileField(
+        required=False,
+        label="Import hosts from an inventory file",
+        help_text="Such as `fedi-run lab inventory` writes: its hosts (keys pinned) are added "
+        "— a host of the same name replaced — and its other tables become the environment's. "
+        "A host named as a service may carry it.",
+    )
+    text = forms.CharField(
+        required=False,
+        label="…or paste it",
+        widget=forms.Textarea(attrs={"rows": 3, "class": "text mono"}),
+    )
+
+    def inventory_text(self) -> str:
+        """The uploaded file's text, else the pasted one ("" when neither)."""
+        upload = self.cleaned_data.get("file")
+        if upload:
+            try:
+                return upload.read().decode("utf-8")
+            except UnicodeDecodeError:
+                self.add_error("file", "expected a UTF-8 text file (an inventory's TOML)")
+                return ""
+        return self.cleaned_data.get("text", "")

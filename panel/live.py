@@ -1,11 +1,11 @@
-"""The live state of the runs this panel process is running, shared by the run threads (which
-write it, through :class:`~fedi_run.panel.sink.PanelSink`) and the web threads (which read it
-for the progress endpoint).
+"""The live state of one run in the worker process carrying it out, shared by the engine's
+thread (which writes it, through :class:`~fedi_run.panel.sink.PanelSink`) and the worker's
+watch loop (which copies what is new into the database, :mod:`fedi_run.panel.worker`, for
+every web process to show).
 
 :class:`LiveRun` is one run: its tasks' states, its output as numbered chunks, and, at the end,
-the exit status and recap. :class:`Board` is the registry: at most one live run per deployment
-(:meth:`Board.claim` raises :class:`~fedi_run.engine.errors.DeploymentBusy` for a second one).
-Every method takes the object's lock, so any thread may call any of them.
+the exit status and recap. Every method takes the object's lock, so any thread may call any of
+them.
 """
 
 from __future__ import annotations
@@ -163,65 +163,3 @@ def _tail(text: str) -> str:
     if len(text) > MAX_LOG:
         return "[… earlier output dropped …]\n" + text[-MAX_LOG:]
     return text
-
-
-class Board:
-    """The live runs of this process, by run; at most one per deployment. A run that ended
-    stays readable here (the :data:`KEEP` newest), so a page following it misses nothing."""
-
-    KEEP = 32
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)  # notified as a deployment is released
-        self._runs: dict[int, LiveRun] = {}
-        self._active: dict[int, int] = {}  # deployment pk → run pk
-
-    def active_run(self, deployment_pk: int) -> int | None:
-        """The pk of the deployment's run in progress, if any."""
-        with self._lock:
-            return self._active.get(deployment_pk)
-
-    def claim(self, deployment_pk: int, deployment: str) -> None:
-        """Reserve the deployment for a run about to start; DeploymentBusy if one is running."""
-        from fedi_run.engine.errors import DeploymentBusy
-
-        with self._lock:
-            if deployment_pk in self._active:
-                raise DeploymentBusy(deployment, self._active[deployment_pk])
-            self._active[deployment_pk] = 0
-
-    def register(self, live: LiveRun) -> None:
-        """Attach the claimed deployment's live run."""
-        with self._lock:
-            self._runs[live.run_pk] = live
-            self._active[live.deployment_pk] = live.run_pk
-
-    def release(self, deployment_pk: int) -> None:
-        """The deployment's run ended (its record is stored): another may start. The oldest
-        ended runs beyond :data:`KEEP` are forgotten (their records are in the database)."""
-        with self._lock:
-            self._active.pop(deployment_pk, None)
-            running = set(self._active.values())
-            ended = [pk for pk in self._runs if pk not in running]
-            for pk in ended[: max(len(ended) - self.KEEP, 0)]:
-                del self._runs[pk]
-            self._idle.notify_all()
-
-    def live(self) -> list[LiveRun]:
-        """The runs in progress."""
-        with self._lock:
-            return [self._runs[pk] for pk in self._active.values() if pk in self._runs]
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds until no run is in progress; whether none is."""
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._active, timeout)
-
-    def get(self, run_pk: int) -> LiveRun | None:
-        with self._lock:
-            return self._runs.get(run_pk)
-
-
-BOARD = Board()
-"""The process's board (the panel serves one data directory per process)."""

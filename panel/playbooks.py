@@ -51,6 +51,9 @@ class DeploymentSpec:
     acme_email: str = ""
     acme_accept_terms: bool = False
     acme: bool = True
+    placement: tuple[tuple[str, str], ...] = ()
+    """(service, host) pairs: each written as the service's ``host`` (the environment's host
+    that carries it); a service left out runs on the host of its own name."""
 
 
 @dataclass(frozen=True)
@@ -70,18 +73,21 @@ def render_playbook(spec: DeploymentSpec) -> str:
     """The ``playbook.toml`` text of ``spec``."""
     lines = [
         "# Written by the fedi-run panel from the deployment's form; edits here are overwritten.",
-        "# Hosts come from the deployment's inventory.",
+        "# Hosts come from the deployment's environment (its inventory).",
         "",
         "[deployment]",
         f"name = {toml_string(spec.name)}",
         f"domain = {toml_string(spec.domain)}",
     ]
+    placed = dict(spec.placement)
     for service in spec.known:
         lines += [
             "",
             f"[services.{service}]",
             f"enable = {'true' if service in spec.services else 'false'}",
         ]
+        if service in placed:
+            lines.append(f"host = {toml_string(placed[service])}")
     if spec.acme and (spec.acme_email or spec.acme_accept_terms):
         lines += ["", "[acme]"]
         if spec.acme_email:

@@ -1,54 +1,39 @@
-"""Starting a deploy or teardown in the background, through the engine's Python API.
+"""Starting, stopping and watching a deploy or teardown: the web processes' side of runs.
 
-:func:`start` writes the deployment's playbook, claims the deployment on the process's
-:data:`~fedi_run.panel.live.BOARD` (a second start while one runs:
-:class:`~fedi_run.engine.errors.DeploymentBusy`), records a :class:`~fedi_run.panel.models.Run`
-and starts a thread that loads the project (:func:`fedi_run.engine.project.load_project`)
-and calls :func:`fedi_run.engine.run.run_project` with a :class:`~fedi_run.panel.sink.PanelSink`
-— the CLI is never called. The engine's own deployment lock still applies: a run of the same
-deployment from the command line makes the panel's run fail with the engine's ``LockHeld``
-message. When the run ends, its tasks, recap and masked log are stored in the Run row, then the
-live state is dropped.
+:func:`start` records a queued :class:`~fedi_run.panel.models.Run` and sends it to the broker;
+a ``fedi-run panel worker`` takes it and carries it out through the engine's Python API
+(:mod:`fedi_run.panel.worker`) — a web process never runs the engine. One run per deployment
+at a time, whichever worker has it (:func:`active_run`; a second start:
+:class:`~fedi_run.engine.errors.DeploymentBusy`); the engine's own deployment lock still
+applies (a run of the same deployment from the command line makes the panel's run fail with
+the engine's ``LockHeld`` message). :func:`request_stop` is the Stop button;
+:func:`check_alive` marks the runs of dead workers as broken off.
+
+The deployment's files (playbook, password, the engine's state database ``.fedi-run/state.db``)
+are in the data directory, which every process of the panel shares.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass
+import socket
 from pathlib import Path
 
-from django.db import close_old_connections, connection
+from django.db import transaction
 from django.utils import timezone
 
-from fedi_run.engine.errors import FediRunError
+from fedi_run.engine.errors import DeploymentBusy
 from fedi_run.panel import paths, site
 from fedi_run.panel.catalog import catalog
-from fedi_run.panel.live import BOARD, LiveRun
+from fedi_run.panel.environments import placement_of
 from fedi_run.panel.models import Deployment, Run
 from fedi_run.panel.playbooks import DeploymentSpec, InitialUser, render_playbook
-from fedi_run.panel.sink import PanelSink
+from fedi_run.panel.worker import HEARTBEAT
 
 _log = logging.getLogger("fedi_run.panel")
 KINDS = ("run", "teardown")
-STOP_MARGIN = 15.0
-"""Seconds a stopped run may take beyond its grace period: the engine closes its connections
-and ends its local commands (engine.execute.jobs: up to KILL_AFTER), records the rest as
-interrupted, and the run thread stores its record."""
-
-
-@dataclass(frozen=True)
-class RunJob:
-    """What the run thread needs: plain values, no model instances."""
-
-    run_pk: int
-    deployment_pk: int
-    deployment: str
-    kind: str
-    playbook: Path
-    inventory: Path
-    apply: bool
-    password_file: Path
+BROKEN_AFTER = 10 * HEARTBEAT
+"""Seconds without a heartbeat after which a running run is broken off (its worker is gone)."""
 
 
 def directory(deployment: Deployment) -> Path:
@@ -89,6 +74,7 @@ def spec_of(deployment: Deployment, password: Path | None = None) -> DeploymentS
         acme_email=deployment.acme_email,
         acme_accept_terms=deployment.acme_accept_terms,
         acme=known.acme,
+        placement=tuple(placement_of(deployment).items()),
     )
 
 
@@ -102,152 +88,126 @@ def write_password(deployment: Deployment, password: str) -> Path:
     return paths.write_private(password_file(deployment), password + "\n")
 
 
-def start(deployment: Deployment, kind: str) -> Run:
-    """Start a ``kind`` ("run" or "teardown") of ``deployment`` in a background thread; the
-    :class:`Run` row. DeploymentBusy when one of its runs is in progress in this panel."""
+def start(
+    deployment: Deployment,
+    kind: str,
+    check: bool = False,
+    resume: bool = False,
+    only: tuple[str, ...] = (),
+) -> Run:
+    """Queue a ``kind`` ("run" or "teardown") of ``deployment`` for a worker; the new
+    :class:`Run` row (state ``queued``). ``check``: the engine's ``--check`` (runs on the
+    hosts, changes nothing); ``resume``: its ``--resume`` (what the last run left to do);
+    ``only``: task ids, its ``--only`` (each alone; with its needs already done).
+
+    The web process never runs the engine: it records the run and sends its pk to the broker
+    (:func:`fedi_run.panel.queue.send_run`). :class:`DeploymentBusy` (naming the run) when a
+    run of the deployment is queued or running on any worker — the deployment's row is locked
+    while this is decided, so two web processes cannot both start one; a bad ``only``:
+    :class:`~fedi_run.engine.errors.SelectionError`. A broker that cannot be reached: the run
+    is recorded as could not run, saying so (and returned)."""
+    from fedi_run.engine.planning.selection import Selector
+
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}")
-    BOARD.claim(deployment.pk, deployment.name)
-    try:
-        playbook = write_playbook(deployment)
-        run = Run.objects.create(deployment=deployment, kind=kind, apply=deployment.apply)
-        live = LiveRun(run.pk, deployment.pk, kind)
-        BOARD.register(live)
-        job = RunJob(
-            run.pk,
-            deployment.pk,
-            deployment.name,
-            kind,
-            playbook,
-            Path(deployment.inventory),
-            deployment.apply,
-            password_file(deployment),
+    only = tuple(only)
+    Selector(only=only)  # an empty task id is refused here, before anything is recorded
+    with transaction.atomic():
+        Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
+        busy = active_run(deployment)
+        if busy is not None:
+            raise DeploymentBusy(deployment.name, busy.pk)
+        run = Run.objects.create(
+            deployment=deployment,
+            kind=kind,
+            state=Run.QUEUED,
+            apply=deployment.apply,
+            check=check,
+            resume=resume,
+            only=list(only),
         )
-        threading.Thread(
-            target=_work, args=(job, live), daemon=True, name=f"fedi-run panel {kind} {run.pk}"
-        ).start()
-    except BaseException:
-        BOARD.release(deployment.pk)
-        raise
+    from fedi_run.panel import queue
+
+    try:
+        queue.send_run(run.pk)
+    except Exception as error:  # noqa: BLE001 - kombu's errors vary with the transport
+        _log.error("run %s: cannot reach the broker: %s", run.pk, error)
+        Run.objects.filter(pk=run.pk, state=Run.QUEUED).update(
+            state=Run.ERROR,
+            finished_at=timezone.now(),
+            error=f"error: the run could not be queued: the broker ({site.current().broker.shown})"
+            f" cannot be reached: {error}; start it (and a `fedi-run panel worker`), then deploy "
+            "again",
+        )
+        run.refresh_from_db()
     return run
 
 
-def _work(job: RunJob, live: LiveRun) -> None:
-    """The run thread: load, run, store, release."""
-    from fedi_run.engine.execute.scheduler import ExecutionOptions
-    from fedi_run.engine.project import load_project
-    from fedi_run.engine.run import RunRequest, run_project
-
-    secrets = []
-    try:
-        secrets.append(job.password_file.read_text().rstrip("\n"))
-    except OSError:
-        pass
-    sink = PanelSink(live, secrets)
-    try:
-        project = load_project(job.playbook, [job.inventory], apply=job.apply)
-        options = ExecutionOptions(kind=job.kind, forks=project.playbook.run.forks)
-        request = RunRequest(
-            options=options,
-            state_path=state_path(job.playbook.parent),
-            argv=("panel", "deploy" if job.kind == "run" else job.kind, job.deployment),
-            stop=live.stop_requested,
-            yes=True,  # a teardown: its page had the deployment's name typed to confirm it
-        )
-        outcome = run_project(project, request, [sink])
-        if not live.finished:
-            live.finish(outcome.exit_status, outcome.recap, 0.0)
-    except FediRunError as error:
-        live.fail(sink.mask(str(error)))
-    except Exception as error:  # noqa: BLE001 - a bug; shown on the page and logged
-        _log.exception("panel run %s broke off", job.run_pk)
-        live.fail(sink.mask(f"error: the run broke off: {type(error).__name__}: {error}"))
-    finally:
-        try:
-            _store(job, live)
-        finally:
-            live.mark_stored()
-            BOARD.release(job.deployment_pk)
-            connection.close()
+def active_run(deployment: Deployment) -> Run | None:
+    """The deployment's run queued or running on a worker that is alive, if any (runs whose
+    worker is gone are marked broken off first, :func:`check_alive`)."""
+    check_alive(Run.objects.filter(deployment=deployment))
+    return Run.objects.filter(deployment=deployment, state__in=Run.ACTIVE).first()
 
 
-def _store(job: RunJob, live: LiveRun) -> None:
-    """Write the ended run's record into its Run row."""
-    close_old_connections()
-    data = live.snapshot()
-    Run.objects.filter(pk=job.run_pk).update(
-        state=Run.ERROR if data["error"] else Run.FINISHED,
-        engine_run_id=data["engine_run_id"],
-        finished_at=timezone.now(),
-        exit_status=data["exit_status"],
-        error=data["error"],
-        tasks=data["tasks"],
-        recap=data["recap"],
-        log=live.log(),
-        apply_output=live.apply_output(),
-    )
-
-
-def stop_all(by: str, timeout: float | None = None) -> list[int]:
-    """Stop every run in progress in this process as its Stop button does (the engine: nothing
-    new starts, running tasks get their grace period, then are stopped, the rest recorded as
-    interrupted — exit 130), and wait up to ``timeout`` seconds (default: the grace period and
-    :data:`STOP_MARGIN`) for each to end and be stored. A run still going then is recorded as
-    interrupted in the panel's history and in the engine's state database alike. Returns the
-    pks of the runs that were stopped."""
-    from fedi_run.engine.execute.scheduler import ExecutionOptions
-
-    if timeout is None:
-        timeout = ExecutionOptions().grace + STOP_MARGIN
-    live = BOARD.live()
-    for run in live:
-        run.request_stop(by)
-    if not BOARD.wait_idle(timeout):
-        for run in live:
-            if not run.stored:
-                _record_abandoned(run, by, timeout)
-    return [run.run_pk for run in live]
-
-
-def _record_abandoned(live: LiveRun, by: str, waited: float) -> None:
-    """``live`` did not end within ``waited`` seconds of the stop: recorded as interrupted
-    (exit 130) here and, when it had begun, in the engine's state database, as the engine
-    itself records a stopped run."""
-    from fedi_run.engine.report.events import RunFinished
-    from fedi_run.engine.report.state import StateStore
-
-    close_old_connections()
-    note = (
-        f"interrupted: stop requested by {by}; the run had not ended {waited:g} s later, when "
-        "the panel stopped — the engine's state database says how far it got"
-    )
-    data = live.snapshot()
-    record = Run.objects.filter(pk=live.run_pk, state=Run.RUNNING)
-    deployment = Deployment.objects.filter(runs__pk=live.run_pk).first()
-    if data["engine_run_id"] is not None and deployment is not None:
-        try:
-            with StateStore.open(state_path(directory(deployment))) as store:
-                store.handle(RunFinished(data["engine_run_id"], 130, 0.0, True, data["recap"]))
-        except FediRunError as error:
-            _log.error("run %s: cannot record it as interrupted: %s", live.run_pk, error)
-    record.update(
-        state=Run.FINISHED,
-        engine_run_id=data["engine_run_id"],
-        finished_at=timezone.now(),
-        exit_status=130,
-        tasks=data["tasks"],
-        recap=data["recap"],
-        log=live.log() + note + "\n",
-        apply_output=live.apply_output(),
-    )
-
-
-def recover_orphans() -> int:
-    """Runs recorded as running by a panel process that is gone: marked as broken off.
-    Called when a panel starts serving; returns how many."""
-    return Run.objects.filter(state=Run.RUNNING).update(
+def request_stop(run: Run, by: str) -> bool:
+    """Stop ``run`` as Ctrl-C stops the command line: its worker (polling
+    ``stop_requested_by``) tells the engine — nothing new starts, running tasks get their grace
+    period, the rest is recorded as interrupted (exit 130). A run still queued is not carried
+    out at all (recorded as could not run). False when it has ended or is already stopping."""
+    check_alive(Run.objects.filter(pk=run.pk))
+    if Run.objects.filter(pk=run.pk, state=Run.QUEUED).update(
         state=Run.ERROR,
+        stop_requested_by=by,
         finished_at=timezone.now(),
-        error="error: the panel stopped while this run was in progress; its record in the "
-        "engine's state database says how far it got (a new deploy picks up from there)",
+        error=f"stopped by {by} before a worker took it: nothing was run",
+    ):
+        return True
+    return bool(
+        Run.objects.filter(pk=run.pk, state=Run.RUNNING, stop_requested_by="").update(
+            stop_requested_by=by
+        )
     )
+
+
+def check_alive(runs=None) -> int:
+    """Mark as broken off each running run (of ``runs``, default all) whose worker is gone:
+    its heartbeat older than :data:`BROKEN_AFTER` seconds, or its worker's pid gone on this
+    machine. Called by whoever looks (the progress view, the deployment's page, a start, a
+    worker starting). Returns how many were marked."""
+    runs = Run.objects.all() if runs is None else runs
+    now = timezone.now()
+    here = socket.gethostname()
+    marked = 0
+    for run in runs.filter(state=Run.RUNNING).only(
+        "pk", "worker", "worker_host", "worker_pid", "heartbeat_at", "started_at"
+    ):
+        beat = run.heartbeat_at or run.started_at
+        silent = (now - beat).total_seconds() > BROKEN_AFTER
+        dead = bool(run.worker_pid) and run.worker_host == here and not _alive(run.worker_pid)
+        if not (silent or dead):
+            continue
+        why = (
+            f"its worker ({run.worker}) is gone"
+            if dead
+            else f"its worker ({run.worker or 'none'}) sent no heartbeat for "
+            f"{(now - beat).total_seconds():.0f} s"
+        )
+        marked += Run.objects.filter(pk=run.pk, state=Run.RUNNING).update(
+            state=Run.BROKEN,
+            finished_at=now,
+            error=f"broken off: {why}. The engine's state database says how far it got; "
+            "Resume continues it on another worker (what was done is not done again)",
+        )
+    return marked
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    except OSError:
+        return True

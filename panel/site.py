@@ -8,7 +8,10 @@ the database up to date; ``serve`` and ``createuser`` call both.
 
 The settings are for a panel on the deployer, reached on loopback: DEBUG off, sessions in the
 database, CSRF protection on every form, cookies HttpOnly and SameSite=Lax, frames denied; the
-database is SQLite in WAL mode (the run threads write while the web threads read).
+database is SQLite in WAL mode in the data directory (web and worker processes of one machine
+share it), or PostgreSQL (``database``: a ``postgresql://`` URL, :mod:`fedi_run.panel.backends`);
+the broker the web processes send runs to and the workers take them from is the data
+directory's own (files) or Redis (``broker``).
 """
 
 from __future__ import annotations
@@ -18,16 +21,25 @@ from pathlib import Path
 
 from fedi_run.engine.errors import DjangoMissing, PanelError
 from fedi_run.panel import paths
+from fedi_run.panel.backends import Broker, broker_settings, database_settings, masked
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 @dataclass(frozen=True)
 class Site:
-    """A configured panel: its data directory and database file."""
+    """A configured panel: its data directory, its SQLite file (None with PostgreSQL), the
+    database URL (None: SQLite) and its broker."""
 
     data_dir: Path
-    database: Path
+    database: Path | None
+    database_url: str | None = None
+    broker: Broker | None = None
+
+    @property
+    def database_shown(self) -> str:
+        """The database as messages name it (no password)."""
+        return masked(self.database_url) if self.database_url else str(self.database)
 
 
 _configured: Site | None = None
@@ -41,9 +53,10 @@ def require_django() -> None:
         raise DjangoMissing(str(error)) from None
 
 
-def settings_for(data_dir: Path, allowed_hosts: tuple[str, ...] = ()) -> dict:
+def settings_for(
+    data_dir: Path, allowed_hosts: tuple[str, ...] = (), database_url: str | None = None
+) -> dict:
     """The Django settings of a panel whose files live in ``data_dir`` (which must exist)."""
-    database = Path(data_dir) / paths.DATABASE_FILE
     return {
         "DEBUG": False,
         "SECRET_KEY": paths.secret_key(data_dir),
@@ -65,17 +78,7 @@ def settings_for(data_dir: Path, allowed_hosts: tuple[str, ...] = ()) -> dict:
             "django.contrib.messages.middleware.MessageMiddleware",
             "django.middleware.clickjacking.XFrameOptionsMiddleware",
         ],
-        "DATABASES": {
-            "default": {
-                "ENGINE": "django.db.backends.sqlite3",
-                "NAME": str(database),
-                "OPTIONS": {
-                    "timeout": 30,
-                    "transaction_mode": "IMMEDIATE",
-                    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                },
-            }
-        },
+        "DATABASES": {"default": database_settings(database_url, data_dir)},
         "TEMPLATES": [
             {
                 "BACKEND": "django.template.backends.django.DjangoTemplates",
@@ -128,9 +131,16 @@ def settings_for(data_dir: Path, allowed_hosts: tuple[str, ...] = ()) -> dict:
     }
 
 
-def configure(data_dir: Path | None = None, allowed_hosts: tuple[str, ...] = ()) -> Site:
-    """Create the data directory (0700), its secret key and database file (0600), configure
-    Django for it and set Django up. Idempotent for one data directory per process."""
+def configure(
+    data_dir: Path | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+    database: str | None = None,
+    broker: str | None = None,
+) -> Site:
+    """Create the data directory (0700), its secret key and (SQLite) database file (0600),
+    configure Django for it and the ``database`` URL (None: SQLite in the data directory), and
+    the ``broker`` URL (None: the data directory's own), and set Django up. Idempotent for one
+    data directory per process. A bad URL: :class:`PanelError` naming what was expected."""
     global _configured
     require_django()
     data_dir = paths.private_dir(Path(data_dir) if data_dir else paths.default_data_dir())
@@ -148,20 +158,40 @@ def configure(data_dir: Path | None = None, allowed_hosts: tuple[str, ...] = ())
         raise PanelError(
             "error: Django is already configured in this process by something other than the panel"
         )
-    database = paths.touch_private(data_dir / paths.DATABASE_FILE)
-    settings.configure(**settings_for(data_dir, allowed_hosts))
+    database_settings(database, data_dir)  # a bad URL is refused before anything is made
+    chosen_broker = broker_settings(broker, data_dir)
+    sqlite = None if database else paths.touch_private(data_dir / paths.DATABASE_FILE)
+    settings.configure(**settings_for(data_dir, allowed_hosts, database))
     django.setup()
-    _configured = Site(data_dir, database)
+    _configured = Site(data_dir, sqlite, database or None, chosen_broker)
     return _configured
 
 
-def migrate() -> None:
-    """Create or update the panel's tables (quietly)."""
-    from django.core.management import call_command
+MIGRATION_LOCK = 0x66656469  # "fedi": PostgreSQL advisory lock key while migrating
 
-    call_command("migrate", interactive=False, verbosity=0)
+
+def migrate() -> None:
+    """Create or update the panel's tables (quietly). Web and worker processes starting at
+    once take turns: a PostgreSQL advisory lock, or an flock in the data directory."""
+    import fcntl
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    site = current()
+    if site.database_url:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
+            try:
+                call_command("migrate", interactive=False, verbosity=0)
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])
+        return
+    lock = paths.touch_private(site.data_dir / "migrate.lock")
+    with open(lock) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        call_command("migrate", interactive=False, verbosity=0)
     for companion in ("-wal", "-shm"):
-        site = current()
         path = site.database.with_name(site.database.name + companion)
         if path.exists() and path.stat().st_mode & 0o077:
             path.chmod(0o600)

@@ -7,11 +7,27 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from panel_helpers import DATA_DIR, HOSTS, NUMBERS, PASSWORD
+from panel_helpers import (
+    DATA_DIR,
+    HOSTS,
+    NUMBERS,
+    PASSWORD,
+    make_environment,
+    stop_left_runs,
+    stop_test_worker,
+)
 
 
 def pytest_sessionfinish(session, exitstatus):
+    stop_test_worker()
     shutil.rmtree(DATA_DIR, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _stop_left_runs():
+    """After each test, what it left queued or running is stopped (the workers are shared)."""
+    yield
+    stop_left_runs()
 
 
 @pytest.fixture
@@ -59,14 +75,25 @@ def hostless(tmp_path):
 
 
 @pytest.fixture
+def environment_of():
+    """``environment_of(inventory, users=None)`` → an Environment whose hosts are imported from
+    the inventory file (each host may carry the service of its own name), open to ``users``
+    (default: every user there is so far)."""
+    return make_environment
+
+
+@pytest.fixture
 def form_data(inventory):
-    """``form_data(**changes)`` → a valid deployment form's POST data."""
+    """``form_data(**changes)`` → a valid deployment form's POST data. ``inventory=PATH``: the
+    deployment goes into an environment imported from that file (open to every user so far)."""
 
     def make(**changes):
+        source = changes.pop("inventory", inventory)
+        if "environment" not in changes:
+            changes["environment"] = str(make_environment(source).pk)
         data = {
             "name": f"site{next(NUMBERS)}",
             "domain": "fedi-test.org",
-            "inventory": str(inventory),
             "services": ["mastodon", "pixelfed"],
             "acme_email": "ops@fedi-test.org",
             "acme_accept_terms": "on",

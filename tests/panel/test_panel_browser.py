@@ -245,6 +245,13 @@ def test_panel_check(lab, panel, browser, screenshots):
     driver, url = browser, panel.url
     from selenium.webdriver.common.by import By
 
+    # Staff define the environment "lab" (the lab's inventory imported): test_panel_provider_flow.
+    from test_panel_provider_flow import as_staff_define_lab, create_staff
+
+    create_staff(panel)
+    as_staff_define_lab(driver, url, lab)
+    driver.find_element(By.ID, "logout").click()
+
     # Log in.
     driver.get(url)
     assert driver.current_url.startswith(url + "login/")
@@ -259,7 +266,6 @@ def test_panel_check(lab, panel, browser, screenshots):
     fields = {
         "id_name": "fediversity",
         "id_domain": "fediversity.net",
-        "id_inventory": str(lab.inventory_path),
         "id_acme_email": "ops@fedi-test.org",
         "id_initial_username": "admin",
         "id_initial_display_name": "Admin",
@@ -268,21 +274,25 @@ def test_panel_check(lab, panel, browser, screenshots):
     }
     for field, value in fields.items():
         driver.find_element(By.ID, field).send_keys(value)
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element(By.ID, "id_environment")).select_by_visible_text("lab")
     for service in ("mastodon", "pixelfed"):
         driver.find_element(By.CSS_SELECTOR, f"input[name=services][value={service}]").click()
     driver.find_element(By.ID, "id_acme_accept_terms").click()
     assert driver.find_element(By.ID, "id_apply").is_selected()
-    shots.append(shot(driver, screenshots, "form"))
+    # form, deployment, deployments, teardown: test_panel_provider_flow.py screenshots them
     driver.find_element(By.ID, "save").click()
     wait(driver, lambda d: d.find_elements(By.ID, "deploy"), 30, "the deployment's page")
     assert "Deployment fediversity saved." in driver.page_source
     key, pk = panel_row(
         panel, "SELECT key, id FROM fedi_panel_deployment WHERE name = ?", "fediversity"
     )
-    shots.append(shot(driver, screenshots, "deployment"))
 
-    # Deploy, and follow it live.
+    # Deploy (after the plan and the --check run), and follow it live.
     driver.find_element(By.ID, "deploy").click()
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#check[data-ended='1']"), 180, "check")
+    driver.find_element(By.ID, "confirm-deploy").click()
     wait(driver, lambda d: d.find_elements(By.ID, "live-run"), 30, "the run page")
 
     def mid_run():  # a screenshot while tasks run (or at the end, if the run is that quick)
@@ -343,13 +353,11 @@ def test_panel_check(lab, panel, browser, screenshots):
     shots.append(shot(driver, screenshots, "history"))
     driver.get(url)
     assert "fediversity" in driver.find_element(By.ID, "deployments").text
-    shots.append(shot(driver, screenshots, "deployments"))
 
     # Tear down, after the confirmation.
     driver.find_element(By.LINK_TEXT, "fediversity").click()
     driver.find_element(By.ID, "teardown").click()
     driver.find_element(By.ID, "id_confirm").send_keys("fediversity")
-    shots.append(shot(driver, screenshots, "teardown"))
     driver.find_element(By.ID, "confirm-teardown").click()
     wait(driver, lambda d: d.find_elements(By.ID, "live-run"), 30, "the teardown's page")
     removed = follow_run(driver, "teardown")

@@ -1,11 +1,8 @@
-"""The live state of runs: the sink that feeds it (and masks), the snapshot's cursor, and the
-board's one-run-per-deployment rule."""
+"""The live state of a run in its worker: the sink that feeds it (and masks), the snapshot's
+cursor. (One run per deployment is the database's rule now: test_panel_views.py.)"""
 
 from __future__ import annotations
 
-import pytest
-
-from fedi_run.engine.errors import DeploymentBusy
 from fedi_run.engine.report.events import (
     OutputChunk,
     RunFinished,
@@ -14,7 +11,7 @@ from fedi_run.engine.report.events import (
     TaskFinished,
     TaskStarted,
 )
-from fedi_run.panel.live import Board, LiveRun
+from fedi_run.panel.live import LiveRun
 from fedi_run.panel.sink import PanelSink
 
 SECRET = "the initial password"
@@ -91,26 +88,3 @@ def test_a_task_state_is_pending_until_it_starts():
     live.started(3, ("a", "b"), ("h1", "h2"))
     live.task_started("a", "h1")
     assert [t["status"] for t in live.snapshot()["tasks"]] == ["running", "pending"]
-
-
-def test_one_run_per_deployment_on_the_board():
-    board = Board()
-    board.claim(1, "site")
-    board.register(LiveRun(10, 1, "run"))
-    with pytest.raises(DeploymentBusy) as refused:
-        board.claim(1, "site")
-    assert refused.value.run_pk == 10 and refused.value.exit_status == 3
-    assert "site is already being deployed (run 10 is in progress)" in str(refused.value)
-    board.claim(2, "other")  # another deployment may run meanwhile
-    board.release(1)
-    assert board.active_run(1) is None and board.get(10) is not None  # still readable
-    board.claim(1, "site")
-
-
-def test_the_board_forgets_the_oldest_ended_runs():
-    board = Board()
-    for pk in range(1, Board.KEEP + 6):
-        board.claim(pk, f"d{pk}")
-        board.register(LiveRun(pk, pk, "run"))
-        board.release(pk)
-    assert board.get(1) is None and board.get(Board.KEEP + 5) is not None

@@ -26,7 +26,7 @@ def create(client, data) -> Deployment:
 
 def deploy(client, deployment: Deployment) -> Run:
     before = set(deployment.runs.values_list("pk", flat=True))
-    response = client.post(reverse("panel:deploy", args=[deployment.pk]))
+    response = client.post(reverse("panel:confirm_deploy", args=[deployment.pk]))
     assert response.status_code == 302
     [pk] = set(deployment.runs.values_list("pk", flat=True)) - before
     run = wait_for_run(pk, timeout=300)

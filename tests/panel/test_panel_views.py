@@ -3,16 +3,19 @@ its errors, the password's file, deploys in the background, refusals, history, t
 
 from __future__ import annotations
 
+import os
+import socket
 import stat
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from panel_helpers import DATA_DIR, PASSWORD, wait_for_run
 
 from fedi_run.panel import runs
-from fedi_run.panel.live import BOARD
 from fedi_run.panel.models import Deployment, Run
 
 
@@ -115,7 +118,14 @@ def test_another_operators_deployment_is_a_404(operator, client_for, form_data):
     intruder = client_for(bob)
     for url in urls_of(deployment, run):
         assert intruder.get(url).status_code == 404, url
-    for name in ("panel:deploy", "panel:teardown", "panel:edit"):
+    for name in (
+        "panel:deploy",
+        "panel:confirm_deploy",
+        "panel:teardown",
+        "panel:edit",
+        "panel:delete",
+        "panel:health",
+    ):
         assert (
             intruder.post(
                 reverse(name, args=[deployment.pk]), {"confirm": deployment.name}
@@ -202,8 +212,8 @@ def test_editing_keeps_the_password_unless_a_new_one_is_typed(operator, client_f
         ({"initial_email": "admin"}, "initial_email", "expected an e-mail address"),
         ({"initial_username": "Ad min"}, "initial_username", "expected a user name"),
         ({"acme_email": "ops"}, "acme_email", "expected an e-mail address"),
-        ({"inventory": "/nonexistent/inventory.toml"}, "inventory", "which is not a file"),
-        ({"inventory": "relative/inventory.toml"}, "inventory", "expected an absolute path"),
+        ({"environment": ""}, "environment", "This field is required"),
+        ({"environment": "999999"}, "environment", "Select a valid choice"),
         ({"password": ""}, "password", "This field is required"),
         ({"password": "short"}, "password", "at least 8 characters"),
         ({"domain": ""}, "domain", "This field is required"),
@@ -223,23 +233,18 @@ def test_errors_appear_beside_their_field(
     assert not Deployment.objects.filter(owner=response.wsgi_request.user).exists()
 
 
-def test_the_inventorys_problems_and_missing_hosts_are_reported(
+def test_a_service_without_a_host_in_the_environment_is_reported(
     operator, client_for, form_data, tmp_path
 ):
+    """(The inventory's own problems are the environment's: test_panel_environments.py.)"""
     client = client_for(operator())
-    broken = tmp_path / "broken.toml"
-    broken.write_text("[hosts.garage]\naddress = 5\n")
-    response = client.post(reverse("panel:create"), form_data(inventory=str(broken)))
-    assert "hosts.garage.address: found 5, expected a string" in " ".join(
-        response.context["form"].errors["inventory"]
-    )
     partial = tmp_path / "partial.toml"
     partial.write_text(
         '[hosts.garage]\naddress = "127.0.0.2"\n[hosts.mastodon]\naddress = "127.0.0.3"\n'
     )
     response = client.post(reverse("panel:create"), form_data(inventory=str(partial)))
     errors = " ".join(response.context["form"].errors["services"])
-    assert "runs on host 'pixelfed', which is not defined" in errors
+    assert "has no host that may carry pixelfed" in errors, errors
 
 
 def test_a_name_is_unique_per_operator(operator, client_for, form_data):
@@ -260,7 +265,7 @@ def test_a_deploy_runs_in_the_background_and_is_recorded(operator, client_for, f
     deployment = create(
         client, form_data(services=[], apply=None, inventory=hostless)
     )  # renders only: no host
-    response = client.post(reverse("panel:deploy", args=[deployment.pk]))
+    response = client.post(reverse("panel:confirm_deploy", args=[deployment.pk]))
     run = deployment.runs.get()
     assert response.status_code == 302
     assert response["Location"] == reverse("panel:run", args=[deployment.pk, run.pk])
@@ -286,30 +291,38 @@ def test_a_deploy_runs_in_the_background_and_is_recorded(operator, client_for, f
         assert store.get_run(run.engine_run_id).argv == ("panel", "deploy", deployment.name)
 
 
-def test_a_run_that_cannot_start_says_why(operator, client_for, form_data, hostless, monkeypatch):
+def test_a_run_that_cannot_start_says_why(operator, client_for, form_data, hostless, tmp_path):
     client = client_for(operator())
-    deployment = create(
-        client, form_data(services=[], inventory=hostless)
-    )  # with the apply, and no nixops4
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    client.post(reverse("panel:deploy", args=[deployment.pk]))
+    deployment = create(client, form_data(services=[], apply=None, inventory=hostless))
+    inventory = Path(deployment.inventory)  # the environment's, as the panel wrote it
+    inventory.unlink()  # the worker cannot load the project
+    client.post(reverse("panel:confirm_deploy", args=[deployment.pk]))
     run = wait_for_run(deployment.runs.get().pk)
-    assert run.state == Run.ERROR and "nixops4 is not on PATH" in run.error
+    assert run.state == Run.ERROR and str(inventory) in run.error, run.error
     page = client.get(reverse("panel:run", args=[deployment.pk, run.pk])).content.decode()
-    assert "nixops4 is not on PATH" in page and "could not run" in page
+    assert "could not run" in page
+
+
+def running_run(deployment) -> Run:
+    """A run as a live worker has it: running, this test's pid, a fresh heartbeat."""
+    return Run.objects.create(
+        deployment=deployment,
+        kind="run",
+        state=Run.RUNNING,
+        worker="fedi-run@test",
+        worker_host=socket.gethostname(),
+        worker_pid=os.getpid(),
+        heartbeat_at=timezone.now(),
+    )
 
 
 def test_a_second_deploy_while_one_runs_is_refused(operator, client_for, form_data, hostless):
     client = client_for(operator())
     deployment = create(client, form_data(services=[], apply=None, inventory=hostless))
-    running = Run.objects.create(deployment=deployment, kind="run")
-    BOARD.claim(deployment.pk, deployment.name)
-    from fedi_run.panel.live import LiveRun
-
-    BOARD.register(LiveRun(running.pk, deployment.pk, "run"))
+    running = running_run(deployment)
     try:
         for url, data in [
-            (reverse("panel:deploy", args=[deployment.pk]), {}),
+            (reverse("panel:confirm_deploy", args=[deployment.pk]), {}),
             (reverse("panel:teardown", args=[deployment.pk]), {"confirm": deployment.name}),
         ]:
             response = client.post(url, data, follow=True)
@@ -322,41 +335,77 @@ def test_a_second_deploy_while_one_runs_is_refused(operator, client_for, form_da
             )
         assert deployment.runs.count() == 1
     finally:
-        BOARD.release(deployment.pk)
+        Run.objects.filter(pk=running.pk).update(state=Run.FINISHED, exit_status=0)
 
 
-def test_stop_asks_the_engine_to_stop_a_run_in_progress(operator, client_for, form_data, hostless):
-    """The Stop button sets the event the run thread gave the engine (``RunRequest.stop``; the
-    engine's side is tests/run/test_execution.py::test_a_run_in_a_thread_stops_when_asked)."""
-    from fedi_run.panel.live import LiveRun
+def test_a_run_whose_worker_is_gone_is_broken_off(operator, client_for, form_data, hostless):
+    """Its worker's pid gone on this machine, or no heartbeat for BROKEN_AFTER seconds: the
+    progress view marks it broken off, and the deployment may be deployed again."""
+    client = client_for(operator())
+    deployment = create(client, form_data(services=[], apply=None, inventory=hostless))
+    dead = running_run(deployment)
+    Run.objects.filter(pk=dead.pk).update(worker_pid=2**22 + 12345)  # above pid_max: no such
+    data = client.get(reverse("panel:progress", args=[deployment.pk, dead.pk])).json()
+    assert (data["state"], data["result"], data["finished"]) == ("broken", "broken off", True)
+    assert "its worker (fedi-run@test) is gone" in data["error"]
+    silent = running_run(deployment)
+    Run.objects.filter(pk=silent.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=runs.BROKEN_AFTER + 1),
+        worker_host="another-machine",
+    )
+    assert runs.active_run(deployment) is None
+    silent.refresh_from_db()
+    assert silent.state == Run.BROKEN and "sent no heartbeat for" in silent.error
+    page = client.get(reverse("panel:deployments")).content.decode()
+    assert "broken off" in page
 
+
+def test_stop_asks_the_worker_to_stop_a_run_in_progress(operator, client_for, form_data, hostless):
+    """The Stop button records who asked; the worker polls it and sets the event it gave the
+    engine (``RunRequest.stop``; the engine's side is
+    tests/run/test_execution.py::test_a_run_in_a_thread_stops_when_asked, the worker's
+    tests/panel_workers/)."""
     alice, bob = operator("alice"), operator("bob")
     client = client_for(alice)
     deployment = create(client, form_data(services=[], apply=None, inventory=hostless))
-    running = Run.objects.create(deployment=deployment, kind="run")
-    live = LiveRun(running.pk, deployment.pk, "run")
-    BOARD.claim(deployment.pk, deployment.name)
-    BOARD.register(live)
+    running = running_run(deployment)
     url = reverse("panel:stop", args=[deployment.pk, running.pk])
     try:
         page = client.get(reverse("panel:run", args=[deployment.pk, running.pk])).content.decode()
         assert 'id="stop"' in page and 'id="stop-form" hidden' not in page
         assert client.get(url).status_code == 405  # a POST only, with the CSRF token
         assert client_for(bob).post(url).status_code == 404  # not bob's
-        assert not live.stop_requested.is_set()
+        running.refresh_from_db()
+        assert running.stop_requested_by == ""
         response = client.post(url, follow=True)
-        assert live.stop_requested.is_set()
+        running.refresh_from_db()
+        assert running.stop_requested_by == "alice"
         assert (
             "Stopping: the running tasks finish, nothing new starts." in response.content.decode()
         )
         assert client.get(reverse("panel:progress", args=[deployment.pk, running.pk])).json()[
             "stopping"
         ]
-        assert "stop requested by alice" in live.log()
         again = client.post(url, follow=True).content.decode()
         assert "This run is not in progress, or is already stopping." in again
     finally:
-        BOARD.release(deployment.pk)
+        Run.objects.filter(pk=running.pk).update(state=Run.FINISHED, exit_status=130)
+
+
+def test_stop_on_a_queued_run_means_it_is_never_carried_out(
+    operator, client_for, form_data, hostless
+):
+    client = client_for(operator())
+    deployment = create(client, form_data(services=[], apply=None, inventory=hostless))
+    queued = Run.objects.create(deployment=deployment, kind="run", state=Run.QUEUED)
+    client.post(reverse("panel:stop", args=[deployment.pk, queued.pk]))
+    queued.refresh_from_db()
+    assert queued.state == Run.ERROR and "before a worker took it" in queued.error
+    from fedi_run.panel.worker import carry_out
+
+    carry_out(queued.pk)  # a worker that takes its message later leaves it alone
+    queued.refresh_from_db()
+    assert (queued.state, queued.worker, queued.engine_run_id) == (Run.ERROR, "", None)
 
 
 def test_the_engines_lock_is_respected(operator, client_for, form_data, hostless):
@@ -369,7 +418,7 @@ def test_the_engines_lock_is_respected(operator, client_for, form_data, hostless
         StateStore.open(runs.directory(deployment) / ".fedi-run" / "state.db") as store,
         store.lock(deployment.name),
     ):
-        client.post(reverse("panel:deploy", args=[deployment.pk]))
+        client.post(reverse("panel:confirm_deploy", args=[deployment.pk]))
         run = wait_for_run(deployment.runs.get().pk)
     assert run.state == Run.ERROR
     assert f"another run of deployment '{deployment.name}' is in progress" in run.error

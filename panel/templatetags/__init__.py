@@ -1,0 +1,1 @@
+"""The panel's template tags (``{% load panel_runs %}``)."""

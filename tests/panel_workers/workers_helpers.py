@@ -1,0 +1,371 @@
+"""The panel as a provider runs it: a real PostgreSQL and a real Redis (Debian's ``postgresql``
+and ``redis-server``, started here as plain processes on loopback and ended by pid), web
+processes (``fedi-run panel serve --broker …``) and worker processes (``fedi-run panel
+worker``) sharing them and one data directory. A missing package fails loudly, naming it.
+
+Nothing here configures Django in the test process: the panel runs in subprocesses, the tests
+read its database with psycopg.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+REDIS = Path("/usr/bin/redis-server")
+STANDIN = ROOT / "tests" / "standin" / "nixops4"
+OPERATOR, OPERATOR_PASSWORD = "provider-op", "the operator's own long password"
+INITIAL_PASSWORD = "an initial password 7f3a9c"
+
+HOLDING_NIXOPS4 = f"""#!/bin/sh
+# nixops4 for these tests: records its pid, waits while $NIXOPS4_HOLD exists, then is the
+# recording stand-in.
+echo $$ >> "$NIXOPS4_PIDS"
+echo "applying (stand-in: held while $NIXOPS4_HOLD exists)"
+while [ -e "$NIXOPS4_HOLD" ]; do sleep 0.1; done
+exec {sys.executable} {STANDIN} "$@"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, process: subprocess.Popen, what: str, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"{what} exited:\n{log.read_text()[-3000:]}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{what} is not listening on 127.0.0.1:{port}:\n{log.read_text()}")
+
+
+def end(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL: ``process`` (one this suite started) ended by its pid."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    """A PostgreSQL 15 cluster of its own (trust on loopback only), database ``panel``;
+    yields its URL."""
+    missing = [str(p) for p in (PG_BIN / "initdb", PG_BIN / "postgres") if not p.exists()]
+    assert not missing, f"missing {missing}: apt-get install postgresql"
+    # its own directory in /tmp (pytest's is 0700 root: the postgres user cannot enter it)
+    base = Path(tempfile.mkdtemp(prefix="fedi-run-postgres-"))
+    data, sockets = base / "data", base / "sockets"
+    sockets.mkdir()
+    for directory in (base, sockets):
+        shutil.chown(directory, "postgres", "postgres")
+    run_as = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [
+            *run_as,
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "panel",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port, log = free_port(), base / "postgres.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [
+                *run_as,
+                str(PG_BIN / "postgres"),
+                "-D",
+                str(data),
+                "-k",
+                str(sockets),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_listening(port, process, "postgres", log)
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(
+                    f"postgresql://panel@127.0.0.1:{port}/postgres", autocommit=True
+                ) as db:
+                    db.execute("CREATE DATABASE panel")
+                break
+            except psycopg.OperationalError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        yield f"postgresql://panel@127.0.0.1:{port}/panel"
+    finally:
+        end(process)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory):
+    """A Redis of its own on a free loopback port, nothing saved; yields its URL."""
+    assert REDIS.exists(), f"missing {REDIS}: apt-get install redis-server"
+    base = tmp_path_factory.mktemp("redis")
+    port, log = free_port(), base / "redis.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [
+                str(REDIS),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(base),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_listening(port, process, "redis-server", log)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        end(process)
+
+
+class Cluster:
+    """One data directory, the database and broker given, web and worker processes started
+    by :meth:`serve` and :meth:`worker` (ended by pid by :meth:`close`). A benchmark may use it
+    the same way."""
+
+    def __init__(self, base: Path, database: str | None, broker: str | None):
+        self.base, self.database, self.broker = base, database, broker
+        self.data = base / "panel-data"
+        bin_dir = base / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "nixops4").write_text(HOLDING_NIXOPS4)
+        (bin_dir / "nixops4").chmod(0o755)
+        self.hold = base / "hold-apply"
+        self.pids = base / "nixops4.pids"
+        self.standin_log = base / "nixops4.log"
+        self.env = {
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "FEDI_RUN_PANEL_DIR": str(self.data),
+            "NIXOPS4_HOLD": str(self.hold),
+            "NIXOPS4_PIDS": str(self.pids),
+            "NIXOPS4_STANDIN_LOG": str(self.standin_log),
+        }
+        for variable, value in (
+            ("FEDI_RUN_PANEL_DATABASE", database),
+            ("FEDI_RUN_PANEL_BROKER", broker),
+        ):
+            if value:
+                self.env[variable] = value
+            else:
+                self.env.pop(variable, None)
+        self.port = free_port()
+        self.web: subprocess.Popen | None = None
+        self.workers: list = []
+        self.logs: list[Path] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def panel(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "fedi_run.engine.cli.main", "panel", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **kwargs,
+        )
+
+    def serve(self) -> subprocess.Popen:
+        """``panel serve`` on this cluster's port (the same after a restart)."""
+        log = self.base / f"serve-{len(self.logs)}.log"
+        self.logs.append(log)
+        with open(log, "w") as errors:
+            self.web = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "fedi_run.engine.cli.main",
+                    "panel",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                ],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
+        deadline = time.monotonic() + 60
+        while "serving http://" not in log.read_text():
+            assert self.web.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        return self.web
+
+    def worker(self):
+        """One more ``panel worker`` (:func:`fedi_run.panel.embedded.spawn`)."""
+        from fedi_run.panel import embedded
+
+        log = self.base / f"worker-{len(self.workers)}.log"
+        self.logs.append(log)
+        out = open(log, "w")
+        worker = embedded.spawn(
+            self.data, self.database, self.broker, env=self.env, stdout=out, stderr=out
+        )
+        deadline = time.monotonic() + 60
+        while "taking runs from" not in log.read_text():
+            assert worker.alive() and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        time.sleep(1.0)  # connected to the broker
+        self.workers.append(worker)
+        return worker
+
+    def make_deployment(self, name: str, inventory: Path, services: list[str]) -> dict:
+        """A deployment of the operator, made with the panel's own models (as its form
+        saves it): ``{"pk", "key"}``."""
+        script = f"""
+import json, sys
+from fedi_run.panel import site
+site.configure({str(self.data)!r}, database={self.database!r}); site.migrate()
+from django.contrib.auth import get_user_model
+from fedi_run.panel import runs
+from fedi_run.panel.models import Deployment
+owner = get_user_model().objects.get(username={OPERATOR!r})
+d = Deployment.objects.create(
+    owner=owner, name={name!r}, domain="fediversity.net", inventory={str(inventory)!r},
+    services={services!r}, acme_email="ops@fedi-test.org", acme_accept_terms=True,
+    initial_username="admin", initial_display_name="Admin",
+    initial_email="admin@fediversity.net", apply=True)
+runs.write_password(d, {INITIAL_PASSWORD!r})
+runs.write_playbook(d)
+print(json.dumps({{"pk": d.pk, "key": d.key}}))
+"""
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def resume(self, deployment_pk: int) -> int:
+        """``runs.start(deployment, "run", resume=True)`` — what the Resume button calls."""
+        script = f"""
+from fedi_run.panel import site
+site.configure({str(self.data)!r}, database={self.database!r})
+from fedi_run.panel import runs
+from fedi_run.panel.models import Deployment
+print(runs.start(Deployment.objects.get(pk={deployment_pk}), "run", resume=True).pk)
+"""
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.strip().splitlines()[-1])
+
+    def row(self, query: str, *args):
+        import psycopg
+
+        with psycopg.connect(self.database) as db:
+            return db.execute(query, args).fetchone()
+
+    def orphans(self) -> list[int]:
+        return [int(p) for p in self.pids.read_text().split()] if self.pids.exists() else []
+
+    def close(self) -> None:
+        if self.web is not None:
+            end(self.web)
+        for worker in self.workers:
+            worker.stop(30)
+        for pid in self.orphans():  # nixops4 stand-ins a killed worker left behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def tracebacks(self) -> str:
+        return "\n".join(
+            log.read_text()[-3000:] for log in self.logs if "Traceback" in log.read_text()
+        )
+
+
+def browser_driver(profile: Path):
+    """Headless Chromium driven by chromedriver; a failure, never a skip, without them."""
+    chromium, chromedriver = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+    missing = [str(p) for p in (chromium, chromedriver) if not p.exists()]
+    assert not missing, f"missing {missing}: apt-get install chromium chromium-driver"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(chromium)
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(str(chromedriver)), options=options)
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+def run_page_id(url: str) -> tuple[int, int]:
+    found = re.search(r"/deployments/(\d+)/runs/(\d+)/", url)
+    assert found, url
+    return int(found[1]), int(found[2])
