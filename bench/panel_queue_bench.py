@@ -46,16 +46,11 @@ of its own phase.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import shlex
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import tomllib
@@ -65,7 +60,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from panel_queue import services
-from run.report import machine
+from run.session import in_work_directory, report_header
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "panel_queue_bench.md"
 GOAL = 1.2
@@ -600,31 +595,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.deployments < 1 or args.repeat < 1:
         parser.error("--deployments and --repeat must be at least 1")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    workdir = Path(tempfile.mkdtemp(prefix="fedi-run-panel-queue-"))
-    keep = args.keep
-    try:
-        samples, meta = benchmark(args, workdir)
-    except KeyboardInterrupt:
-        keep = True
-        print("interrupted; everything started is stopped", file=sys.stderr)
+    found = in_work_directory(
+        "fedi-run-panel-queue-",
+        args.keep,
+        lambda workdir: benchmark(args, workdir),
+        "everything started is stopped",
+    )
+    if found is None:
         return 130
-    except BaseException:
-        keep = True
-        raise
-    finally:
-        if keep:
-            print(f"work directory kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    samples, meta = found
     meta.update(
         {
-            "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-            "machine": machine(),
+            **report_header("panel_queue_bench.py", argv),
             "deployments": args.deployments,
             "repeat": args.repeat,
-            "argv": "python bench/panel_queue_bench.py "
-            + shlex.join(sys.argv[1:] if argv is None else argv),
         }
     )
     text = markdown(meta, samples)

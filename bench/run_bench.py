@@ -21,14 +21,9 @@ on Ctrl-C. See bench/run/ for each tool's settings.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import shlex
-import shutil
-import signal
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,7 +32,8 @@ from run.ansible_play import AnsiblePlaybook
 from run.fabric_loop import FabricLoop
 from run.fedi import FediRun, command_latency
 from run.pyinfra_deploy import Pyinfra
-from run.report import ToolResult, machine, markdown
+from run.report import ToolResult, markdown
+from run.session import in_work_directory, report_header
 from run.timing import Tool
 from run.workload import Workload
 
@@ -274,10 +270,6 @@ def benchmark(args, workdir: Path) -> tuple[list[ToolResult], dict | None, dict]
     return list(results.values()), latency, meta
 
 
-def _terminated(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM as Ctrl-C: the lab comes down either way
-
-
 def write_report(out: Path, meta: dict, results: list[ToolResult], latency: dict | None) -> None:
     """Print the Markdown report and write it to ``out``, the samples to ``out``.json."""
     text = markdown(meta, results, latency, NOTES)
@@ -300,33 +292,19 @@ def main(argv: list[str] | None = None) -> int:
         results = [ToolResult(**r) for r in data["results"]]
         write_report(args.out, data["meta"], results, data["latency"])
         return 0
-    signal.signal(signal.SIGTERM, _terminated)
-    workdir = Path(tempfile.mkdtemp(prefix="fedi-run-bench-"))
-    keep = args.keep
-    try:
-        results, latency, meta = benchmark(args, workdir)
-    except KeyboardInterrupt:
-        keep = True
-        print("interrupted; the lab is down", file=sys.stderr)
+    found = in_work_directory(
+        "fedi-run-bench-", args.keep, lambda workdir: benchmark(args, workdir), "the lab is down"
+    )
+    if found is None:
         return 130
-    except BaseException:
-        keep = True
-        raise
-    finally:
-        if keep:
-            print(f"work directory kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    results, latency, meta = found
     meta.update(
         {
-            "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-            "machine": machine(),
+            **report_header("run_bench.py", argv),
             "hosts": args.hosts,
             "files": args.files,
             "repeat": args.repeat,
             "ansible_repeat": args.ansible_repeat,
-            "argv": "python bench/run_bench.py "
-            + shlex.join(sys.argv[1:] if argv is None else argv),
         }
     )
     write_report(args.out, meta, results, latency)

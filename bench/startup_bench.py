@@ -47,17 +47,13 @@ The lab is always brought down, also on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import resource
-import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +62,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from run.fedi import git_state, source_dir, source_fingerprint  # noqa: E402
-from run.report import machine  # noqa: E402
+from run.session import in_work_directory, report_header  # noqa: E402
 from run.timing import executable  # noqa: E402
 
 DEFAULT_OUT = HERE / "results" / "startup_bench.md"
@@ -378,31 +374,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    workdir = Path(tempfile.mkdtemp(prefix="fedi-run-startup-"))
-    keep = args.keep
-    try:
-        samples, meta = benchmark(args, workdir)
-    except KeyboardInterrupt:
-        keep = True
-        print("interrupted; the lab is down", file=sys.stderr)
+    found = in_work_directory(
+        "fedi-run-startup-", args.keep, lambda workdir: benchmark(args, workdir), "the lab is down"
+    )
+    if found is None:
         return 130
-    except BaseException:
-        keep = True
-        raise
-    finally:
-        if keep:
-            print(f"work directory kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    samples, meta = found
     meta.update(
         {
-            "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-            "machine": machine(),
+            **report_header("startup_bench.py", argv),
             "repeat": args.repeat,
             "version": f"fedi-run {git_state()}, sources {meta['fingerprints'][0]}",
-            "argv": "python bench/startup_bench.py "
-            + shlex.join(sys.argv[1:] if argv is None else argv),
         }
     )
     text = markdown(meta, samples, meta["commands"])

@@ -12,20 +12,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from fedi_run.engine.errors import LabError
+from fedi_run.engine.lab.servers import end, free_port, postgres_server, redis_server
+
 ROOT = Path(__file__).resolve().parents[2]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-REDIS = Path("/usr/bin/redis-server")
 STANDIN = ROOT / "tests" / "standin" / "nixops4"
 OPERATOR, OPERATOR_PASSWORD = "provider-op", "the operator's own long password"
 INITIAL_PASSWORD = "an initial password 7f3a9c"
@@ -40,12 +39,6 @@ exec {sys.executable} {STANDIN} "$@"
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_listening(port: int, process: subprocess.Popen, what: str, log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -58,115 +51,27 @@ def wait_listening(port: int, process: subprocess.Popen, what: str, log: Path) -
     raise AssertionError(f"{what} is not listening on 127.0.0.1:{port}:\n{log.read_text()}")
 
 
-def end(process: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM, then SIGKILL: ``process`` (one this suite started) ended by its pid."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+@pytest.fixture(scope="module")
+def postgres():
+    """The lab's PostgreSQL (trust on loopback only) with a database ``panel`` owned by the
+    role ``panel``; yields its URL."""
+    try:
+        with postgres_server() as server:
+            server.admin("CREATE ROLE panel LOGIN SUPERUSER")
+            server.admin("CREATE DATABASE panel OWNER panel")
+            yield server.url("panel", "panel")
+    except LabError as error:
+        pytest.fail(f"the panel's provider tests need a PostgreSQL: {error}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
-    """A PostgreSQL 15 cluster of its own (trust on loopback only), database ``panel``;
-    yields its URL."""
-    missing = [str(p) for p in (PG_BIN / "initdb", PG_BIN / "postgres") if not p.exists()]
-    assert not missing, f"missing {missing}: apt-get install postgresql"
-    # its own directory in /tmp (pytest's is 0700 root: the postgres user cannot enter it)
-    base = Path(tempfile.mkdtemp(prefix="fedi-run-postgres-"))
-    data, sockets = base / "data", base / "sockets"
-    sockets.mkdir()
-    for directory in (base, sockets):
-        shutil.chown(directory, "postgres", "postgres")
-    run_as = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [
-            *run_as,
-            str(PG_BIN / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "panel",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    port, log = free_port(), base / "postgres.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [
-                *run_as,
-                str(PG_BIN / "postgres"),
-                "-D",
-                str(data),
-                "-k",
-                str(sockets),
-                "-p",
-                str(port),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+def redis():
+    """The lab's Redis, nothing saved; yields its URL."""
     try:
-        wait_listening(port, process, "postgres", log)
-        import psycopg
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with psycopg.connect(
-                    f"postgresql://panel@127.0.0.1:{port}/postgres", autocommit=True
-                ) as db:
-                    db.execute("CREATE DATABASE panel")
-                break
-            except psycopg.OperationalError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
-        yield f"postgresql://panel@127.0.0.1:{port}/panel"
-    finally:
-        end(process)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory):
-    """A Redis of its own on a free loopback port, nothing saved; yields its URL."""
-    assert REDIS.exists(), f"missing {REDIS}: apt-get install redis-server"
-    base = tmp_path_factory.mktemp("redis")
-    port, log = free_port(), base / "redis.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [
-                str(REDIS),
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(base),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_listening(port, process, "redis-server", log)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        end(process)
+        with redis_server() as server:
+            yield server.url
+    except LabError as error:
+        pytest.fail(f"the panel's provider tests need a Redis: {error}", pytrace=False)
 
 
 class Cluster:
