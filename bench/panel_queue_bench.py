@@ -19,7 +19,7 @@ no operator's tasks), so the quickstart's ``examples/basic.toml`` cannot be depl
 it as such. The panel deployment of the same shape is the one used: pixelfed (and garage,
 which it needs) on two hosts, ``--no-apply`` ("End with nixops4 apply" off) — 7 tasks, 6 on
 the two hosts and the local render, where basic.toml has 5 (4 and the render). The command
-line runs the very playbook the panel writes for it (``runs.spec_of`` and
+line runs the very playbook the panel writes for it (``deployment_files.spec_of`` and
 ``render_playbook``), with an inventory of its own pair of hosts.
 
 Measured, per deployment, in each batch of N started at once:
@@ -33,7 +33,8 @@ Measured, per deployment, in each batch of N started at once:
   shows each change up to 0.4 s later than these figures);
 * **from the command line** — ``fedi-run playbook.toml -i INV --no-apply --json`` started as a
   process: from just before its start to the first ``task_started`` line read from its
-  output, and to its exit.
+  output, and to its exit. Both keep the engine's state the same way: a schema per deployment
+  in the panel's PostgreSQL database (``--state postgresql://…?options=-csearch_path%3D…``).
 
 Each repetition first clears the hosts (``/var/lib/fedi-run``) and uses new deployments (fresh
 names and engine state), so every sample is a first deploy in which everything changes. Phase
@@ -48,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -154,7 +156,13 @@ class Panel:
         out = open(log, "w")
         self._files.append(out)
         worker = embedded.spawn(
-            self.data, self.database, self.broker, env=self.env, stdout=out, stderr=out
+            self.data,
+            self.database,
+            self.broker,
+            env=self.env,
+            stdout=out,
+            stderr=out,
+            lifeline=True,  # it ends with the benchmark, however that ends
         )
         self.workers.append(worker)
         deadline = time.monotonic() + 60
@@ -246,7 +254,7 @@ def panel_deployments(inventories: list[Path], tag: str) -> list[int]:
     """New deployments of the operator (as the form saves them), one per inventory; pks."""
     from django.contrib.auth import get_user_model
 
-    from fedi_run.panel import runs
+    from fedi_run.panel import initial_password
     from fedi_run.panel.models import Deployment
 
     owner = get_user_model().objects.get(username=OPERATOR)
@@ -264,8 +272,7 @@ def panel_deployments(inventories: list[Path], tag: str) -> list[int]:
             initial_email="admin@example.org",
             apply=False,
         )
-        runs.write_password(deployment, f"bench password {name}")
-        runs.write_playbook(deployment)
+        initial_password.set_password(deployment, f"bench password {name}")
         made.append(deployment.pk)
     return made
 
@@ -273,9 +280,9 @@ def panel_deployments(inventories: list[Path], tag: str) -> list[int]:
 def cli_playbooks(base: Path, inventories: list[Path], tag: str) -> list[Path]:
     """The playbooks the panel would write for the same deployments, each in a directory of
     its own (its engine state beside it)."""
+    from fedi_run.panel.deployment_files import spec_of
     from fedi_run.panel.models import Deployment
     from fedi_run.panel.playbooks import render_playbook
-    from fedi_run.panel.runs import spec_of
 
     made = []
     for k, _ in enumerate(inventories, 1):
@@ -308,15 +315,33 @@ def clear_hosts(lab) -> None:
 # -- one batch -----------------------------------------------------------------------------
 
 
-def run_cli(playbooks: list[Path], inventories: list[Path]) -> list[tuple[float, float, str]]:
-    """N command-line runs at once; (first event, total, "") of each, in seconds."""
+def cli_schema(playbook: Path) -> str:
+    """The PostgreSQL schema of a command-line deployment's engine state."""
+    return "bench_cli_" + re.sub(r"\W", "_", playbook.parent.name.lower())
+
+
+def run_cli(
+    playbooks: list[Path], inventories: list[Path], database: str
+) -> list[tuple[float, float, str]]:
+    """N command-line runs at once; (first event, total, "") of each, in seconds. Each keeps
+    its engine state where the panel keeps a deployment's: a schema of its own in the same
+    PostgreSQL database (``database``)."""
     results: list = [None] * len(playbooks)
     errors: list[str] = []
 
     def one(i: int) -> None:
         start = time.monotonic()
         process = subprocess.Popen(
-            [FEDI, str(playbooks[i]), "-i", str(inventories[i]), "--no-apply", "--json"],
+            [
+                FEDI,
+                str(playbooks[i]),
+                "-i",
+                str(inventories[i]),
+                "--no-apply",
+                "--json",
+                "--state",
+                f"{database}?options=-csearch_path%3D{cli_schema(playbooks[i])}",
+            ],
             cwd=playbooks[i].parent,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -442,7 +467,7 @@ def benchmark(args, workdir: Path) -> tuple[list[Sample], dict]:
                         tag = f"warm{workers}-{warm}"
                         run_panel(browsers, panel_deployments(inventories, tag))
                         if phase == 1 and warm == 0:
-                            run_cli(cli_playbooks(workdir, inventories, tag), inventories)
+                            run_cli(cli_playbooks(workdir, inventories, tag), inventories, database)
                     for rnd in range(1, args.repeat + 1):
                         order = ("cli", "panel") if rnd % 2 else ("panel", "cli")
                         for how in order:
@@ -450,7 +475,7 @@ def benchmark(args, workdir: Path) -> tuple[list[Sample], dict]:
                             tag = f"{how}-w{workers}-r{rnd}"
                             if how == "cli":
                                 playbooks = cli_playbooks(workdir, inventories, tag)
-                                results = run_cli(playbooks, inventories)
+                                results = run_cli(playbooks, inventories, database)
                                 made = batch_samples("cli", 0, phase, rnd, results)
                             else:
                                 pks = panel_deployments(inventories, tag)

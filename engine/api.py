@@ -26,12 +26,8 @@ What is here, by step of the flow:
 from __future__ import annotations
 
 from fedi_run.engine.errors import ActionFailed, FediRunError, PlaybookError, Problem
-from fedi_run.engine.execute.perform import (
-    CallResult,
-    Context,
-    place_secret_files,
-    read_secret_files,
-)
+from fedi_run.engine.execute.context import CallResult, Context
+from fedi_run.engine.execute.secret_files import place_secret_files, read_secret_files
 from fedi_run.engine.model.playbook import (
     DnsName,
     Email,

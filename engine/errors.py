@@ -416,3 +416,18 @@ class DeploymentBusy(PanelError):
             f"{deployment} is already being deployed (run {run_pk} is in progress); wait for "
             "it to end, then try again"
         )
+
+
+class SecretUnreadable(PanelError):
+    """A secret the panel sealed in its database cannot be unsealed by this process: it was
+    given another secret key than the process that sealed it (exit status 2)."""
+
+    def __init__(self, what: str):
+        self.what = what
+        super().__init__(
+            f"error: {what} cannot be unsealed with this process's secret key: the panel's "
+            "database was written by panel processes given another one. Every web and worker "
+            "process of one panel must be given the same secret key: set "
+            "FEDI_RUN_PANEL_SECRET_KEY (50 characters or more) to the same value for each, or "
+            "give them the same data directory's secret-key file (docs/panel.md)"
+        )

@@ -119,7 +119,7 @@ def load_project(
     One pass: the problems of the files' structure, of the operator's templates and files,
     of the graph (unknown ``requires``, every cycle) and — when any of those is found, or with
     ``deployer_files`` (``validate``) — of the deployer's files every task reads or writes
-    (``run.deployer_problems``) are all raised at once, in one :class:`PlaybookError` (only
+    (``preflight.deployer_problems``) are all raised at once, in one :class:`PlaybookError` (only
     graph problems of the plugins' own tasks: a :class:`GraphError`). What the plugins build
     needs their tables valid: while another table than the operator's has a problem, only
     the operator's tasks are checked, and a ``requires`` naming another task is taken as it is.
@@ -172,7 +172,7 @@ def load_project(
     if apply:
         graph = graph.finished_with(lambda sinks: apply_task(loaded, sinks, switch_off))
     if deployer_files:
-        from fedi_run.engine.run import deployer_problems
+        from fedi_run.engine.preflight import deployer_problems
 
         found = deployer_problems(loaded, list(graph.tasks.values()))
         if found:
@@ -223,9 +223,9 @@ def _graph_problems(error: GraphError, playbook: Playbook) -> list[Problem]:
 def _deployer_problems(
     playbook: Playbook, tasks: Sequence[Task], plugins: Plugins, partial: PartialPlaybook
 ) -> list[Problem]:
-    """What :func:`fedi_run.engine.run.deployer_problems` finds for every task that could be
+    """What :func:`fedi_run.engine.preflight.deployer_problems` finds for every task that could be
     built — with the render's, when the plugins' tasks could be built too."""
-    from fedi_run.engine.run import deployer_problems, render_directory_problems
+    from fedi_run.engine.preflight import deployer_problems, render_directory_problems
 
     if partial.complete:
         directory = deployment_directory(playbook)

@@ -2,17 +2,17 @@
 
 :func:`run_project` is the engine's Python API for running (the CLI and the panel call it). Its
 contract: it takes the deployment's lock (another run holding it: ``LockHeld``, exit 3), checks
-what the run needs before touching any host (the files it reads, among them each rendered
-host's base configuration, each host's identity a key it can log in with, the initial user's
-password UTF-8; the files it writes: each fetch's, the rendered deployment's directory; ``git``
-on PATH when the render is selected, ``nixops4`` when the apply is), records the run in the
-state database, runs the tasks, and returns the exit status: 0 all done, 1 a task failed or a
-host was unreachable, 130 interrupted. SIGINT and SIGTERM stop it gracefully when it runs in
-the main thread (a second SIGINT stops it at once); from any thread, setting
-``RunRequest.stop`` does. With ``--resume``,
-selection filters narrow what the last run left to do; what they leave out is recorded unrun,
-for the next ``--resume``. A report (a sink) that cannot be written at the end is an error
-with the run's own exit status, unless that was 0 (then 2).
+what the run needs before touching any host (the files it reads, among them each rendered host's
+base configuration, each host's identity a key it can log in with, the initial user's password
+UTF-8; the files it writes: each fetch's, the rendered deployment's directory; ``git`` on PATH
+when the render is selected, ``nixops4`` when the apply is: ``engine.preflight``), records the
+run in the state database, runs the tasks, and returns the exit status: 0 all done, 1 a task
+failed or a host was unreachable, 130 interrupted. SIGINT and SIGTERM stop it gracefully when it
+runs in the main thread (a second SIGINT stops it at once: ``engine.execute.stopping``); from
+any thread, setting ``RunRequest.stop`` does. With ``--resume``, selection filters narrow what
+the last run left to do; what they leave out is recorded unrun, for the next ``--resume``. A
+report (a sink) that cannot be written at the end is an error with the run's own exit status,
+unless that was 0 (then 2).
 
 Before any host, too: a teardown that changes something must be confirmed (``RunRequest.yes``;
 else ``NotConfirmed``, exit 2); the lock is the deployment's own — its name and playbook
@@ -31,9 +31,6 @@ recorded.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import sys
 import threading
 import time
@@ -45,24 +42,20 @@ from fedi_run.engine import startup
 from fedi_run.engine.errors import (
     DomainChanged,
     FediRunError,
-    MissingTool,
     NotConfirmed,
     NothingToResume,
-    PlaybookError,
-    Problem,
     StateError,
     StateLockLost,
 )
-from fedi_run.engine.execute.connection import ConnectionPool, HostKeyPolicy, identity_problem
+from fedi_run.engine.execute.connection import ConnectionPool, HostKeyPolicy
 from fedi_run.engine.execute.jobs import Jobs, host_directory
 from fedi_run.engine.execute.scheduler import ExecutionOptions, Scheduler
 from fedi_run.engine.execute.secret_book import placed_by, plan_secrets, removed_by
-from fedi_run.engine.nixops.apply import APPLY_ID, deployment_directory
-from fedi_run.engine.nixops.render import MANIFEST, RENDER_ID, missing_base_configurations
-from fedi_run.engine.planning.operations import Fetch
+from fedi_run.engine.execute.stopping import install_signal_handlers
+from fedi_run.engine.nixops.apply import APPLY_ID
 from fedi_run.engine.planning.selection import Selection, Selector, outside_needs
-from fedi_run.engine.planning.tasks import Task
-from fedi_run.engine.private_files import cannot_write, make_private_dirs
+from fedi_run.engine.preflight import preflight
+from fedi_run.engine.private_files import make_private_dirs
 from fedi_run.engine.project import Project
 from fedi_run.engine.report.events import (
     DONE,
@@ -73,7 +66,7 @@ from fedi_run.engine.report.events import (
     TaskFinished,
 )
 from fedi_run.engine.report.locks import deployment_lock
-from fedi_run.engine.report.masking import MIN_LENGTH, Masker
+from fedi_run.engine.report.masking import Masker
 from fedi_run.engine.report.output_log import OutputLog
 
 
@@ -137,7 +130,7 @@ def _selection(project: Project, request: RunRequest, store) -> tuple[Selection,
         from fedi_run.engine.report.readiness import check_outside, outside_states
 
         outcomes = store.last_outcomes(project.playbook.name, selection.outside)
-        states = outside_states(project.graph, selection, outcomes, kind)
+        states = outside_states(project.graph, selection, outcomes, kind, _deployer(project, store))
         check_outside(
             project.graph,
             selection,
@@ -153,7 +146,14 @@ def _selection(project: Project, request: RunRequest, store) -> tuple[Selection,
 def _resumed(project: Project, request: RunRequest, store) -> tuple[Selection, tuple[str, ...]]:
     """``--resume``: :func:`_selection` without the check of what it leaves out."""
     kind, selector = request.options.kind, request.selector
-    wanted = set(store.resume_tasks(project.playbook.name, kind, check=request.options.check))
+    wanted = set(
+        store.resume_tasks(
+            project.playbook.name,
+            kind,
+            check=request.options.check,
+            deployer=_deployer(project, store),
+        )
+    )
     left = tuple(t for t in project.graph.order if t in wanted)
     if not left:
         raise NothingToResume(
@@ -184,161 +184,6 @@ def _described(request: RunRequest) -> str:
     if not request.resume:
         return request.selector.describe()
     return "--resume" + (f" {request.selector.describe()}" if request.selector.filters else "")
-
-
-def deployer_problems(playbook, tasks: Sequence[Task], check: bool = False) -> list[Problem]:
-    """Every problem of the deployer's files ``tasks`` (those a run selects; all of them for
-    ``validate``) would meet, before any host is contacted: :func:`_missing_files`, and when
-    the render is among them each rendered host's base configuration and — unless ``check``
-    (``--check`` renders nothing) — the directory the deployment is rendered into."""
-    problems = _missing_files(playbook, tasks)
-    render = next((task for task in tasks if task.id == RENDER_ID), None)
-    if render is not None:
-        problems = missing_base_configurations(playbook, render) + problems
-        if not check:
-            problems += render_directory_problems(playbook)
-    return problems
-
-
-def _missing_files(playbook, tasks: Sequence[Task]) -> list[Problem]:
-    """The deployer files ``tasks`` will read that cannot be read: each host's
-    ``identity`` (and whether it is a key a connection can log in with), every playbook key a
-    task names in ``Task.reads`` (the initial user's password UTF-8 and long enough), and
-    where each ``fetch`` writes."""
-    wanted: dict[tuple[str, ...], str] = {}
-    for name in sorted({t.host for t in tasks if t.host is not None}):
-        if playbook.hosts[name].identity:
-            wanted[("hosts", name, "identity")] = playbook.hosts[name].identity
-    for task in tasks:
-        for dotted in task.reads:
-            key = tuple(dotted.split("."))
-            path = playbook.value_at(*key)
-            if path is not None:
-                wanted.setdefault(key, str(path))
-    problems = []
-    for key, path in wanted.items():
-        if not os.access(path, os.R_OK) or not os.path.isfile(path):
-            problems.append(
-                Problem(
-                    playbook.origin(*key),
-                    ".".join(key),
-                    f"found {path!r}, which is not a readable file; expected the file to exist",
-                )
-            )
-        elif key == PASSWORD_KEY:
-            problems += _short_password(playbook.origin(*key), path)
-        elif key[0] == "hosts" and key[-1] == "identity":
-            wrong = identity_problem(path)
-            if wrong:
-                problems.append(
-                    Problem(playbook.origin(*key), ".".join(key), f"the key file {path!r} {wrong}")
-                )
-    return problems + _fetch_targets(playbook, tasks)
-
-
-def _fetch_targets(playbook, tasks: Sequence[Task]) -> list[Problem]:
-    """A problem for each ``fetch`` of the selected tasks whose file on the deployer cannot be
-    written: it is a directory, or a file stands where a directory of its path must be."""
-    problems = []
-    for task in tasks:
-        for op in task.actions:
-            if not isinstance(op, Fetch):
-                continue
-            local = Path(op.local)
-            if local.is_dir():
-                wrong = "which is a directory; expected the path of a file to fetch into"
-            else:
-                parent = next((p for p in local.parents if os.path.lexists(p)), None)
-                if parent is None or parent.is_dir():
-                    continue
-                wrong = f"but {str(parent)!r} is not a directory; expected a file's path"
-            name = task.family.removeprefix("tasks.")
-            user_task = task.family.startswith("tasks.") and name in playbook.tasks
-            problems.append(
-                Problem(
-                    playbook.origin("tasks", name, "fetch") if user_task else playbook.source,
-                    f"tasks.{name}.fetch.local" if user_task else "",
-                    f"found {op.local!r}, {wrong}"
-                    + ("" if user_task else f" (the fetch of task {task.id})"),
-                )
-            )
-    return problems
-
-
-PASSWORD_KEY = ("initial_user", "password_file")
-
-
-MIN_PASSWORD = max(8, MIN_LENGTH)
-"""The initial user's password has at least this many characters: the apps' own minimum, and
-long enough for the masker (engine/report/masking.py) to hide it in every output."""
-
-
-def _short_password(origin: str, path: str) -> list[Problem]:
-    """A problem if the password in ``path`` is not UTF-8 text or too short — its length only,
-    never its text."""
-    try:
-        length = len(Path(path).read_bytes().decode("utf-8").rstrip("\n"))
-    except UnicodeDecodeError as error:
-        return [
-            Problem(
-                origin,
-                "initial_user.password_file",
-                f"the password in {path!r} is not valid UTF-8 (byte {error.start}); expected the "
-                "password as UTF-8 text",
-            )
-        ]
-    except OSError as error:
-        return [Problem(origin, "initial_user.password_file", f"cannot read {path!r}: {error}")]
-    if length >= MIN_PASSWORD:
-        return []
-    return [
-        Problem(
-            origin,
-            "initial_user.password_file",
-            f"found a password of {length} characters in {path!r}; expected at least "
-            f"{MIN_PASSWORD}",
-        )
-    ]
-
-
-def render_directory_problems(playbook) -> list[Problem]:
-    """A problem when the directory the NixOps4 deployment is rendered into cannot be written
-    (the state may live elsewhere, ``--state``, so its check does not cover this one)."""
-    directory = deployment_directory(playbook)
-    reason = cannot_write(directory / MANIFEST, replaced=True)
-    if not reason:
-        return []
-    return [
-        Problem(
-            playbook.origin("deployment", "name"),
-            "deployment.name",
-            f"cannot render the NixOps4 deployment into {directory}: {reason}; expected "
-            f"{directory.parent.parent} to be writable (the deployment is rendered beside the "
-            "playbook, in a directory named after the deployment)",
-        )
-    ]
-
-
-def preflight(project: Project, selection: Selection, options: ExecutionOptions) -> None:
-    """What must hold before any host is touched: the deployer files the selected tasks read
-    and write (:func:`deployer_problems`, all raised at once; ``validate`` checks the same for
-    every task), git to commit the rendered deployment, and nixops4."""
-    tasks = [project.graph.tasks[t] for t in selection.order]
-    problems = deployer_problems(project.playbook, tasks, options.check)
-    if problems:
-        raise PlaybookError(problems)
-    if RENDER_ID in selection and not options.check and shutil.which("git") is None:
-        raise MissingTool(
-            "error: git is not on PATH, and this run renders the NixOps4 deployment into a git "
-            "repository of its own (Nix reads a flake through git). Install git (Debian: apt-get "
-            "install git). Nothing was changed on any host."
-        )
-    if APPLY_ID in selection and not options.check and shutil.which("nixops4") is None:
-        raise MissingTool(
-            "error: nixops4 is not on PATH, and this run ends with `nixops4 apply`. Install "
-            "NixOps4 (see its documentation), or pass --no-apply to prepare the hosts and render "
-            "the deployment without applying it. Nothing was changed on any host."
-        )
 
 
 def run_project(project: Project, request: RunRequest, sinks: Sequence[EventSink]) -> RunOutcome:
@@ -482,6 +327,7 @@ def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOu
         request.options.check,
         request.argv,
         selection=_described(request),
+        deployer=_deployer(project, store),
     )
     everyone: list[EventSink] = [store, *sinks]
     finished: list[TaskFinished] = []
@@ -538,7 +384,7 @@ def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOu
         )
     )
     startup.started()  # the tasks start: the collector back to normal (engine/startup.py)
-    restore = _install_signal_handlers(scheduler)
+    restore = install_signal_handlers(scheduler)
     try:
         statuses = scheduler.run()
     finally:
@@ -560,6 +406,16 @@ def _run_locked(project, request, store, sinks, recap, exit_status_for) -> RunOu
     return RunOutcome(run_id, status, statuses, summary)
 
 
+def _deployer(project: Project, store) -> str:
+    """This deployer, as the state records it: a task on ``local`` done on another one (a
+    teammate's machine, another panel worker, sharing a PostgreSQL state) made its files
+    there, so ``--resume`` runs it again here and a selection that needs it refuses to run
+    without it (``engine.report.state_records.done_elsewhere``)."""
+    from fedi_run.engine.report.state import deployer_identity
+
+    return deployer_identity(store.location.local_directory(project.playbook.source))
+
+
 def _local_directory(store, playbook) -> Path:
     """Where the run keeps its local files (output logs, ACME account keys): the SQLite
     state's directory, or — a PostgreSQL state — ``.fedi-run/`` beside the playbook, made
@@ -576,26 +432,3 @@ def _local_directory(store, playbook) -> Path:
                 f"make {Path(playbook.source).absolute().parent} writable",
             ) from None
     return directory
-
-
-def _install_signal_handlers(scheduler: Scheduler):
-    """SIGINT/SIGTERM stop the scheduler gracefully (the sinks say at once what the run waits
-    for, and how long at most); a SIGINT after a stop was asked stops it at once (the running
-    tasks' connections closed, exit status 130). Returns a function restoring the old
-    handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {}
-
-    def handler(signum, frame) -> None:  # noqa: ARG001
-        again = signum == signal.SIGINT and scheduler.stop_requested
-        scheduler.stop(immediately=again, reason=signal.Signals(signum).name)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous[signum] = signal.signal(signum, handler)
-
-    def restore() -> None:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-    return restore

@@ -23,11 +23,14 @@ def _project(playbook: Path, inventory: Path, apply: bool):
     return load_project(playbook, [inventory], apply=apply)
 
 
-def plan_of(playbook: Path, inventory: Path, state: Path, apply: bool) -> dict:
+def plan_of(playbook: Path, inventory: Path, state: Path | str | None, apply: bool) -> dict:
     """The deploy's plan as :meth:`Plan.to_json` gives it, plus ``text`` (``fedi-run plan``'s
-    rendering), ``hosts`` (those its tasks run on) and ``destructive`` (those tasks)."""
+    rendering), ``hosts`` (those its tasks run on) and ``destructive`` (those tasks). ``state``:
+    the deployment's engine state (a path or a URL), None before its first run."""
     project = _project(playbook, inventory, apply)
-    plan = project.plan(state_path=state if state.exists() else None)
+    if isinstance(state, Path) and not state.exists():
+        state = None
+    plan = project.plan(state_path=state)
     found = plan.to_json()
     found["text"] = plan.render()
     found["hosts"] = sorted({task.host for task in plan.tasks})
@@ -49,6 +52,11 @@ def summary(result: dict) -> str:
     return {"refused": "https refused", "tls-error": "TLS error", "timeout": "timeout"}.get(
         https.get("status", ""), "failing"
     )
+
+
+def unavailable(message: str) -> dict:
+    """The one health result stored when the check could not run: ``problem`` says why."""
+    return {"service": "", "ok": False, "problem": message}
 
 
 def health_of(playbook: Path, inventory: Path, timeout: float = HEALTH_TIMEOUT) -> list[dict]:

@@ -262,7 +262,13 @@ def serve(
     --broker, serve starts one worker of its own (a child process, with the data directory's
     own broker) and stops it when it stops: SIGTERM or SIGINT (Ctrl-C) stops accepting, then
     stops that worker — its run in progress is stopped as its Stop button does and recorded
-    as interrupted. With --broker, stopping serve affects no run."""
+    as interrupted. Killed outright (SIGKILL), serve takes its worker with it: the worker holds
+    a pipe only serve writes to, and stops as on SIGTERM when it closes. With --broker,
+    stopping serve affects no run.
+
+    $FEDI_RUN_PANEL_LIFELINE (for a supervisor): the number of an inherited file descriptor,
+    the read end of a pipe the supervisor keeps the write end of; when it closes (the
+    supervisor ended, however), serve stops as on SIGTERM."""
     from fedi_run.panel.server import check_address, make_server
 
     check_address(host, allow_remote)
@@ -271,9 +277,10 @@ def serve(
     configured = _site(data_dir, allowed, database, broker)
     from django.core.wsgi import get_wsgi_application
 
-    from fedi_run.panel import embedded
+    from fedi_run.panel import embedded, lifeline
     from fedi_run.panel.runs import check_alive
 
+    parent = lifeline.inherited()
     check_alive()
     server = make_server(host, port, get_wsgi_application())
     own = None
@@ -291,6 +298,7 @@ def serve(
     )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        lifeline.watch(parent, "fedi-run panel", SERVE_DEADLINE)  # its EOF: a KeyboardInterrupt
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
@@ -324,19 +332,28 @@ Examples:
 @BROKER
 def worker(data_dir: Path | None, database: str | None, broker: str | None) -> None:
     """Carry out the panel's runs, one at a time, until interrupted (start as many as wanted,
-    on any machine sharing the database, the broker and the data directory).
+    on any machine sharing the database, the broker and the secret key; each keeps its own
+    copies of the files a run needs in its data directory).
 
     SIGTERM or SIGINT stops it: its run in progress is stopped as its Stop button does (the
     running tasks get their grace period), recorded as interrupted, then the worker exits. A
-    worker killed outright leaves its run broken off, for Resume on another worker."""
+    worker killed outright leaves its run broken off, for Resume on another worker.
+
+    $FEDI_RUN_PANEL_LIFELINE (set by `serve` for its own worker, or by a supervisor): the
+    number of an inherited file descriptor, the read end of a pipe whose write end the parent
+    keeps; when it closes (the parent ended, however: kill -9 too) the worker stops as on
+    SIGTERM, and exits at the latest 30 s later. Without it, the worker lives on its own."""
     _no_password_on_command_line(database, broker)
     configured = _site(data_dir, (), database, broker)
-    from fedi_run.panel import queue
+    from fedi_run.panel import embedded, lifeline, queue
     from fedi_run.panel.runs import check_alive
-    from fedi_run.panel.worker import install_shutdown_hook
+    from fedi_run.panel.worker import install_shutdown_hook, sweep_local_files
 
     check_alive()
+    sweep_local_files()
     install_shutdown_hook()
+    # Before Celery's own handlers are in place, SIGTERM ends it at once: no run is taken yet.
+    lifeline.watch(lifeline.inherited(), "fedi-run panel worker", embedded.STOP_WAIT)
     click.echo(
         f"fedi-run panel worker: {queue.worker_name()} taking runs from "
         f"{configured.broker.shown} (data in {configured.data_dir}, database "
@@ -358,6 +375,11 @@ def _no_password_on_command_line(database: str | None, broker: str | None) -> No
     ):
         if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
             refuse_password_on_command_line(option, value, variable)
+
+
+SERVE_DEADLINE = 45.0
+"""Seconds ``serve`` may take to stop once its lifeline has closed: its worker's
+:data:`~fedi_run.panel.embedded.STOP_WAIT`, and the check of its runs after it."""
 
 
 def _interrupt(signum, frame) -> None:

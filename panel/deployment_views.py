@@ -7,14 +7,13 @@ An operator sees and acts on their own deployments only, staff on every one
 token. A deploy is three steps: **Deploy…** starts a ``--check`` run (``runs.start(...,
 check=True)``: it runs on the hosts and changes nothing) and shows the engine's plan beside it;
 once the check has ended, **Confirm: deploy** starts the deploy. The health (the engine's
-``verify``) is checked on request, and once after each deploy when the page is next shown.
+``verify``) is checked by a worker: after each deploy that succeeded, and on request.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -26,7 +25,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from fedi_run.engine.errors import DeploymentBusy, FediRunError
-from fedi_run.panel import checks, runs
+from fedi_run.panel import checks, deployment_files, queue, runs, site
 from fedi_run.panel.access import deployments_of, own_deployment
 from fedi_run.panel.catalog import catalog
 from fedi_run.panel.environments import hosts_used, needed, placement_of
@@ -116,19 +115,11 @@ def _services(deployment: Deployment) -> list[dict]:
     ]
 
 
-def _check_health(deployment: Deployment, after_run: int | None) -> str:
-    """Run ``verify`` now and store its results; "" or why it could not run."""
-    try:
-        found = checks.health_of(runs.playbook_file(deployment), Path(deployment.inventory))
-        problem = ""
-    except FediRunError as error:
-        found, problem = [], error.message
-    Deployment.objects.filter(pk=deployment.pk).update(
-        health=found, health_checked_at=timezone.now(), health_run=after_run
-    )
-    deployment.health, deployment.health_checked_at = found, timezone.now()
-    deployment.health_run = after_run
-    return problem
+def health_pending(deployment: Deployment) -> bool:
+    """A health check was asked for (a button, or a deploy that succeeded) and a worker has
+    not stored its results yet."""
+    asked, checked = deployment.health_requested_at, deployment.health_checked_at
+    return asked is not None and (checked is None or checked < asked)
 
 
 @login_required
@@ -136,19 +127,7 @@ def _check_health(deployment: Deployment, after_run: int | None) -> str:
 def deployment(request: HttpRequest, pk: int) -> HttpResponse:
     """A deployment: its state, services (URL, health), the hosts it uses, its last runs."""
     deployment = own_deployment(request, pk)
-    active = _active(deployment)
-    last = deployment.last_real_run()
-    problem = ""
-    if (
-        active is None
-        and last is not None
-        and last.kind == "run"
-        and last.state == Run.FINISHED
-        and deployment.health_run != last.pk
-        and deployment.state == Deployment.DEPLOYED
-    ):
-        runs.write_playbook(deployment)
-        problem = _check_health(deployment, last.pk)  # once after each deploy
+    problem = next((h["problem"] for h in deployment.health or () if h.get("problem")), "")
     return render(
         request,
         "panel/deployment.html",
@@ -158,8 +137,9 @@ def deployment(request: HttpRequest, pk: int) -> HttpResponse:
             "services": _services(deployment),
             "hosts": hosts_used(deployment),
             "runs": deployment.runs.all()[:5],
-            "active": active,
+            "active": _active(deployment),
             "health_problem": problem,
+            "health_pending": health_pending(deployment),
         },
     )
 
@@ -167,15 +147,21 @@ def deployment(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def health(request: HttpRequest, pk: int) -> HttpResponse:
-    """Check the services' health now (the engine's ``verify``)."""
+    """Check the services' health (the engine's ``verify``): sent to a worker; the page shows
+    the results once it has stored them."""
     deployment = own_deployment(request, pk)
-    runs.write_playbook(deployment)
-    last = deployment.last_real_run()
-    problem = _check_health(deployment, last.pk if last else None)
-    if problem:
-        messages.error(request, f"The health check could not run: {problem}")
+    Deployment.objects.filter(pk=deployment.pk).update(health_requested_at=timezone.now())
+    try:
+        queue.send_health(deployment.pk)
+    except Exception as error:  # noqa: BLE001 - kombu's errors vary with the transport
+        Deployment.objects.filter(pk=deployment.pk).update(health_requested_at=None)
+        messages.error(
+            request,
+            f"The health check could not be queued: the broker ({site.current().broker.shown})"
+            f" cannot be reached: {error}",
+        )
     else:
-        messages.info(request, "Health checked.")
+        messages.info(request, "Health check sent to a worker: its results appear here.")
     return redirect("panel:deployment", pk=deployment.pk)
 
 
@@ -230,12 +216,12 @@ def deploy(request: HttpRequest, pk: int) -> HttpResponse:
         check_run = get_object_or_404(
             Run, pk=int(request.GET["check"]), deployment=deployment, check=True
         )
-    runs.write_playbook(deployment)
     try:
+        ran = deployment.runs.exclude(engine_run_id=None).exists()
         plan = checks.plan_of(
-            runs.playbook_file(deployment),
-            Path(deployment.inventory),
-            runs.state_path(runs.directory(deployment)),
+            deployment_files.write_playbook(deployment),
+            deployment_files.inventory_file(deployment),
+            deployment_files.engine_state(deployment) if ran else None,
             deployment.apply,
         )
         plan_error = ""
@@ -314,9 +300,10 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
         if request.POST.get("confirm") != deployment.name:
             messages.error(request, "Type the deployment's name to confirm the deletion.")
             return redirect("panel:delete", pk=deployment.pk)
-        name, directory = deployment.name, runs.directory(deployment)
+        name, directory = deployment.name, deployment_files.directory(deployment)
+        deployment_files.drop_engine_state(deployment)
         deployment.delete()  # its runs with it
-        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)  # a worker removes its own copy
         messages.success(request, f"Deployment {name} deleted, with its runs and files.")
         return redirect("panel:deployments")
     return render(request, "panel/delete.html", {"deployment": deployment})

@@ -26,11 +26,11 @@ from fedi_run.panel.catalog import catalog
 from fedi_run.panel.environments import (
     check_inventory,
     import_inventory,
+    materialize,
     needed,
     placement,
     render_inventory,
     rows_of,
-    write_inventory,
 )
 from fedi_run.panel.forms import EnvironmentForm, HostFormSet, ImportForm
 from fedi_run.panel.models import Deployment, Environment, EnvironmentHost
@@ -143,7 +143,7 @@ def _save(request, form, hosts, importing) -> bool:
                     "services": list(row.services),
                 },
             )
-        write_inventory(data_dir, environment.key, render_inventory(rows_of(environment), extra))
+        materialize(data_dir, environment)  # this process's copy; others write their own
     return True
 
 

@@ -7,6 +7,8 @@ engine's own loader, imported from an inventory file, and where a deployment's s
 playbook), so an environment is refused for the very problems the command line reports, each
 keyed by the row and field it belongs to. :func:`import_inventory` reads an inventory (such as
 ``fedi-run lab inventory`` prints) into rows and the other tables' text, after the same check.
+:func:`materialize` writes an environment's inventory file in a process's data directory from
+its rows, when it needs it (the rows are the truth; the file a copy).
 :func:`placement` puts each service a deployment runs (its own and those they need) on the
 first host of the environment that may carry it.
 """
@@ -188,11 +190,24 @@ def inventory_path(data_dir: Path, key: str) -> Path:
     return paths.private_dir(Path(data_dir) / "environments" / key) / INVENTORY_FILE
 
 
-def write_inventory(data_dir: Path, key: str, text: str) -> Path:
-    """Write an environment's inventory (0600) where its deployments' runs read it."""
+def inventory_text(environment) -> str:
+    """The inventory TOML of an :class:`~fedi_run.panel.models.Environment`'s rows."""
+    return render_inventory(rows_of(environment), environment.extra)
+
+
+def materialize(data_dir: Path, environment) -> Path:
+    """The environment's inventory file in ``data_dir``, (re)written (0600) from its rows when
+    it is missing or differs: every process writes its own from the database."""
     from fedi_run.panel import paths
 
-    return paths.write_private(inventory_path(data_dir, key), text)
+    path = inventory_path(data_dir, environment.key)
+    text = inventory_text(environment)
+    try:
+        if path.read_text() == text:
+            return path
+    except OSError:
+        pass
+    return paths.write_private(path, text)
 
 
 def needed(services: Iterable[str], needs: Mapping[str, Sequence[str]]) -> tuple[str, ...]:

@@ -8,9 +8,10 @@ initial user, and whether the run ends with ``nixops4 apply``. Every problem is 
 round: the form's own checks and the engine's (:meth:`DeploymentForm.clean` writes the playbook
 the deployment would have and loads it with its environment's inventory,
 :func:`fedi_run.panel.playbooks.check`), each beside its field. The initial user's password is
-never rendered back: typed once, it is kept across a round of errors in a 0600 file of the data
-directory named by a random token the form carries (:class:`PendingPasswords`), and
-:meth:`DeploymentForm.save` moves it to the deployment's 0600 file. The name is fixed once the
+never rendered back: typed once, it is kept across a round of errors sealed in the operator's
+session under a random token the form carries (:class:`PendingPasswords`), and
+:meth:`DeploymentForm.save` stores it sealed with the deployment
+(:mod:`fedi_run.panel.initial_password`). The name is fixed once the
 deployment was deployed (it names the NixOps4 deployment and the engine's state).
 
 :class:`EnvironmentForm` and :data:`HostFormSet` — an environment's name, users, other
@@ -26,12 +27,13 @@ import time
 from django import forms
 from django.contrib.auth import get_user_model
 
-from fedi_run.panel import paths, runs, site
+from fedi_run.engine.errors import SecretUnreadable
+from fedi_run.panel import deployment_files, sealing, site
 from fedi_run.panel.catalog import catalog
 from fedi_run.panel.environments import (
     HOST_FIELDS,
     HostRow,
-    inventory_path,
+    materialize,
     needed,
     placement,
     rows_of,
@@ -40,54 +42,50 @@ from fedi_run.panel.models import Deployment, Environment, EnvironmentHost
 from fedi_run.panel.playbooks import NON_FIELD, check
 
 MIN_PASSWORD = 8
-PENDING = "pending-passwords"
 PENDING_MAX_AGE = 3600.0
 """Seconds a password typed in a form with errors is kept for the next round."""
 
 
 class PendingPasswords:
-    """Passwords typed in a form that had errors, kept for the next round: each in a 0600 file
-    ``<data dir>/pending-passwords/<token>`` (32 hex digits), and its token in the operator's
-    session too, so only that session can claim it. Files older than an hour are removed."""
+    """Passwords typed in a form that had errors, kept for the next round: sealed
+    (:mod:`fedi_run.panel.sealing`) in the operator's session — which is in the database, so
+    any web process serves the next round — under a random token the form carries, so only
+    that session can claim it. Those older than an hour are dropped."""
 
     TOKEN = re.compile(r"[0-9a-f]{32}")
+    KEY = "pending_passwords"
 
     def __init__(self, session):
         self.session = session
-        self.directory = paths.private_dir(site.current().data_dir / PENDING)
 
     def keep(self, password: str) -> str:
-        self._expire()
         token = secrets.token_hex(16)
-        paths.write_private(self.directory / token, password)
-        self.session["pending_passwords"] = [*self.session.get("pending_passwords", []), token]
+        kept = self._fresh()
+        kept[token] = [time.time(), sealing.seal(password)]
+        self.session[self.KEY] = kept
         return token
 
     def get(self, token: str) -> str:
         """The password kept under ``token`` for this session; "" when there is none."""
-        if not self.TOKEN.fullmatch(token or "") or token not in self.session.get(
-            "pending_passwords", []
-        ):
+        found = self._fresh().get(token) if self.TOKEN.fullmatch(token or "") else None
+        if found is None:
             return ""
         try:
-            return (self.directory / token).read_text()
-        except OSError:
+            return sealing.unseal(found[1], "a password typed in the form")
+        except SecretUnreadable:
             return ""
 
     def drop(self, token: str) -> None:
-        if self.TOKEN.fullmatch(token or ""):
-            (self.directory / token).unlink(missing_ok=True)
-            kept = [t for t in self.session.get("pending_passwords", []) if t != token]
-            self.session["pending_passwords"] = kept
+        kept = self._fresh()
+        if kept.pop(token or "", None) is not None or self.KEY in self.session:
+            self.session[self.KEY] = kept
 
-    def _expire(self) -> None:
+    def _fresh(self) -> dict:
+        kept = self.session.get(self.KEY)
+        if not isinstance(kept, dict):
+            return {}
         now = time.time()
-        for path in self.directory.iterdir():
-            try:
-                if now - path.stat().st_mtime > PENDING_MAX_AGE:
-                    path.unlink()
-            except OSError:
-                pass
+        return {t: v for t, v in kept.items() if now - float(v[0]) <= PENDING_MAX_AGE}
 
 
 def environments_for(user):
@@ -109,7 +107,7 @@ class DeploymentForm(forms.ModelForm):
         strip=False,
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Typed once, kept only in a file readable by the panel alone (mode 0600), "
+        help_text="Typed once, kept only sealed (encrypted with the panel's secret key), "
         "never shown again.",
     )
     password_token = forms.CharField(required=False, widget=forms.HiddenInput)
@@ -278,8 +276,8 @@ class DeploymentForm(forms.ModelForm):
             initial_email=value("initial_email"),
         )
         workdir = site.current().data_dir
-        spec = runs.spec_of(candidate, password=workdir / "initial-user-password")
-        inventory = inventory_path(workdir, environment.key)
+        spec = deployment_files.spec_of(candidate, password=workdir / "initial-user-password")
+        inventory = materialize(workdir, environment)
         for problem in check(spec, inventory, workdir):
             field = "environment" if problem.field == "inventory" else problem.field
             self._add(field, problem.message)
@@ -334,14 +332,12 @@ class DeploymentForm(forms.ModelForm):
         deployment = super().save(commit=False)
         deployment.owner = self.owner
         deployment.services = list(self.cleaned_data.get("services") or ())
-        environment = self.cleaned_data["environment"]
-        deployment.inventory = str(inventory_path(site.current().data_dir, environment.key))
-        deployment.save()
+        deployment.inventory = ""  # its environment's rows are its inventory
         if self.cleaned_data.get("password"):
-            runs.write_password(deployment, self.cleaned_data["password"])
+            deployment.initial_password_sealed = sealing.seal(self.cleaned_data["password"])
+        deployment.save()
         if self.pending is not None:
             self.pending.drop(self.data.get(self.add_prefix("password_token"), ""))
-        runs.write_playbook(deployment)
         return deployment
 
 

@@ -6,12 +6,15 @@ An :class:`Environment` is an inventory of hosts a provider's staff define, each
 the panel writes its inventory TOML from these rows (:mod:`fedi_run.panel.environments`), and
 the engine's loader validates it, as ``fedi-run -i`` would.
 
-A :class:`Deployment` holds what the form asks for — never the initial user's password, which
-lives only in a 0600 file in the deployment's directory (:mod:`fedi_run.panel.paths`). A
+A :class:`Deployment` holds what the form asks for; the initial user's password only sealed
+(:mod:`fedi_run.panel.sealing`: the database never holds it in clear, nor the key). A
 :class:`Run` is one deploy or teardown as the panel started it: while it runs, its live state
-is in memory (:mod:`fedi_run.panel.live`); when it ends, its tasks, recap and masked log are
-stored here. The engine keeps its own record in the deployment's state database
-(``engine_run_id`` points there).
+is in memory (:mod:`fedi_run.panel.live`) and its output in :class:`RunEvent` rows; when it
+ends, its tasks, recap, masked log and each task's masked output (:class:`StoredTaskOutput`) are
+stored here — whatever a web process shows of a run is in the database, never in a worker's
+files. The engine keeps its own record in the deployment's engine state (``engine_run_id``
+points there): a schema of this database when the panel's database is PostgreSQL
+(``Deployment.engine_state``), else an SQLite file in the data directory.
 """
 
 from __future__ import annotations
@@ -78,8 +81,14 @@ class EnvironmentHost(models.Model):
 
 class Deployment(models.Model):
     """One deployment of one operator: the values its playbook is written from. ``inventory``
-    is the path of its environment's generated inventory (set by the panel, never typed);
-    ``health`` the last ``verify`` results (``health_run``: the deploy they followed)."""
+    is, for a deployment made before environments, the path of its inventory file (one with
+    an environment has its inventory written from the environment's rows wherever it is
+    needed); ``health`` the last ``verify`` results (``health_run``: the deploy they followed;
+    ``health_requested_at``: a check asked for, on the queue); ``initial_password_sealed``
+    the initial user's password, sealed; ``engine_state`` where the engine keeps this
+    deployment's state: ``"postgresql"`` (a schema of the panel's PostgreSQL database),
+    ``"sqlite"`` (its directory's ``.fedi-run/state.db``), or ``""`` until its first run
+    decides (:mod:`fedi_run.panel.deployment_files`)."""
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="deployments"
@@ -105,6 +114,9 @@ class Deployment(models.Model):
     health = models.JSONField(default=list, blank=True)
     health_checked_at = models.DateTimeField(null=True, blank=True)
     health_run = models.IntegerField(null=True, blank=True)
+    health_requested_at = models.DateTimeField(null=True, blank=True)
+    initial_password_sealed = models.TextField(blank=True, default="")
+    engine_state = models.CharField(max_length=16, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -213,18 +225,10 @@ class Run(models.Model):
     @property
     def result(self) -> str:
         """A short result: ``queued``, ``running``, ``done``, ``failed (exit 1)``,
-        ``interrupted``, ``could not run``, ``broken off``."""
-        if self.state in (self.QUEUED, self.RUNNING):
-            return self.state
-        if self.state == self.ERROR:
-            return "could not run"
-        if self.state == self.BROKEN:
-            return "broken off"
-        if self.exit_status == 0:
-            return "done"
-        if self.exit_status == 130:
-            return "interrupted"
-        return f"failed (exit {self.exit_status})"
+        ``interrupted``, ``could not run``, ``broken off`` (:func:`run_display.shown`)."""
+        from fedi_run.panel.run_display import shown_run
+
+        return shown_run(self).label
 
 
 class RunEvent(models.Model):
@@ -243,3 +247,27 @@ class RunEvent(models.Model):
         constraints = (
             models.UniqueConstraint(fields=("run", "number"), name="one_event_number_per_run"),
         )
+
+
+class StoredTaskOutput(models.Model):
+    """What one task of an ended run printed, masked, as the engine's log of it says (its last
+    256 KiB; ``size``: the whole log's bytes): stored by the worker with the run's record, so
+    any web process shows it."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="outputs")
+    task = models.CharField(max_length=500)
+    text = models.TextField(blank=True, default="")
+    size = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ("run", "id")
+        constraints = (
+            models.UniqueConstraint(fields=("run", "task"), name="one_output_per_task_of_run"),
+        )
+
+
+class KeyCheck(models.Model):
+    """One row: a known text sealed under the panel's key by its first process, so that a
+    process given another key is refused at start (:func:`fedi_run.panel.sealing.check_key`)."""
+
+    sealed = models.TextField()

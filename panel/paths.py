@@ -4,14 +4,19 @@ The data directory (``--data-dir``, else ``$FEDI_RUN_PANEL_DIR``, else
 ``~/.local/share/fedi-run/panel``) is mode 0700 and holds:
 
 ================================  ==============================================================
-``secret-key``                    Django's SECRET_KEY, generated once (0600)
-``panel.sqlite3``                 the panel's database: users, sessions, deployments, runs (0600)
+``secret-key``                    the panel's secret key, generated once (0600), unless
+                                  ``$FEDI_RUN_PANEL_SECRET_KEY`` gives it
+``panel.sqlite3``                 the panel's database when it is SQLite (0600)
+``environments/<key>/``           an environment's ``inventory.toml``, written from its rows
 ``deployments/<key>/``            one directory per deployment (0700):
-``  playbook.toml``               the playbook the panel writes from the deployment's form
-``  initial-user-password``       the initial user's password, as typed once (0600)
-``  .fedi-run/state.db``          the engine's state database (and its lock, its rendering)
+``  playbook.toml``               written from the deployment's row
+``  initial-user-password``       the initial user's password, only while a run needs it (0600)
+``  .fedi-run/``                  the engine's local files (its SQLite state when the panel is
+                                  on SQLite, output logs, rendering, ACME account key)
 ================================  ==============================================================
 
+Each file is written from the database by the process that needs it
+(:mod:`fedi_run.panel.deployment_files`): processes on different machines share no file.
 Every function here creates directories 0700 and files 0600 whatever the umask, and raises
 :class:`~fedi_run.engine.errors.DataDirError` naming the path when it cannot.
 """
@@ -27,6 +32,7 @@ from fedi_run.engine.private_files import make_private_dirs, write_atomically
 
 ENVIRONMENT = "FEDI_RUN_PANEL_DIR"
 SECRET_KEY_FILE = "secret-key"
+SECRET_KEY_ENVIRONMENT = "FEDI_RUN_PANEL_SECRET_KEY"
 DATABASE_FILE = "panel.sqlite3"
 DEPLOYMENTS = "deployments"
 PLAYBOOK_FILE = "playbook.toml"
@@ -81,8 +87,20 @@ def touch_private(path: Path) -> Path:
 
 
 def secret_key(data_dir: Path) -> str:
-    """Django's SECRET_KEY: read from ``<data dir>/secret-key``, generated there (0600) the
-    first time."""
+    """The panel's secret key (Django's SECRET_KEY, and the key of what it seals in its
+    database, :mod:`fedi_run.panel.sealing`): ``$FEDI_RUN_PANEL_SECRET_KEY`` when set (50
+    characters or more: every process of a panel on several machines is given the same), else
+    read from ``<data dir>/secret-key``, generated there (0600) the first time."""
+    given = os.environ.get(SECRET_KEY_ENVIRONMENT, "")
+    if given:
+        if len(given.strip()) < 50:
+            raise DataDirError(
+                f"error: {SECRET_KEY_ENVIRONMENT} holds {len(given.strip())} characters; "
+                "expected a secret key of 50 characters or more (such as `python3 -c 'import "
+                "secrets; print(secrets.token_urlsafe(64))'` prints), the same for every web "
+                "and worker process of the panel"
+            )
+        return given.strip()
     path = Path(data_dir) / SECRET_KEY_FILE
     try:
         existing = path.read_text().strip()

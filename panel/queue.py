@@ -1,6 +1,7 @@
 """The task queue between the web processes and the workers: Celery, configured in code.
 
-A web process only *sends* a run (:func:`send_run`: the Run row's pk, nothing else); a
+A web process only *sends* a run (:func:`send_run`: the Run row's pk, nothing else) or a
+health check (:func:`send_health`: the deployment's pk); a
 ``fedi-run panel worker`` process takes runs one at a time (:func:`work`) and carries each out
 (:func:`fedi_run.panel.worker.carry_out`). The settings that matter for runs:
 
@@ -23,6 +24,7 @@ import socket
 from fedi_run.panel import site
 
 RUN_TASK = "fedi_run.panel.run"
+HEALTH_TASK = "fedi_run.panel.health"
 QUEUE = "fedi-run-panel"
 
 _app = None
@@ -64,6 +66,12 @@ def app():
 
         carry_out(run_pk)
 
+    @celery.task(name=HEALTH_TASK, ignore_result=True)
+    def health(deployment_pk: int) -> None:
+        from fedi_run.panel.worker import check_health
+
+        check_health(deployment_pk)
+
     _app = celery
     return celery
 
@@ -71,9 +79,19 @@ def app():
 def send_run(run_pk: int) -> None:
     """Put the run on the queue (a few retries if the broker is not reachable; then the
     broker's error is raised)."""
+    _send(RUN_TASK, run_pk)
+
+
+def send_health(deployment_pk: int) -> None:
+    """Put a health check (the engine's ``verify``) of the deployment on the queue (retried
+    as :func:`send_run`)."""
+    _send(HEALTH_TASK, deployment_pk)
+
+
+def _send(task: str, pk: int) -> None:
     app().send_task(
-        RUN_TASK,
-        args=[run_pk],
+        task,
+        args=[pk],
         queue=QUEUE,
         retry=True,
         retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},

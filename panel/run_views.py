@@ -10,8 +10,6 @@ deploy left to do: its failed, skipped and never-run tasks), ``only=(task,)`` th
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -20,8 +18,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from fedi_run.engine.errors import DeploymentBusy
-from fedi_run.panel import run_display, runs
-from fedi_run.panel.models import Deployment, Run
+from fedi_run.panel import deployment_files, run_display, runs
+from fedi_run.panel.initial_password import secrets_of
+from fedi_run.panel.models import Deployment, Run, StoredTaskOutput
 from fedi_run.panel.rerun import plan_rerun
 from fedi_run.panel.task_output import TaskOutput, find_task, task_output
 from fedi_run.panel.views import _own_run, _progress_data
@@ -78,21 +77,16 @@ def resume(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
     return _begin(request, deployment, resume=True)
 
 
-def _state_dir(deployment: Deployment) -> Path:
-    return runs.state_path(runs.directory(deployment)).parent
-
-
-def _secrets(deployment: Deployment) -> tuple[str, ...]:
-    try:
-        return (runs.password_file(deployment).read_text().rstrip("\n"),)
-    except OSError:
-        return ()
+def _stored(record: Run, task: str) -> tuple[str, int] | None:
+    """The task's output the worker stored with the ended run, if any."""
+    found = StoredTaskOutput.objects.filter(run=record, task=task).values_list("text", "size")
+    return found.first()
 
 
 def _task_of(request: HttpRequest, pk: int, run_pk: int, task: str):
     deployment, record = _own_run(request, pk, run_pk)
     data = _progress_data(record, 0)
-    found = task_output(data, task, _state_dir(deployment), _secrets(deployment))
+    found = task_output(data, task, _stored(record, task), secrets_of(deployment))
     if found is None:
         raise Http404(f"no task {task} in this run")
     return deployment, record, data, found
@@ -128,10 +122,8 @@ def task(request: HttpRequest, pk: int, run_pk: int, task: str) -> HttpResponse:
     plan = None
     if can_rerun(record, data):
         plan = plan_rerun(
-            runs.playbook_file(deployment)
-            if runs.playbook_file(deployment).exists()
-            else runs.write_playbook(deployment),
-            Path(deployment.inventory),
+            deployment_files.write_playbook(deployment),
+            deployment_files.inventory_file(deployment),
             deployment.apply,
             task,
         )

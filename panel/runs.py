@@ -9,83 +9,27 @@ applies (a run of the same deployment from the command line makes the panel's ru
 the engine's ``LockHeld`` message). :func:`request_stop` is the Stop button;
 :func:`check_alive` marks the runs of dead workers as broken off.
 
-The deployment's files (playbook, password, the engine's state database ``.fedi-run/state.db``)
-are in the data directory, which every process of the panel shares.
+Nothing here writes a file: what a run needs travels in the database, and the worker writes
+its own copies (:mod:`fedi_run.panel.deployment_files`).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
 
 from fedi_run.engine.errors import DeploymentBusy
-from fedi_run.panel import paths, site
-from fedi_run.panel.catalog import catalog
-from fedi_run.panel.environments import placement_of
+from fedi_run.panel import site
 from fedi_run.panel.models import Deployment, Run
-from fedi_run.panel.playbooks import DeploymentSpec, InitialUser, render_playbook
 from fedi_run.panel.worker import HEARTBEAT
 
 _log = logging.getLogger("fedi_run.panel")
 KINDS = ("run", "teardown")
 BROKEN_AFTER = 10 * HEARTBEAT
 """Seconds without a heartbeat after which a running run is broken off (its worker is gone)."""
-
-
-def directory(deployment: Deployment) -> Path:
-    """The deployment's directory in the data directory (created 0700)."""
-    return paths.deployment_dir(site.current().data_dir, deployment.key)
-
-
-def password_file(deployment: Deployment) -> Path:
-    """Where the deployment's initial user password is kept (0600)."""
-    return directory(deployment) / paths.PASSWORD_FILE
-
-
-def playbook_file(deployment: Deployment) -> Path:
-    """The deployment's ``playbook.toml``, written by :func:`write_playbook`."""
-    return directory(deployment) / paths.PLAYBOOK_FILE
-
-
-def state_path(deployment_directory: Path) -> Path:
-    """The engine's state database of a deployment (``--state``): in its directory, where the
-    command line would look for it too (``.fedi-run/state.db`` beside the playbook)."""
-    return deployment_directory / ".fedi-run" / "state.db"
-
-
-def spec_of(deployment: Deployment, password: Path | None = None) -> DeploymentSpec:
-    """The deployment as a :class:`DeploymentSpec`."""
-    known = catalog()
-    return DeploymentSpec(
-        name=deployment.name,
-        domain=deployment.domain,
-        services=tuple(s for s in deployment.services if s in known.service_names()),
-        known=known.service_names(),
-        initial_user=InitialUser(
-            deployment.initial_username,
-            deployment.initial_display_name,
-            deployment.initial_email,
-            password or password_file(deployment),
-        ),
-        acme_email=deployment.acme_email,
-        acme_accept_terms=deployment.acme_accept_terms,
-        acme=known.acme,
-        placement=tuple(placement_of(deployment).items()),
-    )
-
-
-def write_playbook(deployment: Deployment) -> Path:
-    """(Re)write the deployment's ``playbook.toml`` (0600) from its current values."""
-    return paths.write_private(playbook_file(deployment), render_playbook(spec_of(deployment)))
-
-
-def write_password(deployment: Deployment, password: str) -> Path:
-    """Keep the initial user's password in its 0600 file — the only place it is stored."""
-    return paths.write_private(password_file(deployment), password + "\n")
 
 
 def start(

@@ -171,8 +171,17 @@ MIGRATION_LOCK = 0x66656469  # "fedi": PostgreSQL advisory lock key while migrat
 
 
 def migrate() -> None:
-    """Create or update the panel's tables (quietly). Web and worker processes starting at
-    once take turns: a PostgreSQL advisory lock, or an flock in the data directory."""
+    """Create or update the panel's tables (quietly), then check this process's secret key
+    against the database's (:func:`fedi_run.panel.sealing.check_key`: another key is refused,
+    exit 2). Web and worker processes starting at once take turns: a PostgreSQL advisory
+    lock, or an flock in the data directory."""
+    _migrate()
+    from fedi_run.panel.sealing import check_key
+
+    check_key()
+
+
+def _migrate() -> None:
     import fcntl
 
     from django.core.management import call_command

@@ -5,10 +5,12 @@ live run while it goes, the stored record after) and gives a :class:`TaskOutput`
 
 * while the run goes, the output is what the task printed so far, from the live data's output
   chunks of that task (``source="live"``);
-* once it ended (or when the live data has none), the output is the engine's own log of the
-  task, ``<state dir>/logs/<engine run id>/<task>.log`` (:mod:`fedi_run.engine.report.output_log`,
-  masked by the engine), its last :data:`TAIL_BYTES` bytes under a note saying how much came
-  before (``source="log"``); a task that printed nothing has no log (``source="none"``).
+* once it ended (or when the live data has none), the output is what the worker stored of the
+  engine's own log of the task when the run ended (``stored``: the text, its whole size — the
+  last :data:`TAIL_BYTES` bytes of ``<engine dir>/logs/<engine run id>/<task>.log``,
+  :mod:`fedi_run.engine.report.output_log`, masked by the engine and the worker), under a note
+  saying how much came before (``source="log"``); a task that printed nothing has none
+  (``source="none"``). No web process reads a worker's files.
 
 Whatever the source, the text is masked once more with the deployment's initial user's
 password (as :class:`~fedi_run.panel.sink.PanelSink` masks the live output), so nothing the
@@ -21,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedi_run.engine.report.masking import Masker
-from fedi_run.engine.report.output_log import log_path
 
 TAIL_BYTES = 256 * 1024
 """The most of a task's log the page shows (its end)."""
@@ -60,10 +61,14 @@ def find_task(data: dict, task_id: str) -> dict | None:
 
 
 def task_output(
-    data: dict, task_id: str, state_dir: Path, secrets: tuple[str, ...] = ()
+    data: dict,
+    task_id: str,
+    stored: tuple[str, int] | None,
+    secrets: tuple[str, ...] = (),
 ) -> TaskOutput | None:
     """The task ``task_id`` of the run whose progress data is ``data`` (None: no such task).
-    ``state_dir`` is the deployment's engine state directory, ``secrets`` masked in the text."""
+    ``stored`` is the task's stored output (its text and the log's whole size; None: none),
+    ``secrets`` masked in the text."""
     task = find_task(data, task_id)
     if task is None:
         return None
@@ -75,9 +80,11 @@ def task_output(
             if c.get("task") == task_id and c.get("stream") != "event"
         )
         source = "live" if text else "none"
-    if not text and data.get("engine_run_id") is not None:
-        text = _read_log(log_path(state_dir, data["engine_run_id"], task_id))
-        source = "log" if text else "none"
+    if not text and stored is not None and stored[0]:
+        text, size = stored
+        if size > TAIL_BYTES:
+            text = f"[… {size - TAIL_BYTES} earlier bytes not kept]\n" + text
+        source = "log"
     return TaskOutput(
         id=task_id,
         host=task.get("host") or "",
@@ -90,18 +97,17 @@ def task_output(
     )
 
 
-def _read_log(path: Path) -> str:
+def read_log(path: Path) -> tuple[str, int]:
+    """The last :data:`TAIL_BYTES` of the log at ``path`` (decoded, never failing on a broken
+    character) and the log's whole size; ``("", 0)`` when there is none."""
     try:
         with open(path, "rb") as log:
             size = log.seek(0, 2)
             log.seek(max(size - TAIL_BYTES, 0))
             tail = log.read()
     except OSError:  # no log: the task printed nothing (or the run's logs were removed)
-        return ""
-    text = tail.decode("utf-8", errors="replace")
-    if size > TAIL_BYTES:
-        return f"[… {size - TAIL_BYTES} earlier bytes in {path}]\n" + text
-    return text
+        return "", 0
+    return tail.decode("utf-8", errors="replace"), size
 
 
 def _mask(text: str, secrets: tuple[str, ...]) -> str:

@@ -160,20 +160,6 @@ def _progress_data(record: Run, after: int) -> dict:
     else:
         data["log"] = record.log
         data["apply_output"] = record.apply_output
-    data["result"] = _result(data)
-    data.update(run_display.page_fields(data))  # tone, label, number, error_text, advice (P2)
+    data.update(run_display.page_fields(data))  # tone, label, number, error_text, advice
+    data["result"] = data["label"]
     return data
-
-
-def _result(data: dict) -> str:
-    if data["state"] == Run.QUEUED:
-        return "queued"
-    if data["state"] == Run.BROKEN:
-        return "broken off"
-    if data["error"]:
-        return "could not run"
-    if not data["finished"] or data["exit_status"] is None:
-        return "running"
-    return {0: "done", 130: "interrupted"}.get(
-        data["exit_status"], f"failed (exit {data['exit_status']})"
-    )

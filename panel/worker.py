@@ -3,18 +3,23 @@ Python API — the CLI is never called.
 
 :func:`carry_out` takes a queued :class:`~fedi_run.panel.models.Run` (a run that is no longer
 queued — stopped before a worker took it — is left alone), marks it running with this worker's
-name, host and pid, then runs the engine in a thread of its own (so the engine installs no
-signal handler: the worker's stay Celery's) while the worker's thread watches it every
-:data:`WATCH` seconds: it writes what is new (output chunks as :class:`RunEvent` rows, task
-states, the engine's run id) into the database, refreshes the heartbeat every
+name, host and pid, writes in its own data directory what the run needs, from the database
+(:mod:`fedi_run.panel.deployment_files`: the playbook, the environment's inventory, the initial
+user's password for the run only), then runs the engine in a thread of its own (so the engine
+installs no signal handler: the worker's stay Celery's) while the worker's thread watches it
+every :data:`WATCH` seconds: it writes what is new (output chunks as :class:`RunEvent` rows,
+task states, the engine's run id) into the database, refreshes the heartbeat every
 :data:`HEARTBEAT` seconds, and passes a Stop pressed on any web process (``stop_requested_by``)
 or the worker's own shutdown (SIGTERM, SIGINT) to the engine as ``RunRequest.stop``. When the
-engine returns, the run's record (state, exit status, recap, masked log) is stored in its Run
-row and its events deleted, in one transaction.
+engine returns, the password file is removed, and the run's record (state, exit status, recap,
+masked log, each task's masked output from the engine's logs) is stored in the database and
+its events deleted, in one transaction. After a deploy that applied and succeeded, a health
+check (:func:`check_health`, the engine's ``verify``) is queued for any worker.
 
 A worker killed mid-run writes nothing more: its run is marked broken off by whoever looks next
-(:func:`fedi_run.panel.runs.check_alive`), the engine's locks (flocks) are released by the
-kernel with the process, and the engine's state database says how far it got.
+(:func:`fedi_run.panel.runs.check_alive`), the engine's locks (flocks; PostgreSQL's advisory
+lock, with the connection) are released with the process, and the engine's state says how far
+it got. A worker starting removes what a killed one left (:func:`sweep_local_files`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 import socket
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +37,9 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.utils import timezone
 
 from fedi_run.engine.errors import FediRunError
+from fedi_run.panel import deployment_files
 from fedi_run.panel.live import LiveRun
-from fedi_run.panel.models import Run, RunEvent
+from fedi_run.panel.models import Deployment, Run, RunEvent, StoredTaskOutput
 from fedi_run.panel.sink import PanelSink
 
 _log = logging.getLogger("fedi_run.panel")
@@ -49,7 +56,9 @@ stopped as its Stop button does."""
 
 @dataclass(frozen=True)
 class RunJob:
-    """What the engine's thread needs: plain values, no model instances."""
+    """What the engine's thread needs: plain values, no model instances. ``state`` is the
+    engine's ``--state`` (a path or a ``postgresql://`` URL), ``engine_dir`` where it keeps the
+    run's local files (its per-task output logs among them)."""
 
     run_pk: int
     deployment: str
@@ -60,8 +69,8 @@ class RunJob:
     check: bool
     resume: bool
     only: tuple[str, ...]
-    password_file: Path
-    state_path: Path
+    state: Path | str
+    engine_dir: Path
 
 
 def _on_shutdown(**_kwargs) -> None:
@@ -77,7 +86,7 @@ def install_shutdown_hook() -> None:
 
 def carry_out(run_pk: int) -> None:
     """Carry out the queued run ``run_pk`` (see the module's docstring)."""
-    from fedi_run.panel import queue, runs
+    from fedi_run.panel import queue
 
     close_old_connections()
     claimed = Run.objects.filter(pk=run_pk, state=Run.QUEUED).update(
@@ -90,42 +99,120 @@ def carry_out(run_pk: int) -> None:
     if not claimed:
         _log.info("run %s is no longer queued: left alone", run_pk)
         return
-    run = Run.objects.select_related("deployment").get(pk=run_pk)
+    run = Run.objects.select_related("deployment", "deployment__environment").get(pk=run_pk)
     live = LiveRun(run.pk, run.deployment_id, run.kind)
-    try:
-        deployment = run.deployment
-        job = RunJob(
-            run.pk,
-            deployment.name,
-            run.kind,
-            runs.write_playbook(deployment),
-            Path(deployment.inventory),
-            run.apply,
-            bool(getattr(run, "check", False)),
-            run.resume,
-            tuple(run.only),
-            runs.password_file(deployment),
-            runs.state_path(runs.directory(deployment)),
+    with ExitStack() as held:
+        try:
+            password = held.enter_context(deployment_files.password_written(run.deployment))
+            job = _job(run)
+        except Exception as error:  # noqa: BLE001 - the data directory, the key, or a bug
+            if not isinstance(error, FediRunError):
+                _log.exception("run %s could not be prepared", run_pk)
+            message = error.message if isinstance(error, FediRunError) else str(error)
+            live.fail(f"error: the run could not be prepared: {message}")
+            _store(run_pk, live, ())
+            return
+        sink = PanelSink(live, [password] if password else [])
+        engine = threading.Thread(
+            target=_engine, args=(job, live, sink), daemon=True, name=f"fedi-run run {run_pk}"
         )
-    except Exception as error:  # noqa: BLE001 - the data directory or a bug: shown and logged
-        _log.exception("run %s could not be prepared", run_pk)
-        live.fail(f"error: the run could not be prepared: {error}")
-        _store(run_pk, live)
-        return
-    sink = PanelSink(live, _secrets(job))
-    engine = threading.Thread(
-        target=_engine, args=(job, live, sink), daemon=True, name=f"fedi-run run {run_pk}"
-    )
-    engine.start()
-    _watch(run_pk, live, engine)
-    _store(run_pk, live)
+        engine.start()
+        _watch(run_pk, live, engine)
+    deployed = run.kind == "run" and not run.check and live.snapshot()["exit_status"] == 0
+    applied = deployed and run.apply  # a run without the apply deployed no service to check
+    outputs = task_outputs(job.engine_dir, live.snapshot(), sink.mask)
+    _store(run_pk, live, outputs, health_of=run.deployment_id if applied else None)
+    if applied:
+        _queue_health(run.deployment_id)
 
 
-def _secrets(job: RunJob) -> list[str]:
+def _queue_health(deployment_pk: int) -> None:
+    """Queue the health check after a deploy (any free worker takes it, after the runs queued
+    before it); a broker that cannot be reached: no check, and the page says none is pending."""
+    from fedi_run.panel import queue
+
     try:
-        return [job.password_file.read_text().rstrip("\n")]
-    except OSError:
-        return []
+        queue.send_health(deployment_pk)
+    except Exception as error:  # noqa: BLE001 - kombu's errors vary with the transport
+        _log.error("deployment %s: cannot queue its health check: %s", deployment_pk, error)
+        Deployment.objects.filter(pk=deployment_pk).update(health_requested_at=None)
+
+
+def _job(run: Run) -> RunJob:
+    deployment = run.deployment
+    return RunJob(
+        run.pk,
+        deployment.name,
+        run.kind,
+        deployment_files.write_playbook(deployment),
+        deployment_files.inventory_file(deployment),
+        run.apply,
+        bool(run.check),
+        run.resume,
+        tuple(run.only),
+        deployment_files.engine_state(deployment),
+        deployment_files.engine_dir(deployment),
+    )
+
+
+def sweep_local_files() -> int:
+    """At a worker's start: remove from its data directory what the database no longer
+    needs there — the directories of deleted deployments, and an initial user's password file
+    a killed worker left behind (a copy: the password is sealed in the database; for a
+    deployment with no run queued or running). Returns how many were removed."""
+    import shutil
+
+    from fedi_run.panel import paths, site
+
+    base = Path(site.current().data_dir) / paths.DEPLOYMENTS
+    if not base.is_dir():
+        return 0
+    local = {path.name: path for path in base.iterdir() if path.is_dir()}
+    found = Deployment.objects.filter(key__in=list(local))
+    known = set(found.values_list("key", flat=True))
+    sealed = set(found.exclude(initial_password_sealed="").values_list("key", flat=True))
+    busy = set(
+        Run.objects.filter(state__in=Run.ACTIVE, deployment__key__in=list(known)).values_list(
+            "deployment__key", flat=True
+        )
+    )
+    removed = 0
+    for key, path in local.items():
+        if key not in known:
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        elif key in sealed and key not in busy and (path / paths.PASSWORD_FILE).exists():
+            (path / paths.PASSWORD_FILE).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def check_health(deployment_pk: int, after_run: int | None = None) -> None:
+    """The engine's ``verify`` of the deployment's services, stored in its row (``health``,
+    ``health_checked_at``, ``health_run``: the deploy it followed, else the last one); a
+    problem loading the deployment is stored as its one result. Nothing on a host changes."""
+    from fedi_run.panel import checks
+
+    close_old_connections()
+    deployment = Deployment.objects.select_related("environment").filter(pk=deployment_pk).first()
+    if deployment is None:
+        return
+    if after_run is None:
+        last = deployment.last_real_run()
+        after_run = last.pk if last is not None else None
+    try:
+        found = checks.health_of(
+            deployment_files.write_playbook(deployment),
+            deployment_files.inventory_file(deployment),
+        )
+    except FediRunError as error:
+        found = [checks.unavailable(error.message)]
+    except Exception as error:  # noqa: BLE001 - a bug: shown on the page and logged
+        _log.exception("the health check of deployment %s broke off", deployment_pk)
+        found = [checks.unavailable(f"error: the health check broke off: {error}")]
+    Deployment.objects.filter(pk=deployment_pk).update(
+        health=found, health_checked_at=timezone.now(), health_run=after_run
+    )
 
 
 def _engine(job: RunJob, live: LiveRun, sink: PanelSink) -> None:
@@ -146,7 +233,7 @@ def _engine(job: RunJob, live: LiveRun, sink: PanelSink) -> None:
         request = RunRequest(
             options=options,
             selector=Selector(only=job.only),
-            state_path=job.state_path,
+            state_path=job.state,
             resume=job.resume,
             argv=tuple(argv),
             stop=live.stop_requested,
@@ -206,9 +293,27 @@ def _watch(run_pk: int, live: LiveRun, engine: threading.Thread) -> int:
             return written
 
 
-def _store(run_pk: int, live: LiveRun) -> None:
-    """Write the ended run's record into its Run row and drop its events (one transaction);
-    retried while the database is away."""
+def task_outputs(engine_dir: Path, data: dict, mask) -> tuple[StoredTaskOutput, ...]:
+    """Each task's output of the ended run (``data``: its snapshot), from the engine's logs
+    in ``engine_dir`` (their last :data:`~fedi_run.panel.task_output.TAIL_BYTES`), masked by
+    ``mask``; the tasks that printed nothing are left out."""
+    from fedi_run.engine.report.output_log import log_path
+    from fedi_run.panel.task_output import read_log
+
+    if data.get("engine_run_id") is None:
+        return ()
+    found = []
+    for task in data.get("tasks") or ():
+        text, size = read_log(log_path(engine_dir, data["engine_run_id"], task["id"]))
+        if text:
+            found.append(StoredTaskOutput(task=task["id"][:500], text=mask(text), size=size))
+    return tuple(found)
+
+
+def _store(run_pk: int, live: LiveRun, outputs, health_of: int | None = None) -> None:
+    """Write the ended run's record into its Run row with its tasks' ``outputs``, and drop its
+    events (one transaction; ``health_of``: the deployment whose health check is asked for in
+    it, after a deploy that succeeded); retried while the database is away."""
     data = live.snapshot()
     for attempt in range(60):
         try:
@@ -226,6 +331,14 @@ def _store(run_pk: int, live: LiveRun) -> None:
                     apply_output=live.apply_output(),
                 )
                 RunEvent.objects.filter(run_id=run_pk).delete()
+                StoredTaskOutput.objects.filter(run_id=run_pk).delete()
+                for output in outputs:
+                    output.run_id = run_pk
+                StoredTaskOutput.objects.bulk_create(outputs)
+                if health_of is not None:
+                    Deployment.objects.filter(pk=health_of).update(
+                        health_requested_at=timezone.now()
+                    )
             live.mark_stored()
             return
         except DatabaseError as error:

@@ -13,8 +13,9 @@ import pytest
 from click.testing import CliRunner
 from helpers import MINIMAL
 
-from fedi_run.engine.cli.main import cli, run
+from fedi_run.engine.cli.main import cli
 from fedi_run.engine.cli.params import ENV_PREFIX, run_key
+from fedi_run.engine.cli.run import run
 from fedi_run.engine.model.playbook import RunSection
 
 ENV_CLEAN = {

@@ -481,10 +481,13 @@ def test_a_resume_its_filters_leave_nothing_of_is_refused(tmp_path):
     from fedi_run.engine.errors import FediRunError
     from fedi_run.engine.planning.selection import Selector
     from fedi_run.engine.project import load_project
+    from fedi_run.engine.report.state_location import StateLocation
     from fedi_run.engine.run import RunRequest, _selection
 
     class LastRun:
-        def resume_tasks(self, deployment, kind, check=None):
+        location = StateLocation(path=tmp_path / ".fedi-run" / "state.db")
+
+        def resume_tasks(self, deployment, kind, check=None, deployer=None):
             return ("tasks.a@web", "tasks.b@web")
 
     project = load_project(playbook(tmp_path, TWO_HOSTS), apply=False)

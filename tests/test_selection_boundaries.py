@@ -172,9 +172,9 @@ def test_last_outcomes_are_what_the_latest_run_or_teardown_that_touched_a_task_d
     down = record(store, {"tasks.motd@hello": CHANGED}, kind="teardown")
     found = store.last_outcomes("basic", HOST_TASKS)
     assert found == {
-        "tasks.cowsay": LastOutcome("tasks.cowsay", first, "run", CHANGED),
-        "tasks.hello": LastOutcome("tasks.hello", second, "run", None),
-        "tasks.motd@hello": LastOutcome("tasks.motd@hello", down, "teardown", CHANGED),
+        "tasks.cowsay": LastOutcome("tasks.cowsay", first, "run", CHANGED, "cowsay"),
+        "tasks.hello": LastOutcome("tasks.hello", second, "run", None, "hello"),
+        "tasks.motd@hello": LastOutcome("tasks.motd@hello", down, "teardown", CHANGED, "hello"),
     }
     assert read_last_outcomes(store.path, "basic", HOST_TASKS) == found  # read only, for plan
     assert store.last_outcomes("other", HOST_TASKS) == {}

@@ -296,6 +296,7 @@ def _run_json(run: Any, tasks: bool = False, state_dir: Path | None = None) -> d
         "duration": run.duration,
         "exit_status": run.exit_status,
         "interrupted": run.interrupted,
+        "deployer": run.deployer,
         "finished": run.finished,
         "totals": run.totals,
         "recap": {h: dict(c) for h, c in run.recap.items()},

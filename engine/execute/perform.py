@@ -2,32 +2,34 @@
 
 :func:`perform` runs a task's operations in order and returns an :class:`Outcome`. The
 file-like operations and guarded commands of a task (File, Directory, Secret, Command) are
-compiled into ONE shell script, run in one round trip; the contents of files and secrets go to
-it on stdin — a secret is never on a command line. Each operation's part of the script prints a
-marker line saying whether it changed something, so ``changed`` is honest and ``--check`` runs
-the same comparisons without changing anything. Files are written to a temporary name and
-renamed, so a target never holds a half-written file.
+compiled into ONE shell script, run in one round trip (``engine.execute.script_runner``); the
+contents of files and secrets go to it on stdin — a secret is never on a command line. Each
+operation's part of the script prints a marker line saying whether it changed something, so
+``changed`` is honest and ``--check`` runs the same comparisons without changing anything.
+Files are written to a temporary name and renamed, so a target never holds a half-written
+file. :func:`perform_batch` does the same for several tasks of one host in one round trip.
+
+What every operation gets besides its own values is the :class:`~fedi_run.engine.execute
+.context.Context` (``engine.execute.context``); the secret files a :class:`Call` function
+moves go through ``engine.execute.secret_files``.
 """
 
 from __future__ import annotations
 
-import base64
-import codecs
 import difflib
 import shlex
-import subprocess
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fedi_run.engine.errors import ActionFailed, OperationFailed
-from fedi_run.engine.execute import jobs as jobs_module
 from fedi_run.engine.execute import scripts
 from fedi_run.engine.execute import secret_generators as secrets
-from fedi_run.engine.execute.connection import HostConnection
-from fedi_run.engine.execute.jobs import Jobs, pid_file_name, wait_output
+from fedi_run.engine.execute.context import CallResult, Context
+from fedi_run.engine.execute.jobs import Jobs
+from fedi_run.engine.execute.local_command import run_local_command
+from fedi_run.engine.execute.script_runner import run_segments
+from fedi_run.engine.execute.secret_files import place_secret_files
 from fedi_run.engine.model import layout
 from fedi_run.engine.planning.operations import (
     Call,
@@ -43,87 +45,9 @@ from fedi_run.engine.planning.operations import (
     Template,
 )
 from fedi_run.engine.report.events import OutputCut
-from fedi_run.engine.report.live_lines import LiveLines
-from fedi_run.engine.report.masking import Masker
 from fedi_run.engine.report.output_log import TaskOutput
 
 SCRIPTABLE = (File, Restore, Directory, Secret, Command, Template)
-
-
-def _NO_OUTPUT(stream: str, text: str) -> None:  # noqa: N802 - a constant, as a default
-    """The default ``Context.output``: nobody listens."""
-
-
-@dataclass
-class Context:
-    """What operations — and the plugin functions that :class:`Call` names — get besides their
-    own values.
-
-    * ``connection``: the task's host (``None`` for a deployer-local task); ``pool[name]`` any
-      other host's connection;
-    * ``playbook`` and ``task``: what is being run;
-    * ``check``: change nothing, only report what would change; ``diff``: also return diffs;
-    * ``masker``: every secret a function reads or makes must be ``masker.add``-ed before it
-      could reach any output;
-    * ``output(stream, text)``: stream a long-running program's output (the executor masks
-      it before any sink sees it); ``output_of(task_id)``: that of another task of the job (a
-      batch's), None: only the context's task has one. The scripts this module sends stream
-      their output through them as it comes (``engine.report.live_lines``);
-    * ``sent(text)``: told what each script this module sends to the host does, one line
-      per operation (a command's text, a file's path: never a content) — ``-vv`` shows it;
-    * ``state_dir``: the deployer's private directory for this deployment's state (0700);
-    * ``secret_generators``: name → generator of every :class:`Secret` the run may make — the
-      engine's generic ones and the plugins' (``Project.secret_generators``);
-    * ``rotates(path)``: whether the run generates the secret at ``path`` anew on purpose
-      (``--rotate-secrets``: ``rotate_secrets`` all of them, ``rotate_paths`` those named);
-      ``restore``: path → the value ``--restore-secret`` puts back (a restored file is in
-      place before a :class:`Call` that ``generates`` it runs).
-
-    A :class:`Call` function is ``function(context, **kwargs)`` and returns whether it changed
-    something (``bool``) or the list of what it changed (empty: nothing); it raises
-    :class:`ActionFailed` with a one-line message naming what failed.
-    """
-
-    connection: HostConnection | None
-    masker: Masker
-    check: bool = False
-    diff: bool = False
-    rotate_secrets: bool = False
-    """``--rotate-secrets all``: every secret is generated anew."""
-    timeout: float | None = None
-    output: Callable[[str, str], None] = _NO_OUTPUT
-    output_of: Callable[[str], Callable[[str, str], None]] | None = None
-    """task id → the ``output`` of that task of the job (None: only ``output``)."""
-    sent: Callable[[str], None] = lambda text: None
-    """Told what each script sent to the host does (``-vv``); see above."""
-    playbook: Any = None
-    task: Any = None
-    pool: Any = None
-    state_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    log: Any = None
-    """The run's :class:`~fedi_run.engine.report.output_log.OutputLog` (None: tails only, no
-    file)."""
-    secret_generators: Mapping[str, Callable[[], str]] = field(
-        default_factory=lambda: secrets.GENERIC
-    )
-    """The run's secret generators (default: only the engine's generic ones)."""
-    rotate_paths: frozenset[str] = frozenset()
-    """The secrets ``--rotate-secrets NAME`` generates anew."""
-    restore: Mapping[str, str] = field(default_factory=dict, repr=False)
-    """path → the value ``--restore-secret`` puts back (never shown)."""
-
-    def rotates(self, path: str) -> bool:
-        """Whether the secret at ``path`` is generated anew on purpose in this run."""
-        return self.rotate_secrets or path in self.rotate_paths
-
-    def task_output(self, task_id: str | None = None) -> TaskOutput:
-        """A :class:`TaskOutput` for ``task_id`` (default: this context's task): the task's
-        output goes through it — to the run's log whole, to the report as a bounded tail."""
-        task_id = task_id or getattr(self.task, "id", None) or "task"
-        if self.log is None:
-            return TaskOutput(None, self.masker)
-        return self.log.task(task_id)
 
 
 @dataclass(frozen=True)
@@ -137,56 +61,6 @@ class Outcome:
     diff: str = ""
     warnings: tuple[str, ...] = ()
     output_cut: OutputCut | None = None
-
-
-@dataclass(frozen=True)
-class CallResult:
-    """What a :class:`Call` function may return instead of a bool or a list of changes."""
-
-    changes: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-
-
-def place_secret_files(
-    context: Context, connection: HostConnection, files: dict[str, str], mode: int = 0o400
-) -> list[str]:
-    """Make each of ``files`` (path → secret value) exist on ``connection``'s host with that
-    exact value and ``mode`` (its directory created 0700), in one round trip, values on stdin.
-    The values are added to the masker first. Returns what changed (or would, in check mode)."""
-    for value in files.values():
-        context.masker.add(value)
-    parts = [
-        scripts.secret_part(
-            f"0.{j}",
-            path,
-            value.encode(),
-            mode,
-            keep=False,
-            summary=f"secret {path} (mode {scripts.mode_text(mode)})",
-        )
-        for j, (path, value) in enumerate(files.items())
-    ]
-    return _run_parts(parts, context, connection)
-
-
-def read_secret_files(
-    context: Context, connection: HostConnection, paths: Sequence[str]
-) -> dict[str, str]:
-    """The content of each of ``paths`` that exists on the host (path → text, one round trip),
-    each added to the masker before it is returned."""
-    quoted = " ".join(shlex.quote(p) for p in paths)
-    script = (
-        f'for f in {quoted}; do if [ -f "$f" ]; then printf %s "$f" | base64 -w0; printf " "; '
-        'base64 -w0 < "$f"; echo; fi; done; true'
-    )
-    result = connection.run(script, timeout=context.timeout)
-    found = {}
-    for line in result.stdout.decode().splitlines():
-        name, _, value = line.partition(" ")
-        text = base64.b64decode(value).decode("utf-8", "replace")
-        context.masker.add(text)
-        found[base64.b64decode(name).decode()] = text
-    return found
 
 
 def _template_content(op: Template) -> str:
@@ -303,163 +177,6 @@ def _part(pid: str, op: Operation, context: Context, task_id: str | None = None)
     )
 
 
-STDERR_TAIL = 4096
-"""Bytes of a script's own stderr (outside its segments, which merge theirs) kept."""
-
-
-def _run_segments(
-    segments: Sequence[Sequence[scripts.Part]],
-    context: Context,
-    connection: HostConnection,
-    timeout: float | None,
-    outputs: Sequence[TaskOutput],
-    jobs: Jobs | None = None,
-    task_ids: Sequence[str] | None = None,
-    shown: Sequence[str] | None = None,
-) -> list[tuple[list[str], str | None]]:
-    """Run the segments as one script, each segment's output streamed into ``outputs[i]``
-    and, as it comes, to its task's live output (:class:`Context`); per segment ``(changes,
-    failure or None)``. With ``jobs`` keeping pid files on the hosts, segment ``i`` is
-    recorded there as ``task_ids[i]``'s job (and fails while an earlier job of that task still
-    runs). ``shown[i]``: what segment ``i`` does, for ``context.sent`` (default: its parts'
-    summaries)."""
-    pid_dir = jobs.host_dir if jobs is not None and task_ids else None
-    host = getattr(connection, "name", "") or "the host"
-    script = scripts.compile_script(
-        segments,
-        context.check,
-        getattr(connection, "name", ""),
-        pid_dir=pid_dir,
-        pid_names=[pid_file_name(t) for t in task_ids] if pid_dir and task_ids else None,
-        # an earlier job is waited for within the timeout, so that the task says why it fails
-        pid_wait=None if timeout is None else min(jobs_module.WAIT_FOR_EARLIER, timeout / 2),
-    )
-    lives = _live_outputs(context, len(outputs), task_ids)
-    reader = scripts.ReportReader(
-        script.marker,
-        [_tee(o.stdout, live, "stdout") for o, live in zip(outputs, lives)],
-        [_tee(o.stderr, live, "stderr") for o, live in zip(outputs, lives)],
-    )
-    errors = bytearray()
-
-    def stderr(data: bytes) -> None:
-        errors.extend(data)
-        if len(errors) > 2 * STDERR_TAIL:
-            del errors[:-STDERR_TAIL]
-
-    context.sent(_sent_text(segments, shown, task_ids))
-    try:
-        result = connection.run(
-            script.text,
-            input=script.payload or None,
-            timeout=timeout,
-            stdout=reader.feed,
-            stderr=stderr,
-        )
-    finally:
-        reader.close()
-        for output in outputs:
-            output.close()
-        for live in lives:
-            for stream in (live or {}).values():
-                stream.close()
-    stderr_text = context.masker.mask(bytes(errors[-STDERR_TAIL:]).decode("utf-8", "replace"))
-    outcomes = []
-    for parts, states, output in zip(segments, reader.states, outputs):
-        changes: list[str] = []
-        failure = None
-        if states.get(-1, ("", ""))[0] == "F":  # not started: its earlier job still runs
-            outcomes.append((changes, context.masker.mask(states[-1][1])))
-            continue
-        for j, part in enumerate(parts):
-            state, detail = states.get(j, ("F", _stopped(result.exit_status, stderr_text, host)))
-            if state == "F":
-                failure = context.masker.mask(f"{part.summary}: {detail}")
-                output.failed_command = context.masker.mask(part.command)
-                break
-            if state == "1" and part.judge is not None and not context.check:
-                judged = _changed_when(part, output)  # a command that ran: did it change?
-                if isinstance(judged, str):
-                    failure = context.masker.mask(f"{part.summary}: {judged}")
-                    output.failed_command = context.masker.mask(part.command)
-                    break
-                if not judged:
-                    continue
-            if state == "1":  # a part may say what it did instead (a removal, not a restore)
-                changes.append(context.masker.mask(detail) if detail else part.summary)
-        outcomes.append((changes, failure))
-    return outcomes
-
-
-def _changed_when(part: scripts.Part, output: TaskOutput) -> bool | str:
-    """What the ``changed_when`` judge of ``part``, a command that ran and succeeded, says of
-    its result (the tails of its stdout and stderr, masked): changed or not — or why it
-    cannot tell (the task fails with it)."""
-    assert part.judge is not None
-    result = {
-        "stdout": output.stream_tail("stdout"),
-        "stderr": output.stream_tail("stderr"),
-        "exit_status": 0,
-    }
-    try:
-        return bool(part.judge(result))
-    except ValueError as error:
-        return str(error)
-
-
-def _live_outputs(
-    context: Context, count: int, task_ids: Sequence[str] | None
-) -> list[dict[str, LiveLines] | None]:
-    """Per segment, the live streams (``"stdout"``, ``"stderr"``) of its task's output
-    (None: nobody listens)."""
-    lives: list[dict[str, LiveLines] | None] = []
-    for i in range(count):
-        if context.output_of is not None and task_ids:
-            to = context.output_of(task_ids[i])
-        else:  # only the context's task has an output: a job of one segment
-            to = context.output if count == 1 else None
-        if to is None or to is _NO_OUTPUT:
-            lives.append(None)
-            continue
-        lives.append(
-            {
-                stream: LiveLines(context.masker, lambda text, to=to, s=stream: to(s, text))
-                for stream in ("stdout", "stderr")
-            }
-        )
-    return lives
-
-
-def _tee(
-    write: Callable[[bytes], None], live: dict[str, LiveLines] | None, stream: str
-) -> Callable[[bytes], None]:
-    """``write``, and the live ``stream`` too when there is one."""
-    if live is None:
-        return write
-    also = live[stream].write
-
-    def both(data: bytes) -> None:
-        write(data)
-        also(data)
-
-    return both
-
-
-def _sent_text(
-    segments: Sequence[Sequence[scripts.Part]],
-    shown: Sequence[str] | None,
-    task_ids: Sequence[str] | None,
-) -> str:
-    """What a script does, for ``context.sent``: per segment ``shown[i]`` or its parts'
-    summaries, each line under its task's id when the script has several."""
-    texts = shown or ["\n".join(part.summary for part in parts) for parts in segments]
-    if len(texts) == 1 or not task_ids:
-        return "\n".join(texts)
-    return "\n".join(
-        f"{task_id}: {line}" for task_id, text in zip(task_ids, texts) for line in text.splitlines()
-    )
-
-
 def _shown(ops: Sequence[Operation], parts: Sequence[scripts.Part]) -> str:
     """What ``ops`` do, one line each: a command's whole text (and its guards), else its
     part's summary (a path, a mode: never a content)."""
@@ -477,27 +194,6 @@ def _shown(ops: Sequence[Operation], parts: Sequence[scripts.Part]) -> str:
     return "\n".join(lines)
 
 
-def _stopped(exit_status: int, stderr: str, host: str) -> str:
-    """Why a part did not report: the script (or the job wrapper around it, which could not
-    keep the script and its input on the host: exit status 125) stopped before it."""
-    from fedi_run.engine.execute.jobs import EXIT_NO_START
-
-    if exit_status == EXIT_NO_START:
-        reasons = "; ".join(line.strip() for line in stderr.splitlines() if line.strip())
-        return f"not run: the script could not start on {host}: {reasons or 'failed'}"
-    return f"the script stopped before it (exit status {exit_status}) {stderr.strip()}".strip()
-
-
-def _run_parts(
-    parts: Sequence[scripts.Part], context: Context, connection: HostConnection
-) -> list[str]:
-    output = context.task_output()
-    [(changes, failure)] = _run_segments([parts], context, connection, context.timeout, [output])
-    if failure:
-        raise OperationFailed(failure, changes, output.tail(), output.cut(), output.failed_command)
-    return changes
-
-
 def _run_script(
     ops: Sequence[tuple[int, Operation]],
     context: Context,
@@ -508,7 +204,7 @@ def _run_script(
     assert context.connection is not None
     parts = [_part(f"0.{j}", op, context) for j, (_, op) in enumerate(ops)]
     task_id = getattr(context.task, "id", None)
-    [(changes, failure)] = _run_segments(
+    [(changes, failure)] = run_segments(
         [parts],
         context,
         context.connection,
@@ -548,83 +244,6 @@ def _fetch(op: Fetch, context: Context) -> list[str]:
         temporary.write_bytes(data)
         temporary.replace(local)
     return [f"fetched {op.remote} -> {op.local}"]
-
-
-def _local_command(
-    op: LocalCommand, context: Context, output: TaskOutput, jobs: Jobs | None = None
-) -> list[str]:
-    """Run ``op.argv`` on the deployer in a process group of its own, its output streamed;
-    ended (SIGTERM, then SIGKILL) when the task's timeout passes or the run's grace period
-    ends (``jobs.stop_local``)."""
-    if context.check:
-        return [f"would run: {' '.join(op.argv)}"]
-    if op.cwd:
-        Path(op.cwd).mkdir(mode=0o700, parents=True, exist_ok=True)
-    jobs = jobs if jobs is not None else Jobs()
-    command = " ".join(op.argv)
-    try:
-        process = jobs.start_local(
-            op.argv,
-            cwd=op.cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    except OSError as error:
-        raise OperationFailed(
-            f"cannot run {op.argv[0]}: {error.strerror or error}", [], ""
-        ) from None
-    deadline = None if context.timeout is None else time.monotonic() + context.timeout
-    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
-    line = ""
-    live = LiveLines(context.masker, lambda text: context.output("stdout", text))
-    try:
-        for data in wait_output(process, deadline, jobs.stopping):
-            *complete, line = (line + decode(data)).split("\n")
-            for text in complete:
-                output.write_text(text + "\n")
-                live.write_text(text + "\n")
-        line += decode(b"", final=True)
-        if line:
-            output.write_text(line)
-            live.write_text(line)
-        live.close()
-        while True:  # its output has ended; the process too, or soon (else: its deadline)
-            try:
-                status = process.wait(0.2)
-                break
-            except subprocess.TimeoutExpired:
-                if jobs.stopping.is_set():
-                    raise InterruptedError from None
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError from None
-        if status != 0 and jobs.stopping.is_set():  # ended by the stop before we noticed it
-            raise InterruptedError
-    except TimeoutError:
-        jobs.end_local(process)
-        raise OperationFailed(
-            f"timed out after {context.timeout:g} s on the deployer: {command} (stopped)",
-            [],
-            "",
-            command=command,
-        ) from None
-    except InterruptedError:
-        jobs.end_local(process)
-        raise OperationFailed(
-            f"interrupted: still running {jobs.stopped_when} ({command} was stopped)",
-            [],
-            "",
-        ) from None
-    finally:
-        live.close()
-        assert process.stdout is not None
-        process.stdout.close()
-        if process.poll() is None:  # something broke here while it ran
-            jobs.end_local(process)
-        jobs.forget(process)
-    if status != 0:
-        raise OperationFailed(f"{command} exited with status {status}", [], "", command=command)
-    return [f"ran: {command}"]
 
 
 def _call(op: Call, context: Context) -> CallResult:
@@ -684,7 +303,7 @@ def perform(operations: Sequence[Operation], context: Context, jobs: Jobs | None
             if isinstance(op, Fetch):
                 changes.extend(_fetch(op, context))
             elif isinstance(op, LocalCommand):
-                changes.extend(_local_command(op, context, output, jobs))
+                changes.extend(run_local_command(op, context, output, jobs))
             elif isinstance(op, Call):
                 result = _call(op, context)
                 changes.extend(result.changes)
@@ -737,7 +356,7 @@ def perform_batch(
     outputs = [context.task_output(task_id) for task_id in ids]
     results: list[Outcome | ActionFailed] = []
     for (changes, failure), output in zip(
-        _run_segments(
+        run_segments(
             segments,
             context,
             context.connection,

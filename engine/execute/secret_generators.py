@@ -44,7 +44,7 @@ GENERIC: Mapping[str, Callable[[], str]] = MappingProxyType(
 digits, ``alnum32`` 32 letters and digits, ``base64-32`` 32 random bytes in base64. A format of
 a service's own comes from its plugin (hook ``fedi_run_secret_generators``); the project holds
 the merged set (``Project.secret_generators``) and hands it to the executor in
-:class:`~fedi_run.engine.execute.perform.Context`."""
+:class:`~fedi_run.engine.execute.context.Context`."""
 
 
 def generate(name: str, generators: Mapping[str, Callable[[], str]] = GENERIC) -> str:

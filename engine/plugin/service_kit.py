@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedi_run.engine.errors import ActionFailed
-from fedi_run.engine.execute.perform import CallResult, Context, place_secret_files
+from fedi_run.engine.execute.context import CallResult, Context
+from fedi_run.engine.execute.secret_files import place_secret_files
 from fedi_run.engine.model import layout
 from fedi_run.engine.model.playbook import Playbook
 from fedi_run.engine.planning.operations import (

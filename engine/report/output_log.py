@@ -108,7 +108,7 @@ class TaskOutput:
         self._streams: dict[str, TaskOutput] = {}  # tails of the streams told apart
         self.failed_command = ""
         """The whole command (masked) whose failure ended this output, once the script's
-        reader knows it (``engine.execute.perform``); empty: none did."""
+        reader knows it (``engine.execute.script_runner``); empty: none did."""
 
     # -- input --------------------------------------------------------------------------------
 

@@ -23,19 +23,25 @@ from fedi_run.engine.errors import DependenciesNotDone
 from fedi_run.engine.planning.graph import TaskGraph
 from fedi_run.engine.planning.selection import Selection, Selector
 from fedi_run.engine.report.events import DONE
-from fedi_run.engine.report.state_records import LastOutcome
+from fedi_run.engine.report.state_records import LastOutcome, done_elsewhere
 
 MOST_NAMED = 8
 """At most this many tasks are named in the refusal; ``plan`` lists them all."""
 
 
-def state_of(outcome: LastOutcome | None, kind: str) -> tuple[str, bool]:
+def state_of(
+    outcome: LastOutcome | None, kind: str, deployer: str | None = None
+) -> tuple[str, bool]:
     """``(what the state records, whether that is enough for a kind)`` of a needed task:
     ``("done in run 3", True)``, ``("never run", False)``, ``("failed in run 4", False)``,
-    ``("undone in run 5 (a teardown)", False)``, ... (see the module docstring)."""
+    ``("undone in run 5 (a teardown)", False)``, ... (see the module docstring). A task on
+    ``local`` done by a run on another deployer than ``deployer`` is not done here: ``("done
+    in run 3 on another deployer (host:/dir)", False)`` — its files are there."""
     if outcome is None:
         return "never run", kind == "teardown"
     where = f"run {outcome.run_id}" + (" (a teardown)" if outcome.kind == "teardown" else "")
+    if outcome.status in DONE and done_elsewhere(outcome.host, outcome.deployer, deployer):
+        return f"done in {where} on another deployer ({outcome.deployer})", False
     if outcome.status in DONE:
         if outcome.kind == "teardown":
             return f"undone in {where}", kind == "teardown"
@@ -48,7 +54,11 @@ def state_of(outcome: LastOutcome | None, kind: str) -> tuple[str, bool]:
 
 
 def outside_states(
-    graph: TaskGraph, selection: Selection, outcomes: Mapping[str, LastOutcome], kind: str
+    graph: TaskGraph,
+    selection: Selection,
+    outcomes: Mapping[str, LastOutcome],
+    kind: str,
+    deployer: str | None = None,
 ) -> dict[str, tuple[str, bool]]:
     """:func:`state_of` each task of ``selection.outside``, from ``outcomes`` (task id → its
     last outcome; a task without one was never touched) — but a task the playbook skips
@@ -58,7 +68,9 @@ def outside_states(
     for need in selection.outside:
         skipped = graph.tasks[need].skipped
         states[need] = (
-            (f"skipped ({skipped})", True) if skipped else state_of(outcomes.get(need), kind)
+            (f"skipped ({skipped})", True)
+            if skipped
+            else state_of(outcomes.get(need), kind, deployer)
         )
     return states
 

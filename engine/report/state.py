@@ -63,6 +63,8 @@ from fedi_run.engine.report.state_records import (  # noqa: F401 - the records, 
     LastOutcome,
     RunRecord,
     TaskRecord,
+    deployer_identity,
+    done_elsewhere,
 )
 from fedi_run.engine.report.state_schema import SCHEMA_VERSION  # noqa: F401 - re-exported
 
@@ -73,7 +75,7 @@ _log = logging.getLogger(__name__)
 
 _RUN_COLUMNS = (
     "id, deployment, kind, check_mode, argv, selection, started_at, finished_at, "
-    "duration, exit_status, interrupted"
+    "duration, exit_status, interrupted, deployer"
 )
 _TASK_COLUMNS = (
     "run_id, task_id, host, position, status, duration, message, changes, "
@@ -130,7 +132,8 @@ def read_history(
 
 
 _TOUCHED = (
-    "SELECT t.task_id, r.id, r.kind, t.status FROM tasks t JOIN runs r ON r.id = t.run_id "
+    "SELECT t.task_id, r.id, r.kind, t.status, t.host, r.deployer FROM tasks t "
+    "JOIN runs r ON r.id = t.run_id "
     "WHERE r.deployment = ? AND r.check_mode = 0 AND (t.status IN ('ok', 'changed', 'failed') "
     "OR (t.status IS NULL AND t.started_at IS NOT NULL)) ORDER BY r.id"
 )
@@ -142,10 +145,15 @@ def _last_outcomes(rows: Iterable[Sequence], task_ids: Iterable[str]) -> dict[st
     """:data:`_TOUCHED`'s rows, in run order, as each wanted task's latest outcome."""
     wanted = set(task_ids)
     found: dict[str, LastOutcome] = {}
-    for task_id, run_id, kind, status in rows:
+    for task_id, run_id, kind, status, host, deployer in rows:
         if task_id in wanted:
             found[task_id] = LastOutcome(
-                task_id, int(run_id), kind, Status(status) if status is not None else None
+                task_id,
+                int(run_id),
+                kind,
+                Status(status) if status is not None else None,
+                host,
+                deployer or "",
             )
     return found
 
@@ -240,15 +248,25 @@ class StateStore:
         check: bool,
         argv: Sequence[str],
         selection: str = "",
+        deployer: str = "",
     ) -> int:
-        """Record a new run and its tasks (in execution order, none run yet); return its id."""
+        """Record a new run and its tasks (in execution order, none run yet) and the deployer
+        it runs on (:func:`deployer_identity`); return its id."""
         if len(tasks) != len(hosts):
             raise ValueError(f"{len(tasks)} tasks but {len(hosts)} hosts")
         with self._guard("write the state database"), self._conn.transaction():
             run_id = self._conn.insert_id(
-                "INSERT INTO runs (deployment, kind, check_mode, argv, selection, started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (deployment, kind, bool(check), json.dumps(list(argv)), selection, time.time()),
+                "INSERT INTO runs (deployment, kind, check_mode, argv, selection, started_at, "
+                "deployer) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    deployment,
+                    kind,
+                    bool(check),
+                    json.dumps(list(argv)),
+                    selection,
+                    time.time(),
+                    deployer,
+                ),
             )
             self._conn.executemany(
                 "INSERT INTO tasks (run_id, task_id, host, position) VALUES (?, ?, ?, ?)",
@@ -356,9 +374,16 @@ class StateStore:
         return found[0]
 
     def resume_tasks(
-        self, deployment: str, kind: str = "run", *, check: bool | None = None
+        self,
+        deployment: str,
+        kind: str = "run",
+        *,
+        check: bool | None = None,
+        deployer: str | None = None,
     ) -> tuple[str, ...]:
-        """The last run's tasks, in its order, that are not done (ok/changed).
+        """The last run's tasks, in its order, that are not done (ok/changed) — on
+        ``deployer``: a task on ``local`` that the last run did on another deployer made its
+        files there, so it is not done here (:func:`done_elsewhere`).
 
         Empty when every task of the last run is done; :class:`NoPreviousRun` when there is
         no last run (``check`` as in :meth:`last_run`).
@@ -369,7 +394,11 @@ class StateStore:
                 f"error: nothing to resume: no previous {kind} of deployment '{deployment}' is "
                 f"recorded in {self.location}; run without --resume"
             )
-        return tuple(task.task_id for task in run.tasks if task.status not in DONE)
+        return tuple(
+            task.task_id
+            for task in run.tasks
+            if task.status not in DONE or done_elsewhere(task.host, run.deployer, deployer)
+        )
 
     def last_outcomes(self, deployment: str, task_ids: Iterable[str]) -> dict[str, LastOutcome]:
         """Task id → what the latest run or teardown of ``deployment`` that touched it did
@@ -529,6 +558,7 @@ class StateStore:
                 bool(r[10]),
                 tuple(found.get(r[0], ())),
                 recaps.get(r[0], {}),
+                r[11] or "",
             )
             for r in rows
         ]

@@ -15,7 +15,13 @@ Contract:
   either way (``.fedi-run/<name>/``);
 * :attr:`StateLocation.identity` names the state for what several deployers sharing it must
   agree on (the pid directory of running tasks on the hosts, ``engine.execute.jobs``): the
-  SQLite file's directory, or the URL's server, port and database (not its user).
+  SQLite file's directory, or the URL's server, port and database (not its user), and its
+  :attr:`~StateLocation.schema` when it names one;
+* :attr:`StateLocation.schema` is the schema a PostgreSQL state's tables are in when the URL
+  says (libpq's ``options`` parameter setting ``search_path``, e.g.
+  ``?options=-csearch_path%3Dfedi_a``: its first schema, lower-cased as PostgreSQL does), else
+  None. Several deployments of one name can so share a database, each in a schema of its own.
+  A location whose search_path does not start with a plain name is a :class:`StateError`.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+
+from fedi_run.engine.errors import StateError
 
 POSTGRESQL_SCHEMES = ("postgresql", "postgres")
 """The URL schemes of a PostgreSQL state (libpq takes both)."""
@@ -32,6 +40,8 @@ DEFAULT_STATE = Path(".fedi-run") / "state.db"
 """The SQLite state, relative to the playbook's directory."""
 _URL = re.compile(r"(?:postgresql|postgres)://[^\s'\"]*", re.IGNORECASE)
 _USER = re.compile(r"[A-Za-z]+://([^@/?#]*)@")
+_SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+"""A schema name fedi-run takes: a plain SQL identifier (PostgreSQL keeps 63 bytes of a name)."""
 
 
 def is_postgresql_url(value: str) -> bool:
@@ -50,6 +60,8 @@ class StateLocation:
     def __post_init__(self):
         if (self.path is None) == (self.url is None):
             raise ValueError("a state location is a path or a URL")
+        if self.url is not None:
+            _url_schema(self.url)  # a search_path fedi-run cannot use is refused at once
 
     @property
     def postgresql(self) -> bool:
@@ -64,13 +76,21 @@ class StateLocation:
         return self.shown
 
     @property
+    def schema(self) -> str | None:
+        """The first schema of the search_path the URL's ``options`` set (lower-cased), or
+        None (an SQLite file; a URL that sets no search_path)."""
+        return None if self.url is None else _url_schema(self.url)
+
+    @property
     def identity(self) -> str:
-        """The SQLite file's directory, or ``postgresql://host:port/database``."""
+        """The SQLite file's directory, or ``postgresql://host:port/database`` (with
+        ``?schema=NAME`` when the URL names a schema)."""
         if self.url is None:
             return str(Path(self.path).absolute().parent)
         parts = urlsplit(self.url)
         where = parts.netloc.rpartition("@")[2]
-        return f"postgresql://{where}{parts.path}"
+        schema = self.schema
+        return f"postgresql://{where}{parts.path}" + (f"?schema={schema}" if schema else "")
 
     def local_directory(self, playbook_source: Path) -> Path:
         """Where the run's local files go (see the module's docstring)."""
@@ -103,12 +123,75 @@ def redact_url(url: str) -> str:
             user, _, where = netloc.rpartition("@")
             name = user.partition(":")[0]
             netloc = f"{name}@{where}" if name else where
-        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-        kept = [(k, v) for k, v in query if k.lower() != "password"]
-        text = urlencode(kept, quote_via=quote) if len(kept) != len(query) else parts.query
-        return urlunsplit((parts.scheme, netloc, parts.path, text, ""))
+        kept = [p for p in parts.query.split("&") if _key(p).lower() != "password"]
+        return urlunsplit((parts.scheme, netloc, parts.path, "&".join(kept), ""))
     except ValueError:  # not even a URL urllib can split: show its scheme only
         return url.partition("://")[0] + "://…"
+
+
+def _url_schema(url: str) -> str | None:
+    """:attr:`StateLocation.schema` of ``url``; StateError when it is not a plain name."""
+    value = _search_path(url)
+    if value is None:
+        return None
+    first = value.split(",")[0].strip()
+    if not _SCHEMA.fullmatch(first):
+        raise StateError(
+            f"error: --state {redact_url(url)}: its options set search_path={value!r}, whose "
+            f"first schema {first!r} is not a plain name; expected "
+            "options=-csearch_path%3DNAME, NAME of at most 63 letters, digits and _ "
+            "(not starting with a digit), such as fedi_run_site — or no search_path, "
+            "to keep the tables where the database's default search_path puts them"
+        )
+    return first.lower()
+
+
+def _key(parameter: str) -> str:
+    """The name of a query ``parameter`` (``key=value``), percent-decoded as libpq does."""
+    return unquote(parameter.partition("=")[0])
+
+
+def _search_path(url: str) -> str | None:
+    """The search_path the ``options`` query parameter of ``url`` sets (the last one, as the
+    server takes them), or None. The parameter is decoded as libpq decodes it (``%XX``; a
+    ``+`` stays a ``+``) and split as the server splits it (on white space, ``\\`` escaping the
+    next character); a setting is ``-c NAME=VALUE``, ``-cNAME=VALUE`` or ``--NAME=VALUE``,
+    ``-`` in NAME meaning ``_``."""
+    query = url.partition("?")[2].partition("#")[0]
+    options = [unquote(p.partition("=")[2]) for p in query.split("&") if _key(p) == "options"]
+    if not options:
+        return None
+    words = iter(_split_options(options[-1]))
+    found = None
+    for word in words:
+        if word == "-c":
+            setting = next(words, "")
+        elif word.startswith("--"):
+            setting = word[2:]
+        elif word.startswith("-c"):
+            setting = word[2:]
+        else:
+            continue
+        name, sep, value = setting.partition("=")
+        if sep and name.replace("-", "_").lower() == "search_path":
+            found = value
+    return found
+
+
+def _split_options(text: str) -> list[str]:
+    """``text`` split as PostgreSQL splits a connection's ``options`` (``pg_split_opts``)."""
+    words: list[str] = []
+    word: str | None = None
+    escaped = False
+    for character in text:
+        if escaped or not (character == "\\" or character.isspace()):
+            word, escaped = (word or "") + character, False
+        elif character == "\\":
+            word, escaped = word or "", True
+        elif word is not None:
+            words.append(word)
+            word = None
+    return words if word is None else [*words, word]
 
 
 def url_password(url: str) -> str | None:

@@ -7,6 +7,8 @@ Contract:
   ``engine.report.state_schema``'s version — the same migrations as SQLite's, applied in one
   transaction under a transaction-level advisory lock, so that two deployers opening a new
   database at once do not both create it; the version is the row of ``schema_version``. A URL
+  naming a schema (``StateLocation.schema``) keeps the tables in that schema, created (under
+  the same lock) when it is not there yet; one the user may not create is a StateError. A URL
   that cannot be used — malformed, server unreachable, authentication refused, a schema newer
   than this fedi-run's — is a :class:`StateError` (exit status 2) naming the URL without its
   password (``StateLocation.shown``) and the reason, before any host is contacted. The
@@ -14,8 +16,9 @@ Contract:
   one in the URL works but is never shown.
 * The data connection is in autocommit mode: a single write is committed at once (a task's
   start, seen by ``history`` on another machine), several in a :meth:`transaction` together.
-* :meth:`lock` holds the deployment's lock: ``pg_try_advisory_lock`` of :func:`lock_key` on a
-  second connection of its own, kept for the ``with`` block. The holder (this session, pid,
+* :meth:`lock` holds the deployment's lock: ``pg_try_advisory_lock`` of :func:`lock_key` (of
+  the deployment's name, and the state's schema when the URL names one) on a second
+  connection of its own, kept for the ``with`` block. The holder (this session, pid,
   host, user, start time, command line) is written to ``lock_holders`` while holding it; a
   deployer that does not get the lock reads the row *of the session that holds it*
   (``pg_locks``) and raises :class:`LockHeld` (exit status 3) naming it — a row left by a
@@ -59,10 +62,16 @@ _HOLDER_WAIT = 2.0
 """Seconds a deployer that did not get the lock waits for its holder's record to appear."""
 
 
-def lock_key(name: str) -> int:
-    """The advisory lock key (a signed 64-bit integer) of deployment ``name``: the first 8
-    bytes of a SHA-256 in fedi-run's own namespace, the same on every machine."""
-    digest = hashlib.sha256(b"fedi-run deployment lock\0" + name.encode()).digest()
+def lock_key(name: str, schema: str | None = None) -> int:
+    """The advisory lock key (a signed 64-bit integer) of deployment ``name`` — in ``schema``
+    when the state names one (deployments of one name in two schemas of a database do not
+    contend; without a schema, the key of the name alone): the first 8 bytes of a SHA-256 in
+    fedi-run's own namespace, the same on every machine."""
+    if schema is None:
+        text = b"fedi-run deployment lock\0" + name.encode()
+    else:
+        text = b"fedi-run deployment lock in schema\0" + schema.encode() + b"\0" + name.encode()
+    digest = hashlib.sha256(text).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -175,7 +184,7 @@ class PostgresState:
     @contextmanager
     def lock(self, deployment: str, command: Sequence[str] = ()) -> Iterator[None]:
         """Hold ``deployment``'s advisory lock for the ``with`` block, or raise LockHeld."""
-        key = lock_key(deployment)
+        key = lock_key(deployment, self.location.schema)
         where = f"{self.location.shown} (advisory lock {key})"
         session = connect(self.location, "connect (for the deployment's lock) to")
         try:
@@ -276,14 +285,18 @@ def _user() -> str:
 
 
 def _migrate(db, location: StateLocation, psycopg) -> None:
-    """Bring the schema to SCHEMA_VERSION (StateError when it is newer, or cannot be made)."""
+    """Bring the schema to SCHEMA_VERSION (StateError when it is newer, or cannot be made),
+    creating the URL's schema first when it names one that is not there."""
+    schema = location.schema
     try:
-        version = _version(db)
+        version = _version(db, schema)
         if version < SCHEMA_VERSION:
             with db.transaction():
                 db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_KEY,))
+                if schema is not None:
+                    _create_schema(db, location, psycopg)
                 db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-                version = _version(db)  # another deployer may have migrated meanwhile
+                version = _version(db, schema)  # another deployer may have migrated meanwhile
                 if version < SCHEMA_VERSION:
                     for statement in migration_statements("postgresql", version):
                         db.execute(statement)
@@ -303,11 +316,30 @@ def _migrate(db, location: StateLocation, psycopg) -> None:
         )
 
 
-def _version(db) -> int:
-    """The schema's recorded version; 0 for a database without one."""
-    if db.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+def _create_schema(db, location: StateLocation, psycopg) -> None:
+    """``CREATE SCHEMA`` the URL's schema unless it is there (``IF NOT EXISTS`` alone would
+    need the right to create schemas even then); StateError when the user may not."""
+    schema = location.schema
+    if db.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
+        return
+    try:
+        db.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')  # a plain name (StateLocation)
+    except psycopg.errors.InsufficientPrivilege as error:
+        raise StateError(
+            f"error: cannot create the schema {schema} of the PostgreSQL state "
+            f"{location.shown}: {_sentence(_reason(error, location))} Create it once for "
+            f"fedi-run's user (CREATE SCHEMA {schema} AUTHORIZATION {db.info.user}), or name "
+            f"a schema it may use in the URL's options, {OTHER_STATE}"
+        ) from None
+
+
+def _version(db, schema: str | None = None) -> int:
+    """The recorded version of the state's tables (those in ``schema`` when given, else
+    where the search_path finds them); 0 when there are none."""
+    table = f'"{schema}".schema_version' if schema else "schema_version"
+    if db.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
         return 0
-    return int(db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0])
+    return int(db.execute(f"SELECT COALESCE(MAX(version), 0) FROM {table}").fetchone()[0])
 
 
 def read_postgresql_history(location: StateLocation, query: str, params: Sequence) -> list[tuple]:
@@ -316,7 +348,7 @@ def read_postgresql_history(location: StateLocation, query: str, params: Sequenc
     psycopg = _psycopg(location)
     db = connect(location)
     try:
-        if _version(db) == 0:
+        if _version(db, location.schema) == 0:
             return []
         return db.execute(_placeholders(query), _values(params)).fetchall()
     except psycopg.Error as error:

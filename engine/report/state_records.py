@@ -3,11 +3,14 @@ are in ``engine.errors``). ``engine.state`` stores them; this module only descri
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fedi_run.engine.report.events import Status
+from fedi_run.engine.report.recap import LOCAL
 
 NEVER_RAN = "never ran"
 DID_NOT_FINISH = "did not finish"
@@ -57,6 +60,9 @@ class RunRecord:
     interrupted: bool
     tasks: tuple[TaskRecord, ...] = ()
     recap: Mapping[str, Mapping[str, int]] = field(default_factory=dict, hash=False)
+    deployer: str = ""
+    """The deployer it ran on (:func:`~fedi_run.engine.report.state.deployer_identity`); "" for
+    a run recorded before deployers were."""
 
     @property
     def finished(self) -> bool:
@@ -76,10 +82,26 @@ class RunRecord:
 class LastOutcome:
     """What the latest run or teardown of a deployment (not a ``--check``) that touched a
     task did to it: ``run_id`` and its ``kind``, and the task's ``status`` there (ok, changed
-    or failed; None: it started and did not finish). Runs that skipped the task, or did not
-    reach its host, did not touch it."""
+    or failed; None: it started and did not finish), the task's ``host`` and the run's
+    ``deployer``. Runs that skipped the task, or did not reach its host, did not touch it."""
 
     task_id: str
     run_id: int
     kind: str
     status: Status | None
+    host: str = ""
+    deployer: str = ""
+
+
+def deployer_identity(local_directory: Path) -> str:
+    """The deployer a run runs on, as the state records it: this machine's name and the run's
+    local directory (``StateLocation.local_directory``), ``host:/path``."""
+    return f"{socket.gethostname()}:{Path(local_directory).absolute()}"
+
+
+def done_elsewhere(host: str, recorded: str, deployer: str | None) -> bool:
+    """Whether a task on ``host`` that a run on the deployer ``recorded`` did is not done on
+    ``deployer``: a task on ``local`` (its files are on the deployer that ran it), recorded
+    on another deployer. A run recorded before deployers were (""), or no ``deployer`` given,
+    counts as this one."""
+    return host == LOCAL and bool(recorded) and deployer is not None and recorded != deployer

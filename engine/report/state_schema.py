@@ -43,10 +43,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " host TEXT NOT NULL, user_name TEXT NOT NULL, started_at {real} NOT NULL,"
         " command TEXT NOT NULL)",
     ),
+    (  # 4: the deployer each run ran on (its machine and local directory: what its tasks on
+        # `local` made is there, not on another deployer sharing the state)
+        "ALTER TABLE runs ADD COLUMN deployer TEXT NOT NULL DEFAULT ''",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 """1: runs and tasks; 2: also the secrets placed (paths) and the domain last applied; 3: also
-the holder of each deployment's lock."""
+the holder of each deployment's lock; 4: also each run's deployer."""
 
 DIALECTS: dict[str, dict[str, str]] = {
     "sqlite": {

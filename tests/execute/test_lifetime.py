@@ -20,7 +20,7 @@ from fakes.pool import FakePool, notify
 
 from fedi_run.engine.execute import jobs as jobs_module
 from fedi_run.engine.execute.jobs import Jobs, pid_file_name
-from fedi_run.engine.execute.scheduler import ABORTED
+from fedi_run.engine.execute.stopping import ABORTED
 from fedi_run.engine.planning.operations import LocalCommand
 from fedi_run.engine.planning.tasks import Task
 from fedi_run.engine.report.events import Status

@@ -26,7 +26,8 @@ from fakes.harness import (
 from fakes.pool import FakePool, answer, delay, lose, max_concurrency, notify, time_out
 
 from fedi_run.engine.execute import scheduler as scheduler_module
-from fedi_run.engine.execute.scheduler import ABORTED, BATCH_LIMIT
+from fedi_run.engine.execute.scheduler import BATCH_LIMIT
+from fedi_run.engine.execute.stopping import ABORTED
 from fedi_run.engine.planning.operations import Command, Secret
 from fedi_run.engine.planning.tasks import Task
 from fedi_run.engine.report.events import OutputChunk, Status, TaskFinished, TaskStarted

@@ -13,7 +13,7 @@ import pytest
 from fakes.harness import command, file, out_path, run_tasks
 from fakes.pool import FakePool, notify
 
-from fedi_run.engine.execute.scheduler import STOPPED_AT_ONCE
+from fedi_run.engine.execute.stopping import STOPPED_AT_ONCE
 from fedi_run.engine.report.display import ProgressDisplay
 from fedi_run.engine.report.events import (
     CommandSent,

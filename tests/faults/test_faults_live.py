@@ -14,7 +14,7 @@ import time
 import pytest
 from fault_helpers import HEADER, Cli, last_run
 
-from fedi_run.engine.execute.scheduler import STOPPED_AT_ONCE
+from fedi_run.engine.execute.stopping import STOPPED_AT_ONCE
 
 pytestmark = pytest.mark.lab
 

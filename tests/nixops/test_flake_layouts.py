@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from fedi_run.engine.execute.perform import Context, perform
+from fedi_run.engine.execute.context import Context
+from fedi_run.engine.execute.perform import perform
 from fedi_run.engine.nixops.apply import apply_task, deployment_directory
 from fedi_run.engine.nixops.pins import FLAKE_INPUTS
 from fedi_run.engine.nixops.render import RENDER_ID

@@ -85,12 +85,12 @@ def wait_for_run(run_pk: int, timeout: float = 60.0):
 
 def make_environment(inventory, users=None, name: str | None = None):
     """An Environment whose hosts are imported from the ``inventory`` file as staff import
-    them (each host may carry the service of its own name), its inventory written where runs
-    read it; open to ``users`` (default: every user there is so far)."""
+    them (each host may carry the service of its own name), each process writes its inventory
+    from its rows; open to ``users`` (default: every user there is so far)."""
     from django.contrib.auth import get_user_model
 
     from fedi_run.panel.catalog import catalog
-    from fedi_run.panel.environments import import_inventory, render_inventory, write_inventory
+    from fedi_run.panel.environments import import_inventory
     from fedi_run.panel.models import Environment, EnvironmentHost
 
     imported = import_inventory(Path(inventory).read_text(), DATA_DIR, catalog().service_names())
@@ -111,5 +111,19 @@ def make_environment(inventory, users=None, name: str | None = None):
             services=list(row.services),
         )
     environment.users.set(get_user_model().objects.all() if users is None else users)
-    write_inventory(DATA_DIR, environment.key, render_inventory(imported.hosts, imported.extra))
     return environment
+
+
+def wait_for_health(deployment, timeout: float = 60.0):
+    """The deployment once a worker has stored the health check asked for (fails the test
+    after ``timeout``); starts the tests' worker if it is not running."""
+    from fedi_run.panel.deployment_views import health_pending
+
+    test_worker()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        deployment.refresh_from_db()
+        if deployment.health_checked_at is not None and not health_pending(deployment):
+            return deployment
+        time.sleep(0.05)
+    raise AssertionError(f"the health check of {deployment.name} did not end within {timeout}s")

@@ -52,7 +52,7 @@ def in_panel(panel, code: str, *args) -> object:
         from fedi_run.panel import site
         site.configure(Path(sys.argv[1]))
         from django.contrib.auth import get_user_model
-        from fedi_run.panel import runs
+        from fedi_run.panel import deployment_files, initial_password, runs
         from fedi_run.panel.models import Deployment, Run
         args = json.loads(sys.argv[2])
         """
@@ -75,8 +75,8 @@ deployment = Deployment.objects.create(
     services=args[3], acme_email="ops@fedi-test.org", acme_accept_terms=True,
     initial_username="admin", initial_display_name="Admin",
     initial_email="admin@fediversity.net", apply=True)
-runs.write_password(deployment, "a long and secret admin password")
-runs.write_playbook(deployment)
+initial_password.set_password(deployment, "a long and secret admin password")
+deployment_files.write_playbook(deployment)
 print(json.dumps(deployment.pk))
 """
 

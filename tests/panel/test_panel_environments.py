@@ -7,14 +7,20 @@ it, garage shown as what it is, the name fixed after the first deploy."""
 from __future__ import annotations
 
 import stat
-from pathlib import Path
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
-from panel_helpers import DATA_DIR, NUMBERS, PASSWORD, make_environment, wait_for_run
+from panel_helpers import (
+    DATA_DIR,
+    NUMBERS,
+    PASSWORD,
+    make_environment,
+    wait_for_health,
+    wait_for_run,
+)
 
-from fedi_run.panel import runs
+from fedi_run.panel import deployment_files, initial_password, sealing
 from fedi_run.panel.models import Deployment, Environment, Run
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILom1sSdKP0VR4JbI1dqWB/UPZlufFbPjB3SKk6w0LId"
@@ -92,9 +98,6 @@ def web_and_spare(tmp_path, users):
     environment.hosts.filter(name="web").update(
         services=["garage", "mastodon", "peertube", "pixelfed"]
     )
-    from fedi_run.panel.environments import render_inventory, rows_of, write_inventory
-
-    write_inventory(DATA_DIR, environment.key, render_inventory(rows_of(environment)))
     return environment
 
 
@@ -235,11 +238,13 @@ def test_services_go_to_the_hosts_that_may_carry_them_and_only_those_are_shown(
     environment = web_and_spare(tmp_path, [alice])
     client = client_for(alice)
     deployment = create(client, form_data(environment=str(environment.pk)))
-    playbook = runs.playbook_file(deployment).read_text()
+    playbook = deployment_files.write_playbook(deployment).read_text()
     assert '[services.mastodon]\nenable = true\nhost = "web"' in playbook
     from fedi_run.engine.project import load_project
 
-    project = load_project(runs.playbook_file(deployment), [Path(deployment.inventory)])
+    project = load_project(
+        deployment_files.playbook_file(deployment), [deployment_files.inventory_file(deployment)]
+    )
     assert {project.playbook.service_host(s) for s in project.playbook.enabled} == {"web"}
     page = client.get(reverse("panel:deployment", args=[deployment.pk])).content.decode()
     assert 'data-host="web"' in page and 'data-host="spare"' not in page
@@ -270,8 +275,8 @@ def test_every_error_in_one_round_and_the_password_kept(operator, client_for, fo
     assert PASSWORD not in page
     token = response.context["form"]["password_token"].value()
     assert token and f'name="password_token" value="{token}"' in page
-    pending = DATA_DIR / "pending-passwords" / token
-    assert pending.read_text() == PASSWORD and stat.S_IMODE(pending.stat().st_mode) == 0o600
+    sealed = client.session["pending_passwords"][token][1]  # in the session, sealed
+    assert PASSWORD not in sealed and sealing.unseal(sealed) == PASSWORD
     assert 'id="password-kept"' in page
     # Another session cannot claim it.
     other = client_for(operator())
@@ -283,8 +288,8 @@ def test_every_error_in_one_round_and_the_password_kept(operator, client_for, fo
     response = client.post(reverse("panel:create"), fixed)
     assert response.status_code == 302, response.context["form"].errors
     deployment = Deployment.objects.get(name=fixed["name"])
-    assert runs.password_file(deployment).read_text() == PASSWORD + "\n"
-    assert not pending.exists()
+    assert initial_password.password_of(deployment) == PASSWORD
+    assert token not in client.session.get("pending_passwords", {})
 
 
 def test_garage_is_shown_on_because_an_app_needs_it(operator, client_for, form_data):
@@ -329,7 +334,7 @@ def test_the_name_is_fixed_after_the_first_deploy(operator, client_for, form_dat
 def test_state_and_delete(operator, client_for, form_data):
     client = client_for(operator())
     deployment = create(client, form_data())
-    directory = runs.directory(deployment)
+    directory = deployment_files.directory(deployment)
     assert deployment.state == "never deployed" and deployment.deletable
 
     def ended(kind, exit_status, check=False):
@@ -405,9 +410,9 @@ def test_deploy_shows_the_plan_and_the_check_then_asks_to_confirm(
     from fedi_run.panel.checks import plan_of
 
     plan = plan_of(
-        runs.playbook_file(deployment),
-        Path(deployment.inventory),
-        runs.state_path(runs.directory(deployment)),
+        deployment_files.playbook_file(deployment),
+        deployment_files.inventory_file(deployment),
+        deployment_files.engine_state(deployment),
         deployment.apply,
     )
     for task in plan["tasks"]:
@@ -442,8 +447,10 @@ def test_health_is_the_engines_verify(operator, client_for, form_data, tmp_path)
     environment = web_and_spare(tmp_path, [alice])
     client = client_for(alice)
     deployment = create(client, form_data(environment=str(environment.pk), services=["mastodon"]))
-    client.post(reverse("panel:health", args=[deployment.pk]))
-    deployment.refresh_from_db()
+    asked = client.post(reverse("panel:health", args=[deployment.pk]), follow=True)
+    assert "Health check sent to a worker" in asked.content.decode()
+    assert 'data-health="checking"' in asked.content.decode()  # until a worker stored it
+    wait_for_health(deployment)
     found = {h["service"]: h for h in deployment.health}
     assert set(found) == {"garage", "mastodon"}
     # Nothing listens at 127.0.0.2: the engine's verify says so; the page shows it.

@@ -363,6 +363,12 @@ def test_provider_flow(lab, panel, browser, screenshots):  # noqa: F811 - fixtur
     assert driver.find_element(By.ID, "deployment-state").text == "deployed"
     urls = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#services a.service-url")]
     assert urls == [f"https://{s}.fediversity.net/" for s in ("mastodon", "pixelfed", "garage")]
+    wait(  # the worker's check after the deploy: the page refreshes itself until it is stored
+        driver,
+        lambda d: not d.find_elements(By.CSS_SELECTOR, '#services [data-health="checking"]'),
+        120,
+        "the health check after the deploy",
+    )
     health = {
         row.get_attribute("data-service"): row.find_element(By.CSS_SELECTOR, ".health")
         for row in driver.find_elements(By.CSS_SELECTOR, "#services tbody tr")

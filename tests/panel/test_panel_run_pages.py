@@ -10,7 +10,6 @@ Runs are made as rows (their states as a worker records them); Resume and re-run
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -18,8 +17,10 @@ from panel_helpers import NUMBERS, PASSWORD
 
 from fedi_run.engine import __version__
 from fedi_run.engine.report.output_log import log_path
-from fedi_run.panel import runs
+from fedi_run.panel import deployment_files, initial_password, runs
 from fedi_run.panel.models import Deployment, Run
+from fedi_run.panel.sink import PanelSink
+from fedi_run.panel.worker import task_outputs
 
 NIXOPS4_MISSING = (
     "error: nixops4 is not on PATH, and this run ends with `nixops4 apply`. Install NixOps4 (see "
@@ -49,8 +50,8 @@ def deployment_of(inventory):
             **changes,
         }
         deployment = Deployment.objects.create(**values)
-        runs.write_password(deployment, PASSWORD)
-        runs.write_playbook(deployment)
+        initial_password.set_password(deployment, PASSWORD)
+        deployment_files.write_playbook(deployment)
         return deployment
 
     return make
@@ -311,10 +312,18 @@ def test_a_task_opens_its_output_from_the_engines_log(operator, client_for, depl
     client = client_for(owner)
     deployment = deployment_of(owner)
     run = ended(deployment, exit_status=1, engine_run_id=12, tasks=TASKS)
-    state_dir = runs.state_path(runs.directory(deployment)).parent
+    state_dir = deployment_files.engine_dir(deployment)
     log = log_path(state_dir, 12, "pixelfed.secrets")
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(f"writing the secrets\nthe password {PASSWORD} leaked\nmkdir: failed\n")
+    # What the worker stores with the ended run, masked as the worker masks it.
+    mask = PanelSink(None, [PASSWORD]).mask
+    stored = task_outputs(state_dir, {"engine_run_id": 12, "tasks": TASKS}, mask)
+    assert [o.task for o in stored] == ["pixelfed.secrets"]
+    for output in stored:
+        output.run = run
+        output.save()
+    log.unlink()  # the page reads the database, never the worker's files
     args = [deployment.pk, run.pk, "pixelfed.secrets"]
     data = client.get(reverse("panel:task_output", args=args)).json()
     assert data["source"] == "log" and data["status"] == "failed" and data["message"] == "boom"
@@ -370,7 +379,9 @@ def needy_task(deployment) -> tuple[str, tuple[str, ...]]:
     from fedi_run.engine.planning.selection import Selector
     from fedi_run.engine.project import load_project
 
-    project = load_project(runs.playbook_file(deployment), [Path(deployment.inventory)])
+    project = load_project(
+        deployment_files.playbook_file(deployment), [deployment_files.inventory_file(deployment)]
+    )
     task = next(t for t in project.graph.order if project.graph.tasks[t].requires)
     return task, project.select(Selector(only=(task,)), "run").order
 

@@ -7,7 +7,6 @@ import os
 import socket
 import stat
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -15,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from panel_helpers import DATA_DIR, PASSWORD, wait_for_run
 
-from fedi_run.panel import runs
+from fedi_run.panel import deployment_files, initial_password, runs
 from fedi_run.panel.models import Deployment, Run
 
 
@@ -147,13 +146,19 @@ def test_the_form_offers_a_switch_per_installed_service(operator, client_for):
     assert "Services live at &lt;service&gt;.&lt;domain&gt;." in page  # the schema's description
 
 
-def test_saving_writes_the_playbook_and_a_0600_password_file(operator, client_for, form_data):
+def test_saving_seals_the_password_and_the_playbook_names_its_file(operator, client_for, form_data):
     client = client_for(operator())
     deployment = create(client, form_data())
-    directory = runs.directory(deployment)
+    directory = deployment_files.directory(deployment)
     password = directory / "initial-user-password"
-    assert password.read_text() == PASSWORD + "\n"
-    assert stat.S_IMODE(password.stat().st_mode) == 0o600
+    assert not password.exists()  # written by a worker for a run only
+    assert deployment.initial_password_sealed and PASSWORD not in deployment.initial_password_sealed
+    assert initial_password.password_of(deployment) == PASSWORD
+    with deployment_files.password_written(deployment) as given:
+        assert given == PASSWORD and password.read_text() == PASSWORD + "\n"
+        assert stat.S_IMODE(password.stat().st_mode) == 0o600
+    assert not password.exists()
+    deployment_files.write_playbook(deployment)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert stat.S_IMODE(DATA_DIR.stat().st_mode) == 0o700
     assert stat.S_IMODE((DATA_DIR / "secret-key").stat().st_mode) == 0o600
@@ -164,7 +169,9 @@ def test_saving_writes_the_playbook_and_a_0600_password_file(operator, client_fo
     # The engine loads what the panel wrote, with the inventory, as a run will.
     from fedi_run.engine.project import load_project
 
-    project = load_project(directory / "playbook.toml", [Path(deployment.inventory)])
+    project = load_project(
+        directory / "playbook.toml", [deployment_files.inventory_file(deployment)]
+    )
     assert set(project.playbook.enabled) == {"garage", "mastodon", "pixelfed"}
 
 
@@ -197,11 +204,12 @@ def test_editing_keeps_the_password_unless_a_new_one_is_typed(operator, client_f
     assert response.status_code == 302, _errors(response)
     deployment.refresh_from_db()
     assert deployment.services == ["peertube"]
-    assert runs.password_file(deployment).read_text() == PASSWORD + "\n"
+    assert initial_password.password_of(deployment) == PASSWORD
     client.post(
         reverse("panel:edit", args=[deployment.pk]), {**data, "password": "another one, longer"}
     )
-    assert runs.password_file(deployment).read_text() == "another one, longer\n"
+    deployment.refresh_from_db()
+    assert initial_password.password_of(deployment) == "another one, longer"
 
 
 @pytest.mark.parametrize(
@@ -287,18 +295,21 @@ def test_a_deploy_runs_in_the_background_and_is_recorded(operator, client_for, f
     # The engine recorded the same run in the deployment's state database.
     from fedi_run.engine.report.state import StateStore
 
-    with StateStore.open(runs.directory(deployment) / ".fedi-run" / "state.db") as store:
+    with StateStore.open(
+        deployment_files.directory(deployment) / ".fedi-run" / "state.db"
+    ) as store:
         assert store.get_run(run.engine_run_id).argv == ("panel", "deploy", deployment.name)
 
 
 def test_a_run_that_cannot_start_says_why(operator, client_for, form_data, hostless, tmp_path):
     client = client_for(operator())
     deployment = create(client, form_data(services=[], apply=None, inventory=hostless))
-    inventory = Path(deployment.inventory)  # the environment's, as the panel wrote it
-    inventory.unlink()  # the worker cannot load the project
+    # The environment's rows changed behind the form's back: its inventory, which the worker
+    # writes from them, is no TOML any more; the worker cannot load the project.
+    deployment.environment.hosts.update(name="web]")
     client.post(reverse("panel:confirm_deploy", args=[deployment.pk]))
     run = wait_for_run(deployment.runs.get().pk)
-    assert run.state == Run.ERROR and str(inventory) in run.error, run.error
+    assert run.state == Run.ERROR and "inventory.toml" in run.error, run.error
     page = client.get(reverse("panel:run", args=[deployment.pk, run.pk])).content.decode()
     assert "could not run" in page
 
@@ -415,7 +426,7 @@ def test_the_engines_lock_is_respected(operator, client_for, form_data, hostless
     client = client_for(operator())
     deployment = create(client, form_data(services=[], apply=None, inventory=hostless))
     with (
-        StateStore.open(runs.directory(deployment) / ".fedi-run" / "state.db") as store,
+        StateStore.open(deployment_files.directory(deployment) / ".fedi-run" / "state.db") as store,
         store.lock(deployment.name),
     ):
         client.post(reverse("panel:confirm_deploy", args=[deployment.pk]))

@@ -1,9 +1,12 @@
 """The panel run the way a provider runs it (issue 16), in the browser: PostgreSQL and Redis,
-``panel serve`` and two ``panel worker`` processes; two deployments deployed at once go to
+``panel serve`` and two ``panel worker`` processes, each in a data directory of its own (they
+share only the database, the broker and the secret key); two deployments deployed at once go to
 different workers; a deploy of a running deployment is refused with the running run's link;
 the web server restarted during a run changes nothing for the run, and the page — never
 reloaded — shows its end; a worker SIGKILLed during a run leaves it broken off, and Resume
-continues it on the other worker with nothing done twice. And the embedded default: ``serve``
+continues it on the other worker with nothing done twice on the hosts (what the killed worker
+made in its own data directory is made again); no file is left holding the initial password,
+and the database holds it only sealed. And the embedded default: ``serve``
 alone, no Redis, no PostgreSQL, still deploys (through a worker of its own, which it stops).
 
 The nixops4 stand-in is held (it waits while a file exists) so that runs are live while the
@@ -11,6 +14,7 @@ test acts; the lab's hosts carry the run that is killed and resumed."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import subprocess
@@ -20,6 +24,7 @@ import time
 import pytest
 import requests
 from workers_helpers import (
+    INITIAL_PASSWORD,
     OPERATOR,
     OPERATOR_PASSWORD,
     ROOT,
@@ -172,10 +177,20 @@ def test_the_panel_on_postgresql_and_redis_with_two_workers(lab, cluster, tmp_pa
         killed = run_row(cluster, killed_pk)
         [victim] = [w for w in workers if w.pid == killed["worker_pid"]]
         [survivor] = [w for w in workers if w is not victim]
+
+        def running(pid: int) -> bool:  # a zombie (not reaped by whoever inherited it) ended
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+            except FileNotFoundError:
+                return False
+
+        standin = cluster.orphans()[-1]  # the killed run's nixops4 apply, held
+        assert running(standin)
         victim.kill()
-        # The engine runs nixops4 in a session of its own: a killed worker leaves it running
-        # (a gap of the engine's, reported); ended here by its pid.
-        subprocess.run(["kill", "-KILL", str(cluster.orphans()[-1])], check=False)
+        # The engine runs nixops4 as a local job, which ends when its deployer process does
+        # (engine/execute/jobs.py, LOCAL): the killed worker's apply ends by itself.
+        wait("the killed worker's nixops4 to end", lambda: not running(standin), 10)
         assert follow_to_the_end(driver, marker) == "broken off"
         row = run_row(cluster, killed_pk)
         assert row["state"] == "broken" and "is gone" in row["error"], row
@@ -194,21 +209,48 @@ def test_the_panel_on_postgresql_and_redis_with_two_workers(lab, cluster, tmp_pa
         assert follow_to_the_end(driver, mark_page(driver)) == "done"
         resumed = run_row(cluster, resumed_pk)
         assert resumed["worker_pid"] == survivor.pid and resumed["exit_status"] == 0, resumed
+
+        # A task's output, shown by the web process from what the worker stored in the
+        # database (the worker's files are in its own data directory).
+        driver.get(
+            f"{cluster.url}deployments/{site['pk']}/runs/{resumed_pk}/tasks/nixops4.apply/output"
+        )
+        shown = json.loads(driver.find_element("tag name", "body").text)
+        assert shown["source"] == "log" and "applying (stand-in" in shown["text"], shown
     finally:
         driver.quit()
 
-    # Nothing done twice: what the resume ran is exactly what the killed run had not done.
+    # The processes shared only the database and the broker: the web's data directory holds
+    # no deployment's engine state, and no file holds the initial password, but the one the
+    # killed worker was using — removed when a worker starts on that data directory again.
+    web_files = {p.name for p in (cluster.data / "deployments").rglob("*")}
+    assert not web_files & {"state.db", "initial-user-password"}, web_files
+    left = sorted(cluster.base.rglob("initial-user-password"))
+    assert left == [victim.data_dir / "deployments" / site["key"] / "initial-user-password"]
+    cluster.worker(victim.data_dir)
+    assert not list(cluster.base.rglob("initial-user-password"))
+    dump = subprocess.run(
+        ["pg_dump", "--dbname", cluster.database], capture_output=True, text=True, check=True
+    ).stdout
+    assert INITIAL_PASSWORD not in dump and "fedi_run_engine_" in dump
+
+    # What the resume ran: what the killed run had not done, and the tasks on the deployer.
     from fedi_run.engine.report.state import StateStore
 
-    state = cluster.data / "deployments" / site["key"] / ".fedi-run" / "state.db"
+    # The engine's state is in the panel's database, in the deployment's own schema.
+    state = f"{cluster.database}?options=-csearch_path%3Dfedi_run_engine_{site['key']}"
     with StateStore.open(state) as store:
         first = store.get_run(killed["engine_run_id"])
         second = store.get_run(resumed["engine_run_id"])
     done_first = {t.task_id for t in first.tasks if t.outcome in ("ok", "changed")}
     ran_second = {t.task_id for t in second.tasks if t.started_at is not None}
     everything = {t.task_id for t in first.tasks}
-    assert "nixops4.apply" in ran_second and not (done_first & ran_second)
-    assert done_first | ran_second == everything
+    on_the_deployer = {t.task_id for t in first.tasks if t.host == "local"}
+    # Nothing done twice on a host; what the killed worker made in its own data directory
+    # (the rendering, the ACME account) is made again by the other one, which has none of it.
+    assert "nixops4.apply" in ran_second and not (done_first - on_the_deployer) & ran_second
+    assert on_the_deployer <= ran_second and done_first | ran_second == everything
+    assert first.deployer != second.deployer  # two deployers: two data directories
     calls = [line for line in cluster.standin_log.read_text().splitlines() if "fediversity" in line]
     assert len(calls) == 1  # one apply of the deployment reached nixops4
     assert {h: secret_files(lab, h) for h in ("mastodon", "pixelfed")} == {

@@ -1,7 +1,8 @@
 """The panel as a provider runs it: a real PostgreSQL and a real Redis (Debian's ``postgresql``
 and ``redis-server``, started here as plain processes on loopback and ended by pid), web
 processes (``fedi-run panel serve --broker …``) and worker processes (``fedi-run panel
-worker``) sharing them and one data directory. A missing package fails loudly, naming it.
+worker``) sharing them, each in a data directory of its own. A missing package fails loudly,
+naming it.
 
 Nothing here configures Django in the test process: the panel runs in subprocesses, the tests
 read its database with psycopg.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -75,9 +77,10 @@ def redis():
 
 
 class Cluster:
-    """One data directory, the database and broker given, web and worker processes started
-    by :meth:`serve` and :meth:`worker` (ended by pid by :meth:`close`). A benchmark may use it
-    the same way."""
+    """The database and broker given, web and worker processes started by :meth:`serve` and
+    :meth:`worker` (ended by pid by :meth:`close`), sharing one secret key; with a database
+    server, each worker in a data directory of its own (they share no file with the web
+    process). A benchmark may use it the same way."""
 
     def __init__(self, base: Path, database: str | None, broker: str | None):
         self.base, self.database, self.broker = base, database, broker
@@ -91,6 +94,8 @@ class Cluster:
         self.standin_log = base / "nixops4.log"
         self.env = {
             **os.environ,
+            # One secret key for every process (each may have its own data directory).
+            "FEDI_RUN_PANEL_SECRET_KEY": secrets.token_urlsafe(64),
             "PATH": f"{bin_dir}:{os.environ['PATH']}",
             "FEDI_RUN_PANEL_DIR": str(self.data),
             "NIXOPS4_HOLD": str(self.hold),
@@ -125,40 +130,72 @@ class Cluster:
         )
 
     def serve(self) -> subprocess.Popen:
-        """``panel serve`` on this cluster's port (the same after a restart)."""
+        """``panel serve`` on this cluster's port (the same after a restart), with a lifeline
+        (:mod:`fedi_run.panel.lifeline`) whose write end this process keeps (``.lifeline`` on
+        the process; closed here once that process has ended and another is started): it stops
+        as on SIGTERM if the tests' process dies without ending it, SIGKILLed too."""
+        from fedi_run.panel import lifeline
+
+        ended = self.web is not None and self.web.poll() is not None
+        if ended and getattr(self.web, "lifeline", None) is not None:
+            os.close(self.web.lifeline)
+            self.web.lifeline = None
         log = self.base / f"serve-{len(self.logs)}.log"
         self.logs.append(log)
-        with open(log, "w") as errors:
-            self.web = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "fedi_run.engine.cli.main",
-                    "panel",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                ],
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-            )
+        read_end, kept = lifeline.pipe()
+        try:
+            with open(log, "w") as errors:
+                self.web = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "fedi_run.engine.cli.main",
+                        "panel",
+                        "serve",
+                        "--port",
+                        str(self.port),
+                    ],
+                    env=lifeline.child_environment(self.env, read_end),
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                    pass_fds=(read_end,),
+                )
+        except BaseException:
+            os.close(kept)
+            raise
+        finally:
+            os.close(read_end)
+        self.web.lifeline = kept
         deadline = time.monotonic() + 60
         while "serving http://" not in log.read_text():
             assert self.web.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
         return self.web
 
-    def worker(self):
-        """One more ``panel worker`` (:func:`fedi_run.panel.embedded.spawn`)."""
+    def worker(self, data_dir: Path | None = None):
+        """One more ``panel worker`` (:func:`fedi_run.panel.embedded.spawn`, with a lifeline:
+        it stops if the tests' process dies without stopping it); with a database server, in
+        a data directory of its own (``data_dir``, default a new one), as on another machine;
+        else in the web's. Its ``data_dir`` is kept on it."""
         from fedi_run.panel import embedded
 
         log = self.base / f"worker-{len(self.workers)}.log"
         self.logs.append(log)
         out = open(log, "w")
+        if data_dir is None:
+            data_dir = (
+                self.base / f"worker-{len(self.workers)}-data" if self.database else self.data
+            )
         worker = embedded.spawn(
-            self.data, self.database, self.broker, env=self.env, stdout=out, stderr=out
+            data_dir,
+            self.database,
+            self.broker,
+            env=self.env,
+            stdout=out,
+            stderr=out,
+            lifeline=True,
         )
+        worker.data_dir = data_dir
         deadline = time.monotonic() + 60
         while "taking runs from" not in log.read_text():
             assert worker.alive() and time.monotonic() < deadline, log.read_text()
@@ -168,23 +205,37 @@ class Cluster:
         return worker
 
     def make_deployment(self, name: str, inventory: Path, services: list[str]) -> dict:
-        """A deployment of the operator, made with the panel's own models (as its form
-        saves it): ``{"pk", "key"}``."""
+        """A deployment of the operator in an environment whose hosts are imported from the
+        ``inventory`` file (as staff import them; one environment per file), made with the
+        panel's own models as its forms save them: ``{"pk", "key"}``."""
         script = f"""
 import json, sys
+from pathlib import Path
 from fedi_run.panel import site
 site.configure({str(self.data)!r}, database={self.database!r}); site.migrate()
 from django.contrib.auth import get_user_model
-from fedi_run.panel import runs
-from fedi_run.panel.models import Deployment
+from fedi_run.panel import initial_password
+from fedi_run.panel.catalog import catalog
+from fedi_run.panel.environments import import_inventory
+from fedi_run.panel.models import Deployment, Environment, EnvironmentHost
 owner = get_user_model().objects.get(username={OPERATOR!r})
+imported = import_inventory(
+    Path({str(inventory)!r}).read_text(), site.current().data_dir, catalog().service_names())
+assert not imported.problems, imported.problems
+env, made = Environment.objects.get_or_create(
+    name={inventory.stem!r}, defaults={{"extra": imported.extra}})
+for row in imported.hosts if made else ():
+    EnvironmentHost.objects.create(
+        environment=env, name=row.name, address=row.address, port=row.port, user=row.user,
+        host_key=row.host_key, identity=row.identity, nixos=row.nixos,
+        services=list(row.services))
+env.users.add(owner)
 d = Deployment.objects.create(
-    owner=owner, name={name!r}, domain="fediversity.net", inventory={str(inventory)!r},
+    owner=owner, name={name!r}, domain="fediversity.net", environment=env,
     services={services!r}, acme_email="ops@fedi-test.org", acme_accept_terms=True,
     initial_username="admin", initial_display_name="Admin",
     initial_email="admin@fediversity.net", apply=True)
-runs.write_password(d, {INITIAL_PASSWORD!r})
-runs.write_playbook(d)
+initial_password.set_password(d, {INITIAL_PASSWORD!r})
 print(json.dumps({{"pk": d.pk, "key": d.key}}))
 """
         done = subprocess.run(

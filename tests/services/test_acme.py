@@ -329,7 +329,7 @@ def test_a_ca_file_that_is_not_a_certificate_never_leaves_the_deployer(lab, tmp_
 def test_place_ca_refuses_what_is_not_a_certificate(tmp_path):
     """The trust task itself never sends a key to a host, even if asked to directly."""
     from fedi_run.engine.errors import ActionFailed
-    from fedi_run.engine.execute.perform import Context
+    from fedi_run.engine.execute.context import Context
     from fedi_run.engine.report.masking import Masker
     from fedi_run.plugins.acme.trust import place_ca
 

@@ -28,8 +28,9 @@ from render_helpers import (
 
 from fedi_run.engine.api import secrets_root
 from fedi_run.engine.errors import PlaybookError, PluginError
+from fedi_run.engine.nixops.deployment_data import deployment_data
 from fedi_run.engine.nixops.nix import NixModule, to_nix
-from fedi_run.engine.nixops.render import FLAKE_INPUTS, deployment_data, render_deployment
+from fedi_run.engine.nixops.render import FLAKE_INPUTS, render_deployment
 from fedi_run.engine.planning.operations import Call, Secret
 from fedi_run.engine.plugin.hookspecs import hookimpl
 
@@ -237,7 +238,8 @@ def test_the_example_parses_and_evaluates_to_the_playbook(tmp_path):
 
 def deployment_data_json(project, files):
     """data.nix's expected value: deployment_data as JSON would carry it."""
-    from fedi_run.engine.nixops.render import host_modules, plugin_data
+    from fedi_run.engine.nixops.deployment_data import plugin_data
+    from fedi_run.engine.nixops.render import host_modules
 
     modules = {
         h: host_modules(project.plugins, project.playbook, h) for h in project.playbook.hosts

@@ -12,12 +12,13 @@ from render_helpers import load
 
 from fedi_run.engine.cli.main import cli
 from fedi_run.engine.errors import ActionFailed, MissingTool, PlaybookError
-from fedi_run.engine.execute.perform import Context, perform
+from fedi_run.engine.execute.context import Context
+from fedi_run.engine.execute.perform import perform
 from fedi_run.engine.execute.scheduler import ExecutionOptions
 from fedi_run.engine.nixops import pins
 from fedi_run.engine.nixops.render import RENDER_ID, render_deployment
+from fedi_run.engine.preflight import preflight
 from fedi_run.engine.report.masking import Masker
-from fedi_run.engine.run import preflight
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIADZBxL6FLRwDVPCTx1WXm4w5Y+F78twRpMSlxhK27c6"
 PLAYBOOK = f"""\
@@ -165,7 +166,7 @@ def test_git_is_needed_to_render_unless_checking(tmp_path, monkeypatch):
         tmp_path, garage=machine(tmp_path, "garage"), mastodon=machine(tmp_path, "mastodon")
     )
     project = load(path)
-    import fedi_run.engine.run as run
+    import fedi_run.engine.preflight as run
 
     which = run.shutil.which
     monkeypatch.setattr(run.shutil, "which", lambda name: None if name == "git" else which(name))

@@ -10,7 +10,7 @@ import stat
 import pytest
 from render_helpers import example_copy, load, nix_instantiate
 
-from fedi_run.engine.execute.perform import Context
+from fedi_run.engine.execute.context import Context
 from fedi_run.engine.nixops.render import MANIFEST, RENDER_ID, render_deployment, render_task, write
 from fedi_run.engine.report.masking import Masker
 
