@@ -595,6 +595,9 @@ NOTES = [
     "CLI: `fedi-run playbook.toml -i INV --no-apply --json` as a process, from just before its "
     "start to the first task_started line read from its output, and to its exit (interpreter "
     "start and imports included; a worker has them done already).",
+    "Both keep the engine's state alike: each deployment in a schema of its own in the panel's "
+    "PostgreSQL database (the CLI with `--state postgresql://…?options=-csearch_path%3D…`), "
+    "as the panel does with its database on PostgreSQL.",
     "A worker writes a run's progress every 0.3 s (panel/worker.py WATCH) and takes one run at "
     "a time: with fewer workers than deployments, the others wait in the queue, and their time "
     "counts from their Deploy request.",
