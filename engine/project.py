@@ -51,7 +51,7 @@ class Project:
         states = None
         if state_path is not None and selection.outside:
             from fedi_run.engine.report.readiness import check_outside, outside_states
-            from fedi_run.engine.report.state import read_last_outcomes
+            from fedi_run.engine.report.state_reads import read_last_outcomes
 
             outcomes = read_last_outcomes(state_path, self.playbook.name, selection.outside)
             states = outside_states(self.graph, selection, outcomes, "run")
@@ -96,8 +96,8 @@ def with_history(playbook: Playbook, state_path: Path | str | None = None) -> Pl
     """``playbook`` with its deployment's :class:`TaskTrace` history from the state database
     at ``state_path`` (a file or a ``postgresql://`` URL; default: beside the playbook), read
     only."""
-    from fedi_run.engine.report.state import read_history
     from fedi_run.engine.report.state_location import locate_state
+    from fedi_run.engine.report.state_reads import read_history
 
     found = read_history(locate_state(state_path, playbook.source), playbook.name)
     history = {task: TaskTrace(*trace) for task, trace in found.items()}

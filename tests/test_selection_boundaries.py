@@ -22,7 +22,8 @@ from fedi_run.engine.planning.selection import Selector
 from fedi_run.engine.project import load_project
 from fedi_run.engine.report.events import RunFinished, Status, TaskFinished, TaskStarted
 from fedi_run.engine.report.readiness import state_of
-from fedi_run.engine.report.state import StateStore, read_last_outcomes
+from fedi_run.engine.report.state import StateStore
+from fedi_run.engine.report.state_reads import read_last_outcomes
 from fedi_run.engine.report.state_records import LastOutcome
 from fedi_run.engine.run import RunRequest, _selection
 

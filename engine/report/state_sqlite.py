@@ -132,7 +132,7 @@ class SqliteState:
 
 def read_sqlite_history(path: Path, query: str, params: Sequence) -> list[tuple] | None:
     """The rows of ``query`` on the database at ``path``, read only; None when the file does
-    not exist or cannot be read (see ``engine.report.state.read_history``), [] without a
+    not exist or cannot be read (see ``engine.report.state_reads.read_history``), [] without a
     schema yet."""
     path = Path(path).absolute()
     if not path.is_file():

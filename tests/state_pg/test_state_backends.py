@@ -23,7 +23,7 @@ from fedi_run.engine.report.events import (
     TaskFinished,
     TaskStarted,
 )
-from fedi_run.engine.report.state import OUTPUT_TAIL, StateStore, read_history
+from fedi_run.engine.report.state import OUTPUT_TAIL, StateStore
 from fedi_run.engine.report.state_location import (
     StateLocation,
     locate_state,
@@ -31,6 +31,7 @@ from fedi_run.engine.report.state_location import (
     without_passwords,
 )
 from fedi_run.engine.report.state_postgresql import lock_key
+from fedi_run.engine.report.state_reads import read_history
 from fedi_run.engine.report.state_schema import MIGRATIONS, SCHEMA_VERSION
 
 TASKS = ("garage.secrets@garage", "acme.reach@web", "web.secrets", "tasks.motd@web")

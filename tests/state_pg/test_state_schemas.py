@@ -19,9 +19,10 @@ import pytest
 from fedi_run.engine.errors import LockHeld, StateError
 from fedi_run.engine.lab.pytest_plugin import LabFactory
 from fedi_run.engine.report.events import RunFinished, RunStarted
-from fedi_run.engine.report.state import StateStore, read_history
+from fedi_run.engine.report.state import StateStore
 from fedi_run.engine.report.state_location import StateLocation, locate_state, redact_url
 from fedi_run.engine.report.state_postgresql import lock_key
+from fedi_run.engine.report.state_reads import read_history
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIM9zTreudo/hHlEfkKcCexPLkyRA2oNFlPR8Mun/D1gD"
 PLAYBOOK = (
